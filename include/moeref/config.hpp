@@ -1,0 +1,38 @@
+// A run's configuration: which variant, on which input, with which hyperparameters.
+//
+// A config is JSON (spec/trace-format.md, spec/config.schema.json):
+//   {"variant": "mtf_top2", "scope": "layer"|"gating", "train": true, "seed": 0,
+//    "dims": {"B": 2, "L": 8, "E": 4, "M": 8, "H": 16}, "hparams": {...},
+//    "inputs": {"x": tensor, ...}}
+// A trace is accepted as a config too: its resolved config and inputs replay it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "moeref/tensor.hpp"
+
+namespace moeref {
+
+struct VariantSpec;
+
+struct Config {
+  std::string variant;
+  std::string scope = "layer";  // "layer": the whole MoE layer; "gating": the gating function only
+  bool train = true;
+  uint64_t seed = 0;
+  std::map<std::string, int64_t> dims;  // as given; variants derive the rest
+  nlohmann::json hparams;               // resolved: every hparam of the variant
+  std::map<std::string, Tensor> inputs;
+  const VariantSpec* spec = nullptr;
+};
+
+// Validates a config (or trace) document against the registry.
+Config config_from_json(const nlohmann::json& doc, const std::string& source_name);
+
+Config load_config_file(const std::string& path);
+
+}  // namespace moeref

@@ -1,0 +1,24 @@
+// Expert activations as mtf defines them (tensorflow/mesh, mesh_tensorflow/ops.py):
+// the names are those that mtf.layers.dense_product looks up in the mtf
+// namespace. Float32 ops in the source's order; tanh, exp evaluated in double
+// and rounded once.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace moeref::ops {
+
+enum class Activation { kLinear, kRelu, kGelu, kSwish, kSigmoid, kTanh };
+
+// Names accepted in the `activation` hparam.
+const std::vector<std::string>& activation_names();
+
+// "relu" -> {kRelu}; ["linear", "gelu"] -> {kLinear, kGelu}. The hparam was validated.
+std::vector<Activation> parse_activations(const nlohmann::json& hparam);
+
+float apply_activation(Activation activation, float x);
+
+}  // namespace moeref::ops

@@ -1,0 +1,60 @@
+// The golden trace: everything a run read, computed and returned, in order.
+//
+// Format (spec/trace-format.md, spec/trace.schema.json):
+//   {"format": "moeref-trace", "format_version": 1, "generator": {...},
+//    "config": {resolved config}, "capacity": {...}, "losses": {...},
+//    "inputs": {name: tensor, ...}, "steps": [{"name": ..., tensor}, ...]}
+// A tensor is {"dims": [...], "shape": [...], "dtype": "float32"|"int32",
+// "data": [flat row-major]}; float32 values are written exactly.
+#pragma once
+
+#include <deque>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "moeref/tensor.hpp"
+
+namespace moeref {
+
+inline constexpr const char* kTraceFormat = "moeref-trace";
+inline constexpr int kTraceFormatVersion = 1;
+
+struct Trace {
+  nlohmann::json generator = nlohmann::json::object();
+  nlohmann::json config = nlohmann::json::object();    // resolved: every hparam, every dim
+  nlohmann::json capacity = nlohmann::json::object();  // the capacity used and how it was found
+  std::vector<std::pair<std::string, float>> losses;   // in the order the source computes them
+  // Deques: references to recorded tensors stay valid while more are added.
+  std::deque<NamedTensor> inputs;  // supplied or generated, random draws included
+  std::deque<NamedTensor> steps;   // every intermediate, in source order
+
+  void add_step(const std::string& name, Tensor tensor);
+  void add_loss(const std::string& name, float value);
+  const Tensor* find_step(const std::string& name) const;
+  const Tensor* find_input(const std::string& name) const;
+};
+
+// The exact text of a trace (byte-identical for identical traces).
+std::string write_trace(const Trace& trace);
+
+// Appends one tensor object: {"dims":...,"shape":...,"dtype":...,"data":[...]}.
+void append_tensor_json(std::string& out, const Tensor& tensor);
+
+// Reads a tensor object; `field` names it in error messages ("inputs.x").
+Tensor tensor_from_json(const nlohmann::json& value, const std::string& field);
+
+// True when `doc` says it is a moeref trace.
+bool looks_like_trace(const nlohmann::json& doc);
+
+// Reads and validates a trace document; throws InputError naming what is wrong.
+Trace trace_from_json(const nlohmann::json& doc, const std::string& source_name);
+
+// Parses JSON text; throws InputError naming `source_name` and the parse error.
+nlohmann::json parse_json_text(const std::string& text, const std::string& source_name);
+
+Trace read_trace_file(const std::string& path);
+
+}  // namespace moeref

@@ -1,0 +1,216 @@
+#include <cmath>
+#include <string>
+
+#include "moeref/check.hpp"
+#include "moeref/error.hpp"
+#include "moeref/json_number.hpp"
+
+namespace moeref {
+
+namespace {
+
+std::string value_text(const Tensor& tensor, int64_t i) {
+  if (tensor.dtype == DType::kInt32) return std::to_string(tensor.i32[static_cast<size_t>(i)]);
+  std::string out;
+  append_float32(out, tensor.f32[static_cast<size_t>(i)]);
+  if (out.front() == '"') out = out.substr(1, out.size() - 2);
+  return out;
+}
+
+// Up to two neighbours either side along the last dim: "e[0]=1/1 e[1]=0.5/0.4* ...".
+std::string neighbours_text(const Tensor& expected, const Tensor& actual, int64_t flat) {
+  if (expected.shape.empty()) return "";
+  const int64_t last = expected.shape.back();
+  const int64_t position = last > 0 ? flat % last : 0;
+  const int64_t row_start = flat - position;
+  std::string out;
+  for (int64_t p = std::max<int64_t>(0, position - 2); p < std::min<int64_t>(last, position + 3); ++p) {
+    if (!out.empty()) out += "  ";
+    std::string letter = expected.dims.back();
+    for (char& ch : letter) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    out += letter + "=" + std::to_string(p) + ": " + value_text(expected, row_start + p) + " vs " +
+           value_text(actual, row_start + p) + (p == position ? " <-" : "");
+  }
+  return out;
+}
+
+ElementDiff make_diff(const Tensor& expected, const Tensor& actual, int64_t i, double abs_error, double rel_error) {
+  ElementDiff diff;
+  diff.flat_index = i;
+  diff.index = expected.named_index(i);
+  diff.expected = value_text(expected, i);
+  diff.actual = value_text(actual, i);
+  diff.abs_error = abs_error;
+  diff.rel_error = rel_error;
+  diff.neighbours = neighbours_text(expected, actual, i);
+  return diff;
+}
+
+// Compares two tensors of identical structure; fills mismatches, first, worst.
+void compare_values(const Tensor& expected, const Tensor& actual, const Tolerance* tolerance, TensorResult& result) {
+  const int64_t n = expected.num_elements();
+  result.total = n;
+  double worst_score = -1.0;
+  for (int64_t i = 0; i < n; ++i) {
+    bool differs = false;
+    double abs_error = 0.0, rel_error = 0.0, score = 0.0;
+    if (expected.dtype == DType::kInt32) {
+      const int64_t a = expected.i32[static_cast<size_t>(i)], b = actual.i32[static_cast<size_t>(i)];
+      differs = a != b;
+      abs_error = static_cast<double>(a > b ? a - b : b - a);
+      score = abs_error;
+    } else {
+      const double e = expected.f32[static_cast<size_t>(i)], a = actual.f32[static_cast<size_t>(i)];
+      if (std::isnan(e) || std::isnan(a)) {
+        differs = std::isnan(e) != std::isnan(a);
+        score = differs ? INFINITY : 0.0;
+        abs_error = differs ? INFINITY : 0.0;
+        rel_error = abs_error;
+      } else if (std::isinf(e) || std::isinf(a)) {
+        differs = e != a;
+        score = differs ? INFINITY : 0.0;
+        abs_error = differs ? INFINITY : 0.0;
+        rel_error = abs_error;
+      } else if (tolerance == nullptr) {
+        // Inputs are compared bit for bit: a replay must start from the same numbers.
+        differs = std::signbit(e) != std::signbit(a) || e != a;
+        abs_error = std::fabs(a - e);
+        rel_error = e != 0.0 ? abs_error / std::fabs(e) : (abs_error > 0 ? INFINITY : 0.0);
+        score = abs_error;
+      } else {
+        abs_error = std::fabs(a - e);
+        rel_error = e != 0.0 ? abs_error / std::fabs(e) : (abs_error > 0 ? INFINITY : 0.0);
+        differs = abs_error > tolerance->atol && abs_error > tolerance->rtol * std::fabs(e);
+        score = abs_error / (tolerance->atol + tolerance->rtol * std::fabs(e));
+      }
+    }
+    if (!differs) continue;
+    ++result.mismatches;
+    if (!result.first) result.first = make_diff(expected, actual, i, abs_error, rel_error);
+    if (score > worst_score) {
+      worst_score = score;
+      result.worst = make_diff(expected, actual, i, abs_error, rel_error);
+    }
+  }
+  result.status = result.mismatches == 0 ? TensorStatus::kMatch : TensorStatus::kMismatch;
+}
+
+TensorResult compare_tensor(const std::string& section, const std::string& name, const Tensor& expected,
+                            const Tensor* actual, const Tolerance* tolerance) {
+  TensorResult result;
+  result.section = section;
+  result.name = name;
+  result.dtype = dtype_name(expected.dtype);
+  result.total = expected.num_elements();
+  if (actual == nullptr) {
+    result.status = TensorStatus::kNotChecked;
+    result.message = "absent from the candidate: not checked";
+    return result;
+  }
+  if (actual->dims != expected.dims || actual->shape != expected.shape) {
+    result.status = TensorStatus::kStructure;
+    result.message = "expected shape " + expected.shape_string() + ", candidate has " + actual->shape_string();
+    return result;
+  }
+  if (actual->dtype != expected.dtype) {
+    result.status = TensorStatus::kStructure;
+    result.message = std::string("expected dtype ") + dtype_name(expected.dtype) + ", candidate has " +
+                     dtype_name(actual->dtype);
+    return result;
+  }
+  compare_values(expected, *actual, expected.dtype == DType::kFloat32 ? tolerance : nullptr, result);
+  if (result.status == TensorStatus::kMismatch) {
+    result.message = std::to_string(result.mismatches) + " of " + std::to_string(result.total) + " elements differ";
+  }
+  return result;
+}
+
+}  // namespace
+
+CheckReport compare_traces(const Trace& golden, const Trace& candidate, const CheckOptions& options) {
+  const std::string golden_variant = golden.config.value("variant", "");
+  const std::string candidate_variant = candidate.config.value("variant", golden_variant);
+  if (candidate_variant != golden_variant) {
+    fail_input("candidate config.variant", "\"" + candidate_variant + "\"", "\"" + golden_variant + "\" (the golden's variant)");
+  }
+  CheckReport report;
+  auto tolerance_for = [&options](const std::string& name) {
+    auto it = options.per_tensor.find(name);
+    return it == options.per_tensor.end() ? &options.float_tolerance : &it->second;
+  };
+
+  // The capacity used is an integer decision: exact.
+  if (golden.capacity.contains("expert_capacity") && candidate.capacity.contains("expert_capacity")) {
+    TensorResult result;
+    result.section = "capacity";
+    result.name = "expert_capacity";
+    result.dtype = "int32";
+    result.total = 1;
+    if (golden.capacity["expert_capacity"] != candidate.capacity["expert_capacity"]) {
+      result.status = TensorStatus::kMismatch;
+      result.mismatches = 1;
+      result.message = "expected " + golden.capacity["expert_capacity"].dump() + ", candidate has " +
+                       candidate.capacity["expert_capacity"].dump();
+    }
+    report.results.push_back(result);
+  }
+
+  for (const NamedTensor& input : golden.inputs) {
+    report.results.push_back(compare_tensor("inputs", input.name, input.tensor, candidate.find_input(input.name), nullptr));
+  }
+  for (const NamedTensor& input : candidate.inputs) {
+    if (golden.find_input(input.name) == nullptr) {
+      TensorResult extra;
+      extra.section = "inputs";
+      extra.name = input.name;
+      extra.status = TensorStatus::kExtra;
+      extra.message = "the golden has no input of this name";
+      report.results.push_back(extra);
+    }
+  }
+  for (const NamedTensor& step : golden.steps) {
+    report.results.push_back(
+        compare_tensor("steps", step.name, step.tensor, candidate.find_step(step.name), tolerance_for(step.name)));
+  }
+  for (const NamedTensor& step : candidate.steps) {
+    if (golden.find_step(step.name) == nullptr) {
+      TensorResult extra;
+      extra.section = "steps";
+      extra.name = step.name;
+      extra.status = TensorStatus::kExtra;
+      extra.message = "the golden has no step of this name";
+      report.results.push_back(extra);
+    }
+  }
+  for (const auto& [name, value] : golden.losses) {
+    const Tensor expected = Tensor::scalar(value);
+    const Tensor* actual = nullptr;
+    Tensor actual_value;
+    for (const auto& [candidate_name, candidate_value] : candidate.losses) {
+      if (candidate_name == name) {
+        actual_value = Tensor::scalar(candidate_value);
+        actual = &actual_value;
+      }
+    }
+    report.results.push_back(compare_tensor("losses", name, expected, actual, tolerance_for(name)));
+  }
+
+  bool failed_before = false;
+  for (TensorResult& result : report.results) {
+    const bool fails = result.status == TensorStatus::kMismatch || result.status == TensorStatus::kStructure ||
+                       result.status == TensorStatus::kExtra || result.status == TensorStatus::kMissing;
+    if (!fails) continue;
+    report.pass = false;
+    if (result.section == "steps") {
+      if (!failed_before) {
+        report.first_divergent_step = result.name;
+        failed_before = true;
+      } else {
+        result.downstream = true;
+      }
+    }
+  }
+  return report;
+}
+
+}  // namespace moeref

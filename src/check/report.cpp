@@ -1,0 +1,125 @@
+#include <cstdio>
+#include <string>
+
+#include "moeref/check.hpp"
+
+namespace moeref {
+
+const char* status_name(TensorStatus status) {
+  switch (status) {
+    case TensorStatus::kMatch:
+      return "match";
+    case TensorStatus::kMismatch:
+      return "mismatch";
+    case TensorStatus::kStructure:
+      return "structure";
+    case TensorStatus::kMissing:
+      return "missing";
+    case TensorStatus::kExtra:
+      return "extra";
+    case TensorStatus::kNotChecked:
+      return "not_checked";
+  }
+  return "unknown";
+}
+
+namespace {
+
+nlohmann::json diff_json(const ElementDiff& diff) {
+  return {{"flat_index", diff.flat_index}, {"index", diff.index},         {"expected", diff.expected},
+          {"actual", diff.actual},         {"abs_error", diff.abs_error}, {"rel_error", diff.rel_error},
+          {"neighbours", diff.neighbours}};
+}
+
+std::string error_text(double value) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%.3g", value);
+  return buffer;
+}
+
+std::string diff_text(const char* label, const ElementDiff& diff) {
+  return std::string("    ") + label + " at " + diff.index + ": expected " + diff.expected + ", actual " + diff.actual +
+         " (abs " + error_text(diff.abs_error) + ", rel " + error_text(diff.rel_error) + ")\n" +
+         "      neighbours: " + diff.neighbours + "\n";
+}
+
+std::string percent_text(int64_t part, int64_t total) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%.2f%%", total > 0 ? 100.0 * static_cast<double>(part) / static_cast<double>(total) : 0.0);
+  return buffer;
+}
+
+}  // namespace
+
+nlohmann::json CheckReport::to_json() const {
+  nlohmann::json tensors = nlohmann::json::array();
+  int64_t failing = 0, not_checked = 0, checked = 0;
+  for (const TensorResult& result : results) {
+    nlohmann::json item = {{"section", result.section}, {"name", result.name},
+                           {"status", status_name(result.status)}, {"dtype", result.dtype},
+                           {"total", result.total},     {"mismatches", result.mismatches},
+                           {"message", result.message}, {"downstream", result.downstream}};
+    if (result.first) item["first"] = diff_json(*result.first);
+    if (result.worst) item["worst"] = diff_json(*result.worst);
+    tensors.push_back(item);
+    if (result.status == TensorStatus::kNotChecked) {
+      ++not_checked;
+    } else {
+      ++checked;
+      if (result.status != TensorStatus::kMatch) ++failing;
+    }
+  }
+  return {{"format", "moeref-check-report"},
+          {"format_version", 1},
+          {"pass", pass},
+          {"first_divergent_step", first_divergent_step.empty() ? nlohmann::json(nullptr) : nlohmann::json(first_divergent_step)},
+          {"checked", checked},
+          {"failing", failing},
+          {"not_checked", not_checked},
+          {"tensors", tensors}};
+}
+
+std::string CheckReport::to_text() const {
+  int64_t failing = 0, not_checked = 0, checked = 0;
+  for (const TensorResult& result : results) {
+    if (result.status == TensorStatus::kNotChecked) {
+      ++not_checked;
+    } else {
+      ++checked;
+      if (result.status != TensorStatus::kMatch) ++failing;
+    }
+  }
+  std::string out = std::string(pass ? "PASS" : "FAIL") + ": " + std::to_string(checked) + " tensors checked, " +
+                    std::to_string(failing) + " differ, " + std::to_string(not_checked) + " not checked\n";
+  // Structure first, then exact (int32) tensors, then float32 tensors.
+  const char* headings[] = {"structure problems", "integer tensors (exact)", "float tensors (abs and rel tolerance)"};
+  for (int pass_number = 0; pass_number < 3; ++pass_number) {
+    std::string block;
+    for (const TensorResult& result : results) {
+      const bool structural = result.status == TensorStatus::kStructure || result.status == TensorStatus::kExtra ||
+                              result.status == TensorStatus::kMissing;
+      const bool mismatch = result.status == TensorStatus::kMismatch;
+      const bool wanted = pass_number == 0 ? structural
+                                           : mismatch && ((pass_number == 1) == (result.dtype == "int32"));
+      if (!wanted) continue;
+      block += "  " + result.section + "." + result.name + ": " + result.message;
+      if (mismatch) block += " (" + percent_text(result.mismatches, result.total) + ")";
+      if (result.downstream) block += " [downstream of " + first_divergent_step + "]";
+      block += "\n";
+      if (result.first) block += diff_text("first", *result.first);
+      if (result.worst && result.worst->flat_index != result.first->flat_index) block += diff_text("worst", *result.worst);
+    }
+    if (!block.empty()) out += headings[pass_number] + std::string(":\n") + block;
+  }
+  if (!first_divergent_step.empty()) out += "first divergent step: " + first_divergent_step + "\n";
+  if (not_checked > 0) {
+    out += "not checked (absent from the candidate):";
+    for (const TensorResult& result : results) {
+      if (result.status == TensorStatus::kNotChecked) out += " " + result.section + "." + result.name;
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+}  // namespace moeref

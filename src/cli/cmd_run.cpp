@@ -1,0 +1,37 @@
+// moeref run CONFIG.json -o TRACE.json: run one variant, write its trace.
+
+#include <omp.h>
+
+#include <iostream>
+
+#include "commands.hpp"
+#include "moeref/atomic_file.hpp"
+#include "moeref/config.hpp"
+#include "moeref/run.hpp"
+
+namespace moeref::cli {
+
+void add_run_command(CLI::App& app, int& exit_code) {
+  struct Options {
+    std::string config_path;
+    std::string output_path;
+    int threads = 0;
+  };
+  auto options = std::make_shared<Options>();
+  CLI::App* run = app.add_subcommand("run", "Run a config (or replay a trace) and write its trace");
+  run->add_option("config", options->config_path, "Config JSON, or a trace to replay")->required();
+  run->add_option("-o,--output", options->output_path, "Where to write the trace")->required();
+  run->add_option("--threads", options->threads, "OpenMP threads (default: OMP_NUM_THREADS); traces do not depend on it")
+      ->check(CLI::Range(1, 1024));
+  run->callback([options, &exit_code]() {
+    if (options->threads > 0) omp_set_num_threads(options->threads);
+    const Config config = load_config_file(options->config_path);
+    const Trace trace = run_config(config);
+    write_file_atomically(options->output_path, write_trace(trace));
+    std::cout << "wrote " << options->output_path << " (" << trace.config["variant"].get<std::string>() << ", "
+              << trace.steps.size() << " steps)\n";
+    exit_code = 0;
+  });
+}
+
+}  // namespace moeref::cli

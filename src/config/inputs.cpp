@@ -1,0 +1,93 @@
+#include "moeref/inputs.hpp"
+
+#include <cmath>
+
+#include "moeref/error.hpp"
+#include "moeref/json_number.hpp"
+#include "moeref/rng.hpp"
+
+namespace moeref {
+
+namespace {
+
+std::string dims_text(const std::vector<std::string>& dims, const std::vector<int64_t>& shape) {
+  Tensor probe;
+  probe.dims = dims;
+  probe.shape = shape;
+  return probe.shape_string();
+}
+
+}  // namespace
+
+bool InputSet::supplied(const std::string& name) const { return config_.inputs.count(name) > 0; }
+
+const Tensor& InputSet::record(const std::string& name, Tensor tensor) {
+  used_.insert(name);
+  trace_.inputs.push_back({name, std::move(tensor)});
+  return trace_.inputs.back().tensor;
+}
+
+const Tensor& InputSet::check_supplied(const std::string& name, const std::vector<std::string>& dims,
+                                       const std::vector<int64_t>& shape) {
+  const Tensor& given = config_.inputs.at(name);
+  const std::string field = "inputs." + name;
+  if (given.dims != dims || given.shape != shape) {
+    fail_input(field, given.shape_string(), "a tensor of shape " + dims_text(dims, shape));
+  }
+  if (given.dtype != DType::kFloat32) fail_input(field + ".dtype", dtype_name(given.dtype), "float32");
+  for (size_t i = 0; i < given.f32.size(); ++i) {
+    if (!std::isfinite(given.f32[i])) {
+      std::string value;
+      append_float32(value, given.f32[i]);
+      fail_input(field + given.named_index(static_cast<int64_t>(i)), value, "a finite float32");
+    }
+  }
+  return record(name, given);
+}
+
+const Tensor& InputSet::float_input(const std::string& name, const std::vector<std::string>& dims,
+                                    const std::vector<int64_t>& shape, double lo, double hi) {
+  if (supplied(name)) return check_supplied(name, dims, shape);
+  Tensor generated = Tensor::float32(dims, shape);
+  const uint32_t stream = stream_id(name);
+  for (size_t i = 0; i < generated.f32.size(); ++i) {
+    generated.f32[i] = uniform_range(config_.seed, stream, i, lo, hi);
+  }
+  return record(name, std::move(generated));
+}
+
+const Tensor& InputSet::uniform_draw(const std::string& name, const std::vector<std::string>& dims,
+                                     const std::vector<int64_t>& shape) {
+  if (supplied(name)) {
+    const Tensor& given = check_supplied(name, dims, shape);
+    for (size_t i = 0; i < given.f32.size(); ++i) {
+      if (!(given.f32[i] >= 0.0f && given.f32[i] < 1.0f)) {
+        std::string value;
+        append_float32(value, given.f32[i]);
+        fail_input("inputs." + name + given.named_index(static_cast<int64_t>(i)), value,
+                   "a uniform draw in [0, 1)");
+      }
+    }
+    return given;
+  }
+  return float_input(name, dims, shape, 0.0, 1.0);
+}
+
+const Tensor* InputSet::optional_input(const std::string& name, const std::vector<std::string>& dims,
+                                       const std::vector<int64_t>& shape) {
+  if (!supplied(name)) return nullptr;
+  return &check_supplied(name, dims, shape);
+}
+
+void InputSet::check_all_used() const {
+  for (const auto& entry : config_.inputs) {
+    if (used_.count(entry.first) == 0) {
+      std::string used_names;
+      for (const std::string& name : used_) used_names += (used_names.empty() ? "" : ", ") + name;
+      fail_input("inputs." + entry.first, "an input this config does not use",
+                 used_names.empty() ? "no inputs" : used_names);
+    }
+  }
+}
+
+}  // namespace moeref

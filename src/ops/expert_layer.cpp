@@ -1,0 +1,98 @@
+#include "moeref/ops/expert_layer.hpp"
+
+namespace moeref::ops {
+
+void mtf_expert_layer(const ExpertLayerInputs& in, Trace& trace) {
+  const int64_t G = in.inputs->shape[0], S = in.inputs->shape[1], M = in.inputs->shape[2];
+  const int64_t E = in.dispatch_tensor->shape[2], C = in.dispatch_tensor->shape[3];
+  const int64_t H = in.wi[0]->shape[2], N = in.wo->shape[2];
+  const int64_t EC = E * C;
+
+  // expert_inputs = einsum([inputs, dispatch_tensor]) over S: per group,
+  // [E*C, S] x [S, M]. Written literally as the source's matrix product, so a
+  // slot takes exactly the one token dispatched to it.
+  Tensor expert_inputs = Tensor::float32({"E", "G", "C", "M"}, {E, G, C, M});  // [E, G, C, M]
+#pragma omp parallel for schedule(static)
+  for (int64_t g = 0; g < G; ++g) {
+    MatrixRM dispatch_g(S, EC);  // [S, E*C] as float 0/1
+    for (int64_t i = 0; i < S * EC; ++i) {
+      dispatch_g.data()[i] = static_cast<float>(in.dispatch_tensor->i32[static_cast<size_t>(g * S * EC + i)]);
+    }
+    ConstMapRM x_g(in.inputs->f32.data() + g * S * M, S, M);  // [S, M]
+    MatrixRM slots(EC, M);                                    // [E*C, M]
+    slots.noalias() = dispatch_g.transpose() * x_g;
+    for (int64_t e = 0; e < E; ++e) {
+      for (int64_t c = 0; c < C; ++c) {
+        float* dst = expert_inputs.f32.data() + ((e * G + g) * C + c) * M;
+        for (int64_t m = 0; m < M; ++m) dst[m] = slots(e * C + c, m);
+      }
+    }
+  }
+
+  // h = dense_product(expert_inputs, wi...): the product of act_i(expert_inputs . wi_i).
+  Tensor expert_hidden = Tensor::float32({"E", "G", "C", "H"}, {E, G, C, H});  // [E, G, C, H]
+  const int64_t rows = G * C;  // every slot of one expert, all groups
+#pragma omp parallel for schedule(static)
+  for (int64_t e = 0; e < E; ++e) {
+    ConstMapRM a_e(expert_inputs.f32.data() + e * rows * M, rows, M);  // [G*C, M]
+    MapRM h_e(expert_hidden.f32.data() + e * rows * H, rows, H);       // [G*C, H]
+    MatrixRM factor(rows, H);
+    for (size_t i = 0; i < in.activations.size(); ++i) {
+      ConstMapRM wi_e(in.wi[i]->f32.data() + e * M * H, M, H);  // [M, H]
+      factor.noalias() = a_e * wi_e;
+      for (int64_t k = 0; k < rows * H; ++k) {
+        const float activated = apply_activation(in.activations[i], factor.data()[k]);
+        // functools.reduce(mtf.multiply, factors): ((f0 * f1) * f2) ...
+        h_e.data()[k] = i == 0 ? activated : h_e.data()[k] * activated;
+      }
+    }
+  }
+  trace.add_step("expert_inputs", std::move(expert_inputs));
+  trace.add_step("expert_hidden", std::move(expert_hidden));
+  const Tensor* hidden = &trace.steps.back().tensor;
+
+  if (in.dropout_uniform != nullptr) {
+    // mtf.dropout: noise = cast(U < keep_prob); noise /= keep_prob (a scalar, so
+    // noise * f32(1 / keep_prob)); x * noise.
+    const float inverse_keep = static_cast<float>(1.0 / in.keep_prob);
+    const float keep = static_cast<float>(in.keep_prob);
+    Tensor dropped = *hidden;
+    for (size_t k = 0; k < dropped.f32.size(); ++k) {
+      const float noise = (in.dropout_uniform->f32[k] < keep ? 1.0f : 0.0f) * inverse_keep;
+      dropped.f32[k] = hidden->f32[k] * noise;
+    }
+    trace.add_step("expert_hidden_dropout", std::move(dropped));
+    hidden = &trace.steps.back().tensor;
+  }
+
+  // expert_output = dense(h, output_dim): per expert [G*C, H] x [H, N].
+  Tensor expert_outputs = Tensor::float32({"E", "G", "C", "N"}, {E, G, C, N});  // [E, G, C, N]
+#pragma omp parallel for schedule(static)
+  for (int64_t e = 0; e < E; ++e) {
+    ConstMapRM h_e(hidden->f32.data() + e * rows * H, rows, H);
+    ConstMapRM wo_e(in.wo->f32.data() + e * H * N, H, N);
+    MapRM out_e(expert_outputs.f32.data() + e * rows * N, rows, N);
+    out_e.noalias() = h_e * wo_e;
+  }
+
+  // output = einsum([expert_output, combine_tensor]) over E and C: per group,
+  // [S, E*C] x [E*C, N].
+  Tensor outputs = Tensor::float32({"G", "S", "N"}, {G, S, N});  // [G, S, N]
+#pragma omp parallel for schedule(static)
+  for (int64_t g = 0; g < G; ++g) {
+    MatrixRM slots(EC, N);  // this group's expert outputs, [E*C, N]
+    for (int64_t e = 0; e < E; ++e) {
+      for (int64_t c = 0; c < C; ++c) {
+        const float* src = expert_outputs.f32.data() + ((e * G + g) * C + c) * N;
+        for (int64_t n = 0; n < N; ++n) slots(e * C + c, n) = src[n];
+      }
+    }
+    ConstMapRM combine_g(in.combine_tensor->f32.data() + g * S * EC, S, EC);  // [S, E*C]
+    MapRM out_g(outputs.f32.data() + g * S * N, S, N);
+    out_g.noalias() = combine_g * slots;
+  }
+  trace.add_step("expert_outputs", std::move(expert_outputs));
+  trace.add_step("outputs", std::move(outputs));
+}
+
+}  // namespace moeref::ops

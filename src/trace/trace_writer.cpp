@@ -1,0 +1,101 @@
+#include <string>
+
+#include "moeref/json_number.hpp"
+#include "moeref/trace.hpp"
+
+namespace moeref {
+
+void Trace::add_step(const std::string& name, Tensor tensor) { steps.push_back({name, std::move(tensor)}); }
+
+void Trace::add_loss(const std::string& name, float value) { losses.emplace_back(name, value); }
+
+const Tensor* Trace::find_step(const std::string& name) const {
+  for (const NamedTensor& step : steps) {
+    if (step.name == name) return &step.tensor;
+  }
+  return nullptr;
+}
+
+const Tensor* Trace::find_input(const std::string& name) const {
+  for (const NamedTensor& input : inputs) {
+    if (input.name == name) return &input.tensor;
+  }
+  return nullptr;
+}
+
+namespace {
+
+void append_json_string(std::string& out, const std::string& text) { out += nlohmann::json(text).dump(); }
+
+void append_tensor_fields(std::string& out, const Tensor& tensor) {
+  out += "\"dims\":[";
+  for (size_t i = 0; i < tensor.dims.size(); ++i) {
+    if (i > 0) out += ',';
+    append_json_string(out, tensor.dims[i]);
+  }
+  out += "],\"shape\":[";
+  for (size_t i = 0; i < tensor.shape.size(); ++i) {
+    if (i > 0) out += ',';
+    out += std::to_string(tensor.shape[i]);
+  }
+  out += "],\"dtype\":\"";
+  out += dtype_name(tensor.dtype);
+  out += "\",\"data\":[";
+  if (tensor.dtype == DType::kFloat32) {
+    for (size_t i = 0; i < tensor.f32.size(); ++i) {
+      if (i > 0) out += ',';
+      append_float32(out, tensor.f32[i]);
+    }
+  } else {
+    for (size_t i = 0; i < tensor.i32.size(); ++i) {
+      if (i > 0) out += ',';
+      out += std::to_string(tensor.i32[i]);
+    }
+  }
+  out += ']';
+}
+
+}  // namespace
+
+void append_tensor_json(std::string& out, const Tensor& tensor) {
+  out += '{';
+  append_tensor_fields(out, tensor);
+  out += '}';
+}
+
+std::string write_trace(const Trace& trace) {
+  // Fixed key order and one tensor per line: stable bytes, readable diffs.
+  std::string out = "{\n";
+  out += "\"format\": \"" + std::string(kTraceFormat) + "\",\n";
+  out += "\"format_version\": " + std::to_string(kTraceFormatVersion) + ",\n";
+  out += "\"generator\": " + trace.generator.dump() + ",\n";
+  out += "\"config\": " + trace.config.dump() + ",\n";
+  out += "\"capacity\": " + trace.capacity.dump() + ",\n";
+  out += "\"losses\": {";
+  for (size_t i = 0; i < trace.losses.size(); ++i) {
+    out += i > 0 ? ", " : "";
+    append_json_string(out, trace.losses[i].first);
+    out += ": ";
+    append_float32(out, trace.losses[i].second);
+  }
+  out += "},\n\"inputs\": {";
+  for (size_t i = 0; i < trace.inputs.size(); ++i) {
+    out += i > 0 ? ",\n  " : "\n  ";
+    append_json_string(out, trace.inputs[i].name);
+    out += ": ";
+    append_tensor_json(out, trace.inputs[i].tensor);
+  }
+  out += trace.inputs.empty() ? "},\n" : "\n},\n";
+  out += "\"steps\": [";
+  for (size_t i = 0; i < trace.steps.size(); ++i) {
+    out += i > 0 ? ",\n  {\"name\":" : "\n  {\"name\":";
+    append_json_string(out, trace.steps[i].name);
+    out += ',';
+    append_tensor_fields(out, trace.steps[i].tensor);
+    out += '}';
+  }
+  out += trace.steps.empty() ? "]\n}\n" : "\n]\n}\n";
+  return out;
+}
+
+}  // namespace moeref
