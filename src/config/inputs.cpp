@@ -50,8 +50,11 @@ const Tensor& InputSet::float_input(const std::string& name, const std::vector<s
   if (supplied(name)) return check_supplied(name, dims, shape);
   Tensor generated = Tensor::float32(dims, shape);
   const uint32_t stream = stream_id(name);
-  for (size_t i = 0; i < generated.f32.size(); ++i) {
-    generated.f32[i] = uniform_range(config_.seed, stream, i, lo, hi);
+  // Each value depends only on (seed, stream, index): any split over threads gives the same tensor.
+  const int64_t count = static_cast<int64_t>(generated.f32.size());
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < count; ++i) {
+    generated.f32[static_cast<size_t>(i)] = uniform_range(config_.seed, stream, static_cast<uint64_t>(i), lo, hi);
   }
   return record(name, std::move(generated));
 }

@@ -175,7 +175,9 @@ void run_mtf_top2(const Config& config, Trace& trace) {
   };
 
   const Tensor* x = nullptr;
-  if (config.scope == "layer" || !logits_supplied) {
+  // x feeds the router unless logits are supplied, and the experts in scope "layer";
+  // when supplied with logits in scope "gating" it is only recorded as `inputs`.
+  if (config.scope == "layer" || !logits_supplied || inputs.supplied("x")) {
     x = &inputs.float_input("x", with(token_dims, "M"), with_extent(token_shape, M), -1.0, 1.0);
   }
   const Tensor* logits_given = inputs.optional_input("logits", {"G", "S", "E"}, {G, S, E});
