@@ -5,13 +5,33 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "moeref/error.hpp"
 
 namespace moeref {
 
+namespace {
+
+// Writes to an existing non-regular file (/dev/null, /dev/stdout, a FIFO) in place:
+// renaming a temporary file over it would replace the device itself.
+void write_in_place(const std::string& path, const std::string& contents) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
+  out.flush();
+  if (!out) throw InputError("output file " + path + ": cannot write it");
+}
+
+}  // namespace
+
 void write_file_atomically(const std::string& path, const std::string& contents) {
+  struct stat existing;
+  if (::stat(path.c_str(), &existing) == 0 && !S_ISREG(existing.st_mode)) {
+    if (S_ISDIR(existing.st_mode)) throw InputError("output file " + path + ": is a directory");
+    write_in_place(path, contents);
+    return;
+  }
   std::string tmp_template = path + ".tmp.XXXXXX";
   int fd = mkstemp(tmp_template.data());
   if (fd < 0) {

@@ -38,17 +38,23 @@ uint32_t stream_id(const std::string& input_name) {
   return hash;
 }
 
-float uniform_01(uint64_t seed, uint32_t stream, uint64_t index) {
-  const std::array<uint32_t, 4> block = philox4x32_10(
-      {static_cast<uint32_t>(index), static_cast<uint32_t>(index >> 32), stream, 0u},
+std::array<float, 4> uniform_01_block(uint64_t seed, uint32_t stream, uint64_t block) {
+  const std::array<uint32_t, 4> words = philox4x32_10(
+      {static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), stream, 0u},
       {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)});
   // 24 bits fill a float32 mantissa exactly, so every value is exact and < 1.
-  return static_cast<float>(block[0] >> 8) * 0x1.0p-24f;
+  return {static_cast<float>(words[0] >> 8) * 0x1.0p-24f, static_cast<float>(words[1] >> 8) * 0x1.0p-24f,
+          static_cast<float>(words[2] >> 8) * 0x1.0p-24f, static_cast<float>(words[3] >> 8) * 0x1.0p-24f};
 }
 
+float uniform_01(uint64_t seed, uint32_t stream, uint64_t index) {
+  return uniform_01_block(seed, stream, index / 4)[index % 4];
+}
+
+float scale_uniform(float u, double lo, double hi) { return static_cast<float>(lo + (hi - lo) * static_cast<double>(u)); }
+
 float uniform_range(uint64_t seed, uint32_t stream, uint64_t index, double lo, double hi) {
-  const double u = static_cast<double>(uniform_01(seed, stream, index));
-  return static_cast<float>(lo + (hi - lo) * u);
+  return scale_uniform(uniform_01(seed, stream, index), lo, hi);
 }
 
 }  // namespace moeref

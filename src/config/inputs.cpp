@@ -1,5 +1,6 @@
 #include "moeref/inputs.hpp"
 
+#include <array>
 #include <cmath>
 
 #include "moeref/error.hpp"
@@ -52,9 +53,13 @@ const Tensor& InputSet::float_input(const std::string& name, const std::vector<s
   const uint32_t stream = stream_id(name);
   // Each value depends only on (seed, stream, index): any split over threads gives the same tensor.
   const int64_t count = static_cast<int64_t>(generated.f32.size());
+  const int64_t blocks = (count + 3) / 4;
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < count; ++i) {
-    generated.f32[static_cast<size_t>(i)] = uniform_range(config_.seed, stream, static_cast<uint64_t>(i), lo, hi);
+  for (int64_t block = 0; block < blocks; ++block) {
+    const std::array<float, 4> u = uniform_01_block(config_.seed, stream, static_cast<uint64_t>(block));
+    for (int64_t word = 0; word < 4 && block * 4 + word < count; ++word) {
+      generated.f32[static_cast<size_t>(block * 4 + word)] = scale_uniform(u[static_cast<size_t>(word)], lo, hi);
+    }
   }
   return record(name, std::move(generated));
 }
