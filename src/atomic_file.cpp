@@ -1,12 +1,13 @@
 #include "moeref/atomic_file.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "moeref/error.hpp"
 
@@ -35,8 +36,8 @@ void write_file_atomically(const std::string& path, const std::string& contents)
   std::string tmp_template = path + ".tmp.XXXXXX";
   int fd = mkstemp(tmp_template.data());
   if (fd < 0) {
-    throw InputError("output file " + path + ": cannot create a temporary file beside it (" +
-                     std::strerror(errno) + ")");
+    throw InputError("output file " + path + ": cannot create a temporary file beside it (" + std::strerror(errno) +
+                     ")");
   }
   const char* data = contents.data();
   size_t left = contents.size();

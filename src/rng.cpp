@@ -39,9 +39,9 @@ uint32_t stream_id(const std::string& input_name) {
 }
 
 std::array<float, 4> uniform_01_block(uint64_t seed, uint32_t stream, uint64_t block) {
-  const std::array<uint32_t, 4> words = philox4x32_10(
-      {static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), stream, 0u},
-      {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)});
+  const std::array<uint32_t, 4> words =
+      philox4x32_10({static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), stream, 0u},
+                    {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)});
   // 24 bits fill a float32 mantissa exactly, so every value is exact and < 1.
   return {static_cast<float>(words[0] >> 8) * 0x1.0p-24f, static_cast<float>(words[1] >> 8) * 0x1.0p-24f,
           static_cast<float>(words[2] >> 8) * 0x1.0p-24f, static_cast<float>(words[3] >> 8) * 0x1.0p-24f};
@@ -51,7 +51,9 @@ float uniform_01(uint64_t seed, uint32_t stream, uint64_t index) {
   return uniform_01_block(seed, stream, index / 4)[index % 4];
 }
 
-float scale_uniform(float u, double lo, double hi) { return static_cast<float>(lo + (hi - lo) * static_cast<double>(u)); }
+float scale_uniform(float u, double lo, double hi) {
+  return static_cast<float>(lo + (hi - lo) * static_cast<double>(u));
+}
 
 float uniform_range(uint64_t seed, uint32_t stream, uint64_t index, double lo, double hi) {
   return scale_uniform(uniform_01(seed, stream, index), lo, hi);

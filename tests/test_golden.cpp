@@ -33,8 +33,8 @@ TEST_CASE("every golden trace is reproduced from its config and from itself", "[
       const std::string name = entry["name"].get<std::string>();
       INFO("golden case " << variant.id << "/" << name);
       const moeref::Trace golden = moeref::read_trace_file((dir / entry["trace"].get<std::string>()).string());
-      const moeref::Trace from_config = moeref::run_config(
-          moeref::load_config_file((dir / entry["config"].get<std::string>()).string()));
+      const moeref::Trace from_config =
+          moeref::run_config(moeref::load_config_file((dir / entry["config"].get<std::string>()).string()));
       const moeref::CheckReport report = moeref::compare_traces(golden, from_config, moeref::CheckOptions{});
       INFO(failures(report));
       CHECK(report.pass);
@@ -42,8 +42,8 @@ TEST_CASE("every golden trace is reproduced from its config and from itself", "[
       for (const moeref::TensorResult& result : report.results) {
         CHECK(result.status != moeref::TensorStatus::kNotChecked);
       }
-      const moeref::Trace replayed = moeref::run_config(
-          moeref::load_config_file((dir / entry["trace"].get<std::string>()).string()));
+      const moeref::Trace replayed =
+          moeref::run_config(moeref::load_config_file((dir / entry["trace"].get<std::string>()).string()));
       CHECK(moeref::compare_traces(golden, replayed, moeref::CheckOptions{}).pass);
       ++cases;
     }

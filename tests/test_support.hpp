@@ -2,12 +2,11 @@
 // step, run the CLI.
 #pragma once
 
+#include <catch2/catch.hpp>
 #include <cstdio>
 #include <cstdlib>
-#include <string>
-
-#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "moeref/config.hpp"
 #include "moeref/run.hpp"

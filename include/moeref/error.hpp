@@ -15,7 +15,6 @@ class InputError : public std::runtime_error {
 };
 
 // Builds "FIELD: got VALUE; allowed: ALLOWED" and throws it as an InputError.
-[[noreturn]] void fail_input(const std::string& field, const std::string& value,
-                             const std::string& allowed);
+[[noreturn]] void fail_input(const std::string& field, const std::string& value, const std::string& allowed);
 
 }  // namespace moeref

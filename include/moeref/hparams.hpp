@@ -1,10 +1,9 @@
 // Hyperparameter declarations: each variant lists its own, under the source's names.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace moeref {
 

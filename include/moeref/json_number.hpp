@@ -5,9 +5,8 @@
 // readers which parse "-0" as the integer 0 keep the sign.
 #pragma once
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 namespace moeref {
 

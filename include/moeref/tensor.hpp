@@ -6,11 +6,10 @@
 // Data is flat and row-major; float32 and int32 are the only dtypes.
 #pragma once
 
+#include <Eigen/Core>
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <Eigen/Core>
 
 namespace moeref {
 

@@ -9,11 +9,10 @@
 #pragma once
 
 #include <deque>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "moeref/tensor.hpp"
 

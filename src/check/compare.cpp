@@ -114,8 +114,8 @@ TensorResult compare_tensor(const std::string& section, const std::string& name,
   }
   if (actual->dtype != expected.dtype) {
     result.status = TensorStatus::kStructure;
-    result.message = std::string("expected dtype ") + dtype_name(expected.dtype) + ", candidate has " +
-                     dtype_name(actual->dtype);
+    result.message =
+        std::string("expected dtype ") + dtype_name(expected.dtype) + ", candidate has " + dtype_name(actual->dtype);
     return result;
   }
   compare_values(expected, *actual, expected.dtype == DType::kFloat32 ? tolerance : nullptr, result);
@@ -131,7 +131,8 @@ CheckReport compare_traces(const Trace& golden, const Trace& candidate, const Ch
   const std::string golden_variant = golden.config.value("variant", "");
   const std::string candidate_variant = candidate.config.value("variant", golden_variant);
   if (candidate_variant != golden_variant) {
-    fail_input("candidate config.variant", "\"" + candidate_variant + "\"", "\"" + golden_variant + "\" (the golden's variant)");
+    fail_input("candidate config.variant", "\"" + candidate_variant + "\"",
+               "\"" + golden_variant + "\" (the golden's variant)");
   }
   CheckReport report;
   auto tolerance_for = [&options](const std::string& name) {
@@ -156,7 +157,8 @@ CheckReport compare_traces(const Trace& golden, const Trace& candidate, const Ch
   }
 
   for (const NamedTensor& input : golden.inputs) {
-    report.results.push_back(compare_tensor("inputs", input.name, input.tensor, candidate.find_input(input.name), nullptr));
+    report.results.push_back(
+        compare_tensor("inputs", input.name, input.tensor, candidate.find_input(input.name), nullptr));
   }
   for (const NamedTensor& input : candidate.inputs) {
     if (golden.find_input(input.name) == nullptr) {

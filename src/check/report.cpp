@@ -45,7 +45,8 @@ std::string diff_text(const char* label, const ElementDiff& diff) {
 
 std::string percent_text(int64_t part, int64_t total) {
   char buffer[32];
-  std::snprintf(buffer, sizeof(buffer), "%.2f%%", total > 0 ? 100.0 * static_cast<double>(part) / static_cast<double>(total) : 0.0);
+  std::snprintf(buffer, sizeof(buffer), "%.2f%%",
+                total > 0 ? 100.0 * static_cast<double>(part) / static_cast<double>(total) : 0.0);
   return buffer;
 }
 
@@ -55,10 +56,14 @@ nlohmann::json CheckReport::to_json() const {
   nlohmann::json tensors = nlohmann::json::array();
   int64_t failing = 0, not_checked = 0, checked = 0;
   for (const TensorResult& result : results) {
-    nlohmann::json item = {{"section", result.section}, {"name", result.name},
-                           {"status", status_name(result.status)}, {"dtype", result.dtype},
-                           {"total", result.total},     {"mismatches", result.mismatches},
-                           {"message", result.message}, {"downstream", result.downstream}};
+    nlohmann::json item = {{"section", result.section},
+                           {"name", result.name},
+                           {"status", status_name(result.status)},
+                           {"dtype", result.dtype},
+                           {"total", result.total},
+                           {"mismatches", result.mismatches},
+                           {"message", result.message},
+                           {"downstream", result.downstream}};
     if (result.first) item["first"] = diff_json(*result.first);
     if (result.worst) item["worst"] = diff_json(*result.worst);
     tensors.push_back(item);
@@ -72,7 +77,8 @@ nlohmann::json CheckReport::to_json() const {
   return {{"format", "moeref-check-report"},
           {"format_version", 1},
           {"pass", pass},
-          {"first_divergent_step", first_divergent_step.empty() ? nlohmann::json(nullptr) : nlohmann::json(first_divergent_step)},
+          {"first_divergent_step",
+           first_divergent_step.empty() ? nlohmann::json(nullptr) : nlohmann::json(first_divergent_step)},
           {"checked", checked},
           {"failing", failing},
           {"not_checked", not_checked},
@@ -99,15 +105,15 @@ std::string CheckReport::to_text() const {
       const bool structural = result.status == TensorStatus::kStructure || result.status == TensorStatus::kExtra ||
                               result.status == TensorStatus::kMissing;
       const bool mismatch = result.status == TensorStatus::kMismatch;
-      const bool wanted = pass_number == 0 ? structural
-                                           : mismatch && ((pass_number == 1) == (result.dtype == "int32"));
+      const bool wanted = pass_number == 0 ? structural : mismatch && ((pass_number == 1) == (result.dtype == "int32"));
       if (!wanted) continue;
       block += "  " + result.section + "." + result.name + ": " + result.message;
       if (mismatch) block += " (" + percent_text(result.mismatches, result.total) + ")";
       if (result.downstream) block += " [downstream of " + first_divergent_step + "]";
       block += "\n";
       if (result.first) block += diff_text("first", *result.first);
-      if (result.worst && result.worst->flat_index != result.first->flat_index) block += diff_text("worst", *result.worst);
+      if (result.worst && result.worst->flat_index != result.first->flat_index)
+        block += diff_text("worst", *result.worst);
     }
     if (!block.empty()) out += headings[pass_number] + std::string(":\n") + block;
   }

@@ -45,7 +45,8 @@ void add_check_command(CLI::App& app, int& exit_code) {
     std::vector<std::string> tensor_tolerances;
   };
   auto options = std::make_shared<Options>();
-  CLI::App* check = app.add_subcommand("check", "Compare a candidate trace with a golden trace (exit 0 agree, 1 differ, 2 bad input)");
+  CLI::App* check = app.add_subcommand(
+      "check", "Compare a candidate trace with a golden trace (exit 0 agree, 1 differ, 2 bad input)");
   check->add_option("golden", options->golden_path, "Golden trace")->required();
   check->add_option("candidate", options->candidate_path, "Candidate trace")->required();
   check->add_option("--report", options->report_path, "Also write the report as JSON here");

@@ -21,7 +21,8 @@ void add_run_command(CLI::App& app, int& exit_code) {
   CLI::App* run = app.add_subcommand("run", "Run a config (or replay a trace) and write its trace");
   run->add_option("config", options->config_path, "Config JSON, or a trace to replay")->required();
   run->add_option("-o,--output", options->output_path, "Where to write the trace")->required();
-  run->add_option("--threads", options->threads, "OpenMP threads (default: OMP_NUM_THREADS); traces do not depend on it")
+  run->add_option("--threads", options->threads,
+                  "OpenMP threads (default: OMP_NUM_THREADS); traces do not depend on it")
       ->check(CLI::Range(1, 1024));
   run->callback([options, &exit_code]() {
     if (options->threads > 0) omp_set_num_threads(options->threads);

@@ -35,8 +35,8 @@ std::map<std::string, int64_t> read_dims(const nlohmann::json& dims) {
     if (!known) fail_input("dims." + it.key(), "an unknown dim", "B, L, G, S, E, C, M, H, N");
     // C may be 0 (a capacity rule can give 0); every other extent is at least 1.
     const int64_t minimum = it.key() == "C" ? 0 : 1;
-    const std::string allowed = "an integer in [" + std::to_string(minimum) + ", " +
-                                std::to_string(kMaxDimExtent) + "]";
+    const std::string allowed =
+        "an integer in [" + std::to_string(minimum) + ", " + std::to_string(kMaxDimExtent) + "]";
     if (!it.value().is_number_integer()) fail_input("dims." + it.key(), it.value().dump(), allowed);
     const int64_t extent = it.value().get<int64_t>();
     if (extent < minimum || extent > kMaxDimExtent) {
@@ -67,8 +67,7 @@ Config config_from_json(const nlohmann::json& input_doc, const std::string& sour
 
   for (auto it = doc.begin(); it != doc.end(); ++it) {
     const std::string& key = it.key();
-    if (key != "variant" && key != "scope" && key != "train" && key != "seed" && key != "dims" &&
-        key != "hparams") {
+    if (key != "variant" && key != "scope" && key != "train" && key != "seed" && key != "dims" && key != "hparams") {
       fail_input(key, "an unknown config field", "variant, scope, train, seed, dims, hparams, inputs");
     }
   }

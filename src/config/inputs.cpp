@@ -72,8 +72,7 @@ const Tensor& InputSet::uniform_draw(const std::string& name, const std::vector<
       if (!(given.f32[i] >= 0.0f && given.f32[i] < 1.0f)) {
         std::string value;
         append_float32(value, given.f32[i]);
-        fail_input("inputs." + name + given.named_index(static_cast<int64_t>(i)), value,
-                   "a uniform draw in [0, 1)");
+        fail_input("inputs." + name + given.named_index(static_cast<int64_t>(i)), value, "a uniform draw in [0, 1)");
       }
     }
     return given;

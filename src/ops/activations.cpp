@@ -8,9 +8,7 @@ namespace {
 
 float rounded_tanh(float x) { return static_cast<float>(std::tanh(static_cast<double>(x))); }
 
-float rounded_sigmoid(float x) {
-  return static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(x))));
-}
+float rounded_sigmoid(float x) { return static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(x)))); }
 
 // mtf.gelu: cdf = 0.5 * (1.0 + tanh(sqrt(2/pi) * (x + 0.044715 * x * x * x))); x * cdf.
 // Python evaluates `0.044715 * x * x * x` left to right; every scalar is a float32 constant.

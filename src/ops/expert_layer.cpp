@@ -31,7 +31,7 @@ void mtf_expert_layer(const ExpertLayerInputs& in, Trace& trace) {
 
   // h = dense_product(expert_inputs, wi...): the product of act_i(expert_inputs . wi_i).
   Tensor expert_hidden = Tensor::float32({"E", "G", "C", "H"}, {E, G, C, H});  // [E, G, C, H]
-  const int64_t rows = G * C;  // every slot of one expert, all groups
+  const int64_t rows = G * C;                                                  // every slot of one expert, all groups
 #pragma omp parallel for schedule(static)
   for (int64_t e = 0; e < E; ++e) {
     ConstMapRM a_e(expert_inputs.f32.data() + e * rows * M, rows, M);  // [G*C, M]

@@ -2,8 +2,8 @@
 
 namespace moeref::ops {
 
-void router_logits(const float* x, const float* router_weights, int64_t tokens, int64_t model_dim,
-                   int64_t num_experts, float* logits) {
+void router_logits(const float* x, const float* router_weights, int64_t tokens, int64_t model_dim, int64_t num_experts,
+                   float* logits) {
   for (int64_t t = 0; t < tokens; ++t) {
     for (int64_t e = 0; e < num_experts; ++e) {
       double sum = 0.0;

@@ -9,7 +9,7 @@ float mtf_logsumexp(const float* row, int64_t num_experts) {
   for (int64_t e = 1; e < num_experts; ++e) max_logit = row[e] > max_logit ? row[e] : max_logit;
   double sum_exp_x = 0.0;
   for (int64_t e = 0; e < num_experts; ++e) {
-    const float shifted = row[e] - max_logit;                                   // x -= max_logit
+    const float shifted = row[e] - max_logit;                                                      // x -= max_logit
     sum_exp_x += static_cast<double>(static_cast<float>(std::exp(static_cast<double>(shifted))));  // exp(x)
   }
   const float log_sum = static_cast<float>(std::log(static_cast<double>(static_cast<float>(sum_exp_x))));

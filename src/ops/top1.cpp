@@ -2,8 +2,7 @@
 
 namespace moeref::ops {
 
-void top_1_lowest_index(const float* values, int64_t rows, int64_t num_experts, float* max_value,
-                        int32_t* max_index) {
+void top_1_lowest_index(const float* values, int64_t rows, int64_t num_experts, float* max_value, int32_t* max_index) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = values + r * num_experts;
     int64_t best = 0;

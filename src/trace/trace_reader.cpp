@@ -61,8 +61,7 @@ Tensor tensor_from_json(const nlohmann::json& value, const std::string& field) {
     fail_input(field, std::string("a JSON ") + value.type_name(), "a tensor object {dims, shape, dtype, data}");
   }
   for (auto it = value.begin(); it != value.end(); ++it) {
-    if (it.key() != "dims" && it.key() != "shape" && it.key() != "dtype" && it.key() != "data" &&
-        it.key() != "name") {
+    if (it.key() != "dims" && it.key() != "shape" && it.key() != "dtype" && it.key() != "data" && it.key() != "name") {
       fail_input(field + "." + it.key(), "an unknown tensor field", "name, dims, shape, dtype, data");
     }
   }
@@ -161,11 +160,13 @@ Trace trace_from_json(const nlohmann::json& doc, const std::string& source_name)
     for (size_t i = 0; i < steps.size(); ++i) {
       const std::string field = "steps[" + std::to_string(i) + "]";
       if (!steps[i].is_object() || !steps[i].contains("name") || !steps[i]["name"].is_string()) {
-        fail_input(field + ".name", steps[i].is_object() && steps[i].contains("name") ? steps[i]["name"].dump() : "missing",
+        fail_input(field + ".name",
+                   steps[i].is_object() && steps[i].contains("name") ? steps[i]["name"].dump() : "missing",
                    "a step name string");
       }
       const std::string name = steps[i]["name"].get<std::string>();
-      if (trace.find_step(name) != nullptr) fail_input(field + ".name", "\"" + name + "\"", "a name not used by an earlier step");
+      if (trace.find_step(name) != nullptr)
+        fail_input(field + ".name", "\"" + name + "\"", "a name not used by an earlier step");
       trace.add_step(name, tensor_from_json(steps[i], "steps." + name));
     }
   }

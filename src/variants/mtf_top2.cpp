@@ -14,6 +14,8 @@
 // Masks, positions and counts are float32 0/1 and integer values in mtf; they
 // are exact integers, so moeref stores them as int32.
 
+#include "moeref/variants/mtf_top2.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -29,7 +31,6 @@
 #include "moeref/ops/router.hpp"
 #include "moeref/ops/softmax.hpp"
 #include "moeref/ops/top1.hpp"
-#include "moeref/variants/mtf_top2.hpp"
 
 namespace moeref {
 
@@ -109,7 +110,8 @@ Shape resolve_shape(const Config& config, bool logits_supplied) {
   // transformer_moe_layer_v1: capacity factor by train/eval, then the capacity rule.
   shape.capacity_factor = hp[config.train ? "capacity_factor_train" : "capacity_factor_eval"].get<double>();
   if (hp["expert_capacity"].is_null()) {
-    shape.C = ops::mtf_expert_capacity(shape.S, shape.capacity_factor, shape.E, hp["min_expert_capacity"].get<int64_t>());
+    shape.C =
+        ops::mtf_expert_capacity(shape.S, shape.capacity_factor, shape.E, hp["min_expert_capacity"].get<int64_t>());
     check_derived_dim(config, "C", shape.C, "max(min(S, int(S * capacity_factor / E)), min_expert_capacity)");
   } else {
     shape.capacity_from_rule = false;
@@ -152,12 +154,13 @@ void run_mtf_top2(const Config& config, Trace& trace) {
   const Shape shape = resolve_shape(config, logits_supplied);
   const int64_t G = shape.G, S = shape.S, E = shape.E, C = shape.C, M = shape.M;
   trace.config = resolved_config(config, shape);
-  trace.capacity = {{"expert_capacity", C},
-                    {"rule", shape.capacity_from_rule ? "mtf: max(min(S, int(S * capacity_factor / E)), min_expert_capacity)"
-                                                      : "given: hparams.expert_capacity"},
-                    {"capacity_factor", shape.capacity_factor},
-                    {"group_size", S},
-                    {"num_groups", G}};
+  trace.capacity = {
+      {"expert_capacity", C},
+      {"rule", shape.capacity_from_rule ? "mtf: max(min(S, int(S * capacity_factor / E)), min_expert_capacity)"
+                                        : "given: hparams.expert_capacity"},
+      {"capacity_factor", shape.capacity_factor},
+      {"group_size", S},
+      {"num_groups", G}};
 
   // ---- Inputs ------------------------------------------------------------------
   InputSet inputs(config, trace);
@@ -226,41 +229,41 @@ void run_mtf_top2(const Config& config, Trace& trace) {
   const Tensor* second_policy_uniform =
       policy == "random" ? &inputs.uniform_draw("second_policy_uniform", {"G", "S"}, {G, S}) : nullptr;
 
-  Tensor raw_gates = Tensor::float32({"G", "S", "E"}, {G, S, E});                 // [G, S, E]
-  Tensor gate_1 = Tensor::float32({"G", "S"}, {G, S});                            // [G, S]
-  Tensor index_1 = Tensor::int32({"G", "S"}, {G, S});                             // [G, S]
-  Tensor mask_1 = Tensor::int32({"G", "S", "E"}, {G, S, E});                      // [G, S, E]
-  Tensor mask_1_important = Tensor::int32({"G", "S", "E"}, {G, S, E});            // [G, S, E]
-  Tensor gate_1_important = Tensor::float32({"G", "S"}, {G, S});                  // [G, S]
-  Tensor density_1_proxy_per_token = Tensor::float32({"G", "S", "E"}, {G, S, E}); // [G, S, E]
-  Tensor gates_without_top_1 = Tensor::float32({"G", "S", "E"}, {G, S, E});       // [G, S, E]
-  Tensor gate_2 = Tensor::float32({"G", "S"}, {G, S});                            // [G, S]
-  Tensor index_2 = Tensor::int32({"G", "S"}, {G, S});                             // [G, S]
-  Tensor mask_2 = Tensor::int32({"G", "S", "E"}, {G, S, E});                      // [G, S, E]
-  Tensor mask_2_important = Tensor::int32({"G", "S", "E"}, {G, S, E});            // [G, S, E]
-  Tensor denom = Tensor::float32({"G", "S"}, {G, S});                             // [G, S]
-  Tensor gate_1_normalized = Tensor::float32({"G", "S"}, {G, S});                 // [G, S]
-  Tensor gate_2_normalized = Tensor::float32({"G", "S"}, {G, S});                 // [G, S]
-  Tensor density_1 = Tensor::float32({"G", "E"}, {G, E});                         // [G, E]
-  Tensor density_1_proxy = Tensor::float32({"G", "E"}, {G, E});                   // [G, E]
-  Tensor density_2 = Tensor::float32({"G", "E"}, {G, E});                         // [G, E]
-  Tensor normalized = Tensor::float32({"G", "S", "E"}, {G, S, E});                // [G, S, E]
-  Tensor density_2_proxy = Tensor::float32({"G", "E"}, {G, E});                   // [G, E]
-  Tensor second_policy_keep = Tensor::int32({"G", "S"}, {G, S});                  // [G, S]
-  Tensor mask_2_policy = Tensor::int32({"G", "S", "E"}, {G, S, E});               // [G, S, E]
-  Tensor position_in_expert_1 = Tensor::int32({"G", "S", "E"}, {G, S, E});        // [G, S, E]
-  Tensor mask_1_capacity = Tensor::int32({"G", "S", "E"}, {G, S, E});             // [G, S, E]
-  Tensor mask_1_count = Tensor::int32({"G", "E"}, {G, E});                        // [G, E]
-  Tensor mask_1_flat = Tensor::int32({"G", "S"}, {G, S});                         // [G, S]
-  Tensor position_in_expert_1_flat = Tensor::int32({"G", "S"}, {G, S});           // [G, S]
-  Tensor gate_1_capacity = Tensor::float32({"G", "S"}, {G, S});                   // [G, S]
-  Tensor position_in_expert_2 = Tensor::int32({"G", "S", "E"}, {G, S, E});        // [G, S, E]
-  Tensor mask_2_capacity = Tensor::int32({"G", "S", "E"}, {G, S, E});             // [G, S, E]
-  Tensor mask_2_flat = Tensor::int32({"G", "S"}, {G, S});                         // [G, S]
-  Tensor gate_2_capacity = Tensor::float32({"G", "S"}, {G, S});                   // [G, S]
-  Tensor position_in_expert_2_flat = Tensor::int32({"G", "S"}, {G, S});           // [G, S]
-  Tensor combine_tensor = Tensor::float32({"G", "S", "E", "C"}, {G, S, E, C});    // [G, S, E, C]
-  Tensor dispatch_tensor = Tensor::int32({"G", "S", "E", "C"}, {G, S, E, C});     // [G, S, E, C]
+  Tensor raw_gates = Tensor::float32({"G", "S", "E"}, {G, S, E});                  // [G, S, E]
+  Tensor gate_1 = Tensor::float32({"G", "S"}, {G, S});                             // [G, S]
+  Tensor index_1 = Tensor::int32({"G", "S"}, {G, S});                              // [G, S]
+  Tensor mask_1 = Tensor::int32({"G", "S", "E"}, {G, S, E});                       // [G, S, E]
+  Tensor mask_1_important = Tensor::int32({"G", "S", "E"}, {G, S, E});             // [G, S, E]
+  Tensor gate_1_important = Tensor::float32({"G", "S"}, {G, S});                   // [G, S]
+  Tensor density_1_proxy_per_token = Tensor::float32({"G", "S", "E"}, {G, S, E});  // [G, S, E]
+  Tensor gates_without_top_1 = Tensor::float32({"G", "S", "E"}, {G, S, E});        // [G, S, E]
+  Tensor gate_2 = Tensor::float32({"G", "S"}, {G, S});                             // [G, S]
+  Tensor index_2 = Tensor::int32({"G", "S"}, {G, S});                              // [G, S]
+  Tensor mask_2 = Tensor::int32({"G", "S", "E"}, {G, S, E});                       // [G, S, E]
+  Tensor mask_2_important = Tensor::int32({"G", "S", "E"}, {G, S, E});             // [G, S, E]
+  Tensor denom = Tensor::float32({"G", "S"}, {G, S});                              // [G, S]
+  Tensor gate_1_normalized = Tensor::float32({"G", "S"}, {G, S});                  // [G, S]
+  Tensor gate_2_normalized = Tensor::float32({"G", "S"}, {G, S});                  // [G, S]
+  Tensor density_1 = Tensor::float32({"G", "E"}, {G, E});                          // [G, E]
+  Tensor density_1_proxy = Tensor::float32({"G", "E"}, {G, E});                    // [G, E]
+  Tensor density_2 = Tensor::float32({"G", "E"}, {G, E});                          // [G, E]
+  Tensor normalized = Tensor::float32({"G", "S", "E"}, {G, S, E});                 // [G, S, E]
+  Tensor density_2_proxy = Tensor::float32({"G", "E"}, {G, E});                    // [G, E]
+  Tensor second_policy_keep = Tensor::int32({"G", "S"}, {G, S});                   // [G, S]
+  Tensor mask_2_policy = Tensor::int32({"G", "S", "E"}, {G, S, E});                // [G, S, E]
+  Tensor position_in_expert_1 = Tensor::int32({"G", "S", "E"}, {G, S, E});         // [G, S, E]
+  Tensor mask_1_capacity = Tensor::int32({"G", "S", "E"}, {G, S, E});              // [G, S, E]
+  Tensor mask_1_count = Tensor::int32({"G", "E"}, {G, E});                         // [G, E]
+  Tensor mask_1_flat = Tensor::int32({"G", "S"}, {G, S});                          // [G, S]
+  Tensor position_in_expert_1_flat = Tensor::int32({"G", "S"}, {G, S});            // [G, S]
+  Tensor gate_1_capacity = Tensor::float32({"G", "S"}, {G, S});                    // [G, S]
+  Tensor position_in_expert_2 = Tensor::int32({"G", "S", "E"}, {G, S, E});         // [G, S, E]
+  Tensor mask_2_capacity = Tensor::int32({"G", "S", "E"}, {G, S, E});              // [G, S, E]
+  Tensor mask_2_flat = Tensor::int32({"G", "S"}, {G, S});                          // [G, S]
+  Tensor gate_2_capacity = Tensor::float32({"G", "S"}, {G, S});                    // [G, S]
+  Tensor position_in_expert_2_flat = Tensor::int32({"G", "S"}, {G, S});            // [G, S]
+  Tensor combine_tensor = Tensor::float32({"G", "S", "E", "C"}, {G, S, E, C});     // [G, S, E, C]
+  Tensor dispatch_tensor = Tensor::int32({"G", "S", "E", "C"}, {G, S, E, C});      // [G, S, E, C]
 
   // Python scalars become float32 constants when they meet a float32 tensor.
   const float inverse_group_size = static_cast<float>(1.0 / static_cast<double>(S));  // reduce_mean over S
@@ -305,7 +308,8 @@ void run_mtf_top2(const Config& config, Trace& trace) {
       gates_without_top_1.f32[gse + k] = raw_gates.f32[gse + k] * (1.0f - static_cast<float>(mask_1_now[k]));
     }
     // gate_2, index_2 = mtf.top_1(gates_without_top_1); mask_2 = one_hot(index_2)
-    ops::top_1_lowest_index(gates_without_top_1.f32.data() + gse, S, E, gate_2.f32.data() + gs, index_2.i32.data() + gs);
+    ops::top_1_lowest_index(gates_without_top_1.f32.data() + gse, S, E, gate_2.f32.data() + gs,
+                            index_2.i32.data() + gs);
     for (int64_t s = 0; s < S; ++s) {
       for (int64_t e = 0; e < E; ++e) mask_2.i32[gse + s * E + e] = index_2.i32[gs + s] == e ? 1 : 0;
     }
@@ -314,7 +318,8 @@ void run_mtf_top2(const Config& config, Trace& trace) {
       // mask_2 *= to_float(greater(importance, 0.0))
       for (int64_t s = 0; s < S; ++s) {
         const bool positive = importance[gs + s] > 0.0f;
-        for (int64_t e = 0; e < E; ++e) mask_2_important.i32[gse + s * E + e] = positive ? mask_2.i32[gse + s * E + e] : 0;
+        for (int64_t e = 0; e < E; ++e)
+          mask_2_important.i32[gse + s * E + e] = positive ? mask_2.i32[gse + s * E + e] : 0;
       }
       mask_2_now = mask_2_important.i32.data() + gse;
     }
@@ -393,8 +398,8 @@ void run_mtf_top2(const Config& config, Trace& trace) {
         flat += mask_1_capacity.i32[gse + s * E + e];
         position += position_in_expert_1.i32[gse + s * E + e];
       }
-      mask_1_flat.i32[gs + s] = flat;                        // reduce_sum(mask_1, experts)
-      position_in_expert_1_flat.i32[gs + s] = position;      // reduce_sum(position_in_expert_1, experts)
+      mask_1_flat.i32[gs + s] = flat;                    // reduce_sum(mask_1, experts)
+      position_in_expert_1_flat.i32[gs + s] = position;  // reduce_sum(position_in_expert_1, experts)
       gate_1_capacity.f32[gs + s] = gate_1_normalized.f32[gs + s] * static_cast<float>(flat);  // gate_1 *= mask_1_flat
     }
     for (int64_t e = 0; e < E; ++e) {
@@ -434,10 +439,10 @@ void run_mtf_top2(const Config& config, Trace& trace) {
       const float weight_2 = gate_2_capacity.f32[gs + s] * static_cast<float>(mask_2_flat.i32[gs + s]);
       for (int64_t e = 0; e < E; ++e) {
         for (int64_t c = 0; c < C; ++c) {
-          const float term_1 =
-              weight_1 * (index_1.i32[gs + s] == e ? 1.0f : 0.0f) * (position_in_expert_1_flat.i32[gs + s] == c ? 1.0f : 0.0f);
-          const float term_2 =
-              weight_2 * (index_2.i32[gs + s] == e ? 1.0f : 0.0f) * (position_in_expert_2_flat.i32[gs + s] == c ? 1.0f : 0.0f);
+          const float term_1 = weight_1 * (index_1.i32[gs + s] == e ? 1.0f : 0.0f) *
+                               (position_in_expert_1_flat.i32[gs + s] == c ? 1.0f : 0.0f);
+          const float term_2 = weight_2 * (index_2.i32[gs + s] == e ? 1.0f : 0.0f) *
+                               (position_in_expert_2_flat.i32[gs + s] == c ? 1.0f : 0.0f);
           const int64_t slot = ((gs + s) * E + e) * C + c;
           combine_tensor.f32[slot] = term_1 + term_2;
           // dispatch_tensor = cast(cast(combine_tensor, bool)): nonzero (or NaN) means dispatched.
@@ -558,53 +563,137 @@ VariantSpec mtf_top2_variant() {
   spec.run = run_mtf_top2;
   auto add = [&spec](HparamSpec hparam) { spec.hparams.push_back(std::move(hparam)); };
   HparamSpec h;
-  h = {"group_size", HparamKind::kInt, 1024, false, {}, 1, 1 << 24,
-       "Target tokens per routing group when x is [B, L, M]; _split_into_groups may exceed it."};
+  h = {"group_size", HparamKind::kInt,
+       1024,         false,
+       {},           1,
+       1 << 24,      "Target tokens per routing group when x is [B, L, M]; _split_into_groups may exceed it."};
   add(h);
-  h = {"mesh_dim_size", HparamKind::kInt, 1, false, {}, 1, 1 << 24,
+  h = {"mesh_dim_size",
+       HparamKind::kInt,
+       1,
+       false,
+       {},
+       1,
+       1 << 24,
        "Mesh size over which groups are split; the number of groups must be a multiple of it."};
   add(h);
-  h = {"capacity_factor_train", HparamKind::kFloat, 1.25, false, {}, 0.0, 1e300,
+  h = {"capacity_factor_train",
+       HparamKind::kFloat,
+       1.25,
+       false,
+       {},
+       0.0,
+       1e300,
        "Training capacity factor: C = max(min(S, int(S * factor / E)), min_expert_capacity)."};
   add(h);
-  h = {"capacity_factor_eval", HparamKind::kFloat, 2.0, false, {}, 0.0, 1e300,
+  h = {"capacity_factor_eval",
+       HparamKind::kFloat,
+       2.0,
+       false,
+       {},
+       0.0,
+       1e300,
        "Evaluation capacity factor, used when train is false."};
   add(h);
-  h = {"min_expert_capacity", HparamKind::kInt, 4, false, {}, 0, 1 << 24,
+  h = {"min_expert_capacity",
+       HparamKind::kInt,
+       4,
+       false,
+       {},
+       0,
+       1 << 24,
        "Lower bound on the expert capacity C (so C may exceed S)."};
   add(h);
-  h = {"expert_capacity", HparamKind::kInt, nullptr, true, {}, 0, 1 << 24,
+  h = {"expert_capacity",
+       HparamKind::kInt,
+       nullptr,
+       true,
+       {},
+       0,
+       1 << 24,
        "moeref addition: an explicit capacity C that overrides the capacity rule, as _top_2_gating's callers pass it."};
   add(h);
-  h = {"use_second_place_loss", HparamKind::kBool, false, false, {}, 0, 0,
+  h = {"use_second_place_loss",
+       HparamKind::kBool,
+       false,
+       false,
+       {},
+       0,
+       0,
        "Add 0.5 x a balance loss on the second choices to the gating loss."};
   add(h);
-  h = {"second_policy_train", HparamKind::kString, "random", false, policies, 0, 0,
+  h = {"second_policy_train",
+       HparamKind::kString,
+       "random",
+       false,
+       policies,
+       0,
+       0,
        "When training, which second choices to keep: all, none, threshold (gate_2 > t) or random (U < gate_2 / t)."};
   add(h);
-  h = {"second_policy_eval", HparamKind::kString, "random", false, policies, 0, 0,
+  h = {"second_policy_eval",
+       HparamKind::kString,
+       "random",
+       false,
+       policies,
+       0,
+       0,
        "The same policy when train is false (mtf's default is random, so its evaluation is stochastic)."};
   add(h);
-  h = {"second_threshold_train", HparamKind::kFloat, 0.2, false, {}, 0.0, 1e300,
+  h = {"second_threshold_train",
+       HparamKind::kFloat,
+       0.2,
+       false,
+       {},
+       0.0,
+       1e300,
        "Threshold t of the threshold and random second policies when training."};
   add(h);
-  h = {"second_threshold_eval", HparamKind::kFloat, 0.2, false, {}, 0.0, 1e300,
+  h = {"second_threshold_eval",
+       HparamKind::kFloat,
+       0.2,
+       false,
+       {},
+       0.0,
+       1e300,
        "Threshold t of the threshold and random second policies when train is false."};
   add(h);
-  h = {"loss_coef", HparamKind::kFloat, 1e-2, false, {}, 0.0, 1e300,
-       "The layer returns the gating loss times this coefficient."};
+  h = {"loss_coef", HparamKind::kFloat,
+       1e-2,        false,
+       {},          0.0,
+       1e300,       "The layer returns the gating loss times this coefficient."};
   add(h);
-  h = {"activation", HparamKind::kStringList, "relu", false, ops::activation_names(), 0, 0,
+  h = {"activation",
+       HparamKind::kStringList,
+       "relu",
+       false,
+       ops::activation_names(),
+       0,
+       0,
        "Expert activation; a list multiplies one dense factor per entry (GLU style, mtf dense_product)."};
   add(h);
-  h = {"dropout_rate", HparamKind::kFloat, 0.0, false, {}, 0.0, 0.999999,
+  h = {"dropout_rate",
+       HparamKind::kFloat,
+       0.0,
+       false,
+       {},
+       0.0,
+       0.999999,
        "Dropout rate on the expert hidden activations, applied only when training."};
   add(h);
-  h = {"num_microbatches", HparamKind::kInt, nullptr, true, {}, 1, 1 << 24,
+  h = {"num_microbatches",
+       HparamKind::kInt,
+       nullptr,
+       true,
+       {},
+       1,
+       1 << 24,
        "Number of microbatches; when > 1 the gating loss is divided by it."};
   add(h);
-  h = {"output_dim", HparamKind::kInt, nullptr, true, {}, 1, 1 << 24,
-       "Expert output dim N; null means the model dim M."};
+  h = {"output_dim", HparamKind::kInt,
+       nullptr,      true,
+       {},           1,
+       1 << 24,      "Expert output dim N; null means the model dim M."};
   add(h);
   return spec;
 }

@@ -39,21 +39,30 @@ BenchOptions parse(int argc, char** argv) {
     const std::string flag = argv[i];
     if (i + 1 >= argc) throw moeref::InputError(flag + ": needs a value");
     const std::string value = argv[++i];
-    if (flag == "--variant") options.variant = value;
-    else if (flag == "--G") options.G = std::stoll(value);
-    else if (flag == "--S") options.S = std::stoll(value);
-    else if (flag == "--E") options.E = std::stoll(value);
-    else if (flag == "--M") options.M = std::stoll(value);
-    else if (flag == "--H") options.H = std::stoll(value);
-    else if (flag == "--repeats") options.repeats = std::max(1, std::stoi(value));
-    else if (flag == "--write-trace") options.write_trace_path = value;
+    if (flag == "--variant")
+      options.variant = value;
+    else if (flag == "--G")
+      options.G = std::stoll(value);
+    else if (flag == "--S")
+      options.S = std::stoll(value);
+    else if (flag == "--E")
+      options.E = std::stoll(value);
+    else if (flag == "--M")
+      options.M = std::stoll(value);
+    else if (flag == "--H")
+      options.H = std::stoll(value);
+    else if (flag == "--repeats")
+      options.repeats = std::max(1, std::stoi(value));
+    else if (flag == "--write-trace")
+      options.write_trace_path = value;
     else if (flag == "--threads") {
       options.threads.clear();
       std::stringstream list(value);
       std::string item;
       while (std::getline(list, item, ',')) options.threads.push_back(std::stoi(item));
     } else {
-      throw moeref::InputError(flag + ": unknown flag (--variant --G --S --E --M --H --threads --repeats --write-trace)");
+      throw moeref::InputError(flag +
+                               ": unknown flag (--variant --G --S --E --M --H --threads --repeats --write-trace)");
     }
   }
   return options;
@@ -69,7 +78,10 @@ int main(int argc, char** argv) {
   try {
     const BenchOptions options = parse(argc, argv);
     const nlohmann::json doc = {
-        {"variant", options.variant}, {"scope", "layer"}, {"train", true}, {"seed", 0},
+        {"variant", options.variant},
+        {"scope", "layer"},
+        {"train", true},
+        {"seed", 0},
         {"dims", {{"G", options.G}, {"S", options.S}, {"E", options.E}, {"M", options.M}, {"H", options.H}}}};
     const moeref::Config config = moeref::config_from_json(doc, "benchmark config");
     std::cout << "variant " << options.variant << ", G=" << options.G << " S=" << options.S << " E=" << options.E

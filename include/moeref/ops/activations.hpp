@@ -4,10 +4,9 @@
 // and rounded once.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace moeref::ops {
 

@@ -17,13 +17,13 @@
 namespace moeref::ops {
 
 struct ExpertLayerInputs {
-  const Tensor* inputs = nullptr;            // [G, S, M] float32
-  const Tensor* dispatch_tensor = nullptr;   // [G, S, E, C] int32 (0/1)
-  const Tensor* combine_tensor = nullptr;    // [G, S, E, C] float32
-  std::vector<Activation> activations;       // one factor per activation
-  std::vector<const Tensor*> wi;             // one [E, M, H] per factor
-  const Tensor* wo = nullptr;                // [E, H, N]
-  const Tensor* dropout_uniform = nullptr;   // [E, G, C, H] or nullptr for no dropout
+  const Tensor* inputs = nullptr;           // [G, S, M] float32
+  const Tensor* dispatch_tensor = nullptr;  // [G, S, E, C] int32 (0/1)
+  const Tensor* combine_tensor = nullptr;   // [G, S, E, C] float32
+  std::vector<Activation> activations;      // one factor per activation
+  std::vector<const Tensor*> wi;            // one [E, M, H] per factor
+  const Tensor* wo = nullptr;               // [E, H, N]
+  const Tensor* dropout_uniform = nullptr;  // [E, G, C, H] or nullptr for no dropout
   double keep_prob = 1.0;
 };
 

@@ -10,7 +10,7 @@
 namespace moeref::ops {
 
 // x: [T, M], router_weights: [M, E], logits: [T, E]; all row-major.
-void router_logits(const float* x, const float* router_weights, int64_t tokens, int64_t model_dim,
-                   int64_t num_experts, float* logits);
+void router_logits(const float* x, const float* router_weights, int64_t tokens, int64_t model_dim, int64_t num_experts,
+                   float* logits);
 
 }  // namespace moeref::ops

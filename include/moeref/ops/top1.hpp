@@ -8,7 +8,6 @@
 namespace moeref::ops {
 
 // values: [rows, E]; writes max_value[rows] and max_index[rows].
-void top_1_lowest_index(const float* values, int64_t rows, int64_t num_experts, float* max_value,
-                        int32_t* max_index);
+void top_1_lowest_index(const float* values, int64_t rows, int64_t num_experts, float* max_value, int32_t* max_index);
 
 }  // namespace moeref::ops
