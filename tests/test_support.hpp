@@ -5,8 +5,10 @@
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "moeref/config.hpp"
 #include "moeref/run.hpp"
@@ -53,10 +55,20 @@ inline CommandResult run_cli(const std::string& args) {
   return result;
 }
 
-// A fresh empty directory under the build tree's temporary area.
+// Removes every directory made by temp_dir when the test binary exits.
+struct TempDirCleaner {
+  std::vector<std::string> paths;
+  ~TempDirCleaner() {
+    for (const std::string& path : paths) std::filesystem::remove_all(path);
+  }
+};
+
+// A fresh empty directory under /tmp, removed when the test binary exits.
 inline std::string temp_dir(const std::string& tag) {
+  static TempDirCleaner cleaner;
   std::string path = "/tmp/moeref_test_" + tag + "_XXXXXX";
   REQUIRE(mkdtemp(path.data()) != nullptr);
+  cleaner.paths.push_back(path);
   return path;
 }
 

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "moeref/tensor.hpp"
+#include "moeref/trace.hpp"
 
 namespace moeref {
 
@@ -30,7 +31,7 @@ struct Config {
 };
 
 // Validates a config (or trace) document against the registry.
-Config config_from_json(const nlohmann::json& doc, const std::string& source_name);
+Config config_from_json(const nlohmann::json& doc, const std::string& source_name, const DataArrays* arrays = nullptr);
 
 Config load_config_file(const std::string& path);
 

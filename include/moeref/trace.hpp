@@ -42,16 +42,39 @@ std::string write_trace(const Trace& trace);
 // Appends one tensor object: {"dims":...,"shape":...,"dtype":...,"data":[...]}.
 void append_tensor_json(std::string& out, const Tensor& tensor);
 
+// The numbers of one "data" array, read by parse_json_document straight into
+// doubles (each exactly the float32 its text denotes, or an integer).
+struct DataArray {
+  std::vector<double> values;
+  bool all_integers = true;
+  std::string error;  // the first value that is not a number or a NaN/Infinity string
+};
+using DataArrays = std::vector<DataArray>;
+
+// In a parsed document, a "data" array is replaced by {"$data_array": index}.
+inline constexpr const char* kDataArrayPlaceholder = "$data_array";
+
+struct ParsedDocument {
+  nlohmann::json doc;
+  DataArrays arrays;
+};
+
+// Parses JSON text, moving every array under a "data" key into `arrays`: a
+// trace of 50 million values reads in seconds with 8 bytes per value.
+ParsedDocument parse_json_document(const std::string& text, const std::string& source_name);
+
 // Reads a tensor object; `field` names it in error messages ("inputs.x").
-Tensor tensor_from_json(const nlohmann::json& value, const std::string& field);
+// `arrays` resolves data placeholders left by parse_json_document.
+Tensor tensor_from_json(const nlohmann::json& value, const std::string& field, const DataArrays* arrays = nullptr);
 
 // True when `doc` says it is a moeref trace.
 bool looks_like_trace(const nlohmann::json& doc);
 
 // Reads and validates a trace document; throws InputError naming what is wrong.
-Trace trace_from_json(const nlohmann::json& doc, const std::string& source_name);
+Trace trace_from_json(const nlohmann::json& doc, const std::string& source_name, const DataArrays* arrays = nullptr);
 
-// Parses JSON text; throws InputError naming `source_name` and the parse error.
+// Parses JSON text into a full DOM (every float exact as float32, see
+// parse_json_document); throws InputError naming `source_name` and the parse error.
 nlohmann::json parse_json_text(const std::string& text, const std::string& source_name);
 
 Trace read_trace_file(const std::string& path);

@@ -128,8 +128,14 @@ TensorResult compare_tensor(const std::string& section, const std::string& name,
 }  // namespace
 
 CheckReport compare_traces(const Trace& golden, const Trace& candidate, const CheckOptions& options) {
-  const std::string golden_variant = golden.config.value("variant", "");
-  const std::string candidate_variant = candidate.config.value("variant", golden_variant);
+  auto variant_of = [](const Trace& trace, const std::string& fallback, const char* which) {
+    if (!trace.config.contains("variant")) return fallback;
+    const nlohmann::json& variant = trace.config["variant"];
+    if (!variant.is_string()) fail_input(std::string(which) + " config.variant", variant.dump(), "a variant id string");
+    return variant.get<std::string>();
+  };
+  const std::string golden_variant = variant_of(golden, "", "golden");
+  const std::string candidate_variant = variant_of(candidate, golden_variant, "candidate");
   if (candidate_variant != golden_variant) {
     fail_input("candidate config.variant", "\"" + candidate_variant + "\"",
                "\"" + golden_variant + "\" (the golden's variant)");

@@ -1,5 +1,6 @@
 // moeref check GOLDEN.json CANDIDATE.json [--report REPORT.json]
 
+#include <future>
 #include <iostream>
 #include <sstream>
 
@@ -21,9 +22,12 @@ void parse_tensor_tolerance(const std::string& text, CheckOptions& options) {
   }
   Tolerance tolerance;
   try {
-    size_t used = 0;
-    tolerance.atol = std::stod(text.substr(equals + 1, comma - equals - 1), &used);
-    tolerance.rtol = std::stod(text.substr(comma + 1), &used);
+    const std::string atol_text = text.substr(equals + 1, comma - equals - 1);
+    const std::string rtol_text = text.substr(comma + 1);
+    size_t atol_used = 0, rtol_used = 0;
+    tolerance.atol = std::stod(atol_text, &atol_used);
+    tolerance.rtol = std::stod(rtol_text, &rtol_used);
+    if (atol_used != atol_text.size() || rtol_used != rtol_text.size()) throw std::invalid_argument("trailing text");
   } catch (const std::exception&) {
     fail_input("--tolerance", "\"" + text + "\"", "NAME=ATOL,RTOL with two non-negative numbers");
   }
@@ -57,8 +61,10 @@ void add_check_command(CLI::App& app, int& exit_code) {
     CheckOptions check_options;
     check_options.float_tolerance = {options->atol, options->rtol};
     for (const std::string& text : options->tensor_tolerances) parse_tensor_tolerance(text, check_options);
-    const Trace golden = read_trace_file(options->golden_path);
+    // Reading dominates on large traces: read the two files at the same time.
+    std::future<Trace> golden_future = std::async(std::launch::async, read_trace_file, options->golden_path);
     const Trace candidate = read_trace_file(options->candidate_path);
+    const Trace golden = golden_future.get();
     const CheckReport report = compare_traces(golden, candidate, check_options);
     std::cout << report.to_text();
     if (!options->report_path.empty()) {

@@ -1,6 +1,7 @@
 // moeref: reference simulator and conformance checker for MoE routing.
 
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "commands.hpp"
 #include "moeref/error.hpp"
@@ -23,6 +24,10 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const moeref::InputError& error) {
     std::cerr << "moeref: error: " << error.what() << "\n";
+    return 2;
+  } catch (const nlohmann::json::exception& error) {
+    // A well-formed JSON document with a value of the wrong type somewhere we did not validate.
+    std::cerr << "moeref: error: malformed input (" << error.what() << ")\n";
     return 2;
   } catch (const std::bad_alloc&) {
     std::cerr << "moeref: error: out of memory (are the dims much larger than intended?)\n";

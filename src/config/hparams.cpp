@@ -18,10 +18,20 @@ std::string join(const std::vector<std::string>& items, const std::string& sep) 
   return out;
 }
 
-std::string number_text(double value) {
+std::string number_text(double value, bool integer) {
+  if (integer) return std::to_string(static_cast<int64_t>(value));
   std::ostringstream out;
   out << value;
   return out.str();
+}
+
+// json::dump() prints a non-finite double as null; say what it is instead.
+std::string value_text(const nlohmann::json& value) {
+  if (value.is_number_float() && !std::isfinite(value.get<double>())) {
+    const double number = value.get<double>();
+    return std::isnan(number) ? "NaN" : (number > 0 ? "Infinity" : "-Infinity");
+  }
+  return value.dump();
 }
 
 bool is_choice(const HparamSpec& spec, const nlohmann::json& value) {
@@ -40,32 +50,32 @@ void check_value(const HparamSpec& spec, const nlohmann::json& value) {
   }
   switch (spec.kind) {
     case HparamKind::kBool:
-      if (!value.is_boolean()) fail_input(field, value.dump(), describe_allowed(spec));
+      if (!value.is_boolean()) fail_input(field, value_text(value), describe_allowed(spec));
       return;
     case HparamKind::kInt: {
-      if (!value.is_number_integer()) fail_input(field, value.dump(), describe_allowed(spec));
+      if (!value.is_number_integer()) fail_input(field, value_text(value), describe_allowed(spec));
       const double as_double = static_cast<double>(value.get<int64_t>());
       if (as_double < spec.min_value || as_double > spec.max_value) {
-        fail_input(field, value.dump(), describe_allowed(spec));
+        fail_input(field, value_text(value), describe_allowed(spec));
       }
       return;
     }
     case HparamKind::kFloat: {
-      if (!value.is_number()) fail_input(field, value.dump(), describe_allowed(spec));
+      if (!value.is_number()) fail_input(field, value_text(value), describe_allowed(spec));
       const double as_double = value.get<double>();
       if (!std::isfinite(as_double) || as_double < spec.min_value || as_double > spec.max_value) {
-        fail_input(field, value.dump(), describe_allowed(spec));
+        fail_input(field, value_text(value), describe_allowed(spec));
       }
       return;
     }
     case HparamKind::kString:
-      if (!is_choice(spec, value)) fail_input(field, value.dump(), describe_allowed(spec));
+      if (!is_choice(spec, value)) fail_input(field, value_text(value), describe_allowed(spec));
       return;
     case HparamKind::kStringList:
       if (is_choice(spec, value)) return;
-      if (!value.is_array() || value.empty()) fail_input(field, value.dump(), describe_allowed(spec));
+      if (!value.is_array() || value.empty()) fail_input(field, value_text(value), describe_allowed(spec));
       for (const nlohmann::json& item : value) {
-        if (!is_choice(spec, item)) fail_input(field, value.dump(), describe_allowed(spec));
+        if (!is_choice(spec, item)) fail_input(field, value_text(value), describe_allowed(spec));
       }
       return;
   }
@@ -83,9 +93,10 @@ std::string describe_allowed(const HparamSpec& spec) {
     case HparamKind::kFloat: {
       text = spec.kind == HparamKind::kInt ? "an integer" : "a finite number";
       if (spec.max_value < 1e300) {
-        text += " in [" + number_text(spec.min_value) + ", " + number_text(spec.max_value) + "]";
+        text += " in [" + number_text(spec.min_value, spec.kind == HparamKind::kInt) + ", " +
+                number_text(spec.max_value, spec.kind == HparamKind::kInt) + "]";
       } else {
-        text += " >= " + number_text(spec.min_value);
+        text += " >= " + number_text(spec.min_value, spec.kind == HparamKind::kInt);
       }
       break;
     }

@@ -1,5 +1,4 @@
 #include <cmath>
-#include <cstdlib>
 #include <limits>
 #include <string>
 
@@ -24,39 +23,36 @@ const nlohmann::json& required(const nlohmann::json& object, const char* key, co
 
 namespace {
 
-// nlohmann's DOM builder, except that a number with a fraction or exponent is
-// stored as a double that rounds to the same float32 as the text itself.
-// Rounding decimal -> double -> float32 differs from decimal -> float32 for a
-// few texts (an exhaustive run over all float32 found 7.038531e-26 and its
-// negative); nudging the double by an ulp keeps float32 data exact while
-// hyperparameters read as doubles move by at most that ulp.
-class ExactFloatDomParser : public nlohmann::detail::json_sax_dom_parser<nlohmann::json> {
- public:
-  using json_sax_dom_parser::json_sax_dom_parser;
-
-  bool number_float(double value, const std::string& text) {
-    const float exact = std::strtof(text.c_str(), nullptr);
-    while (static_cast<float>(value) != exact && std::isfinite(value)) {
-      value = std::nextafter(value, static_cast<double>(exact));
-    }
-    return json_sax_dom_parser::number_float(value, text);
+// A tensor's data read by parse_json_document: same checks as the DOM path.
+void fill_from_data_array(Tensor& tensor, int64_t count, const DataArray& array, const std::string& field) {
+  if (!array.error.empty())
+    fail_input(field + ".data", array.error, "numbers, or \"NaN\", \"Infinity\", \"-Infinity\"");
+  if (static_cast<int64_t>(array.values.size()) != count) {
+    fail_input(field + ".data", std::to_string(array.values.size()) + " values",
+               "an array of " + std::to_string(count) + " values (the product of shape)");
   }
-};
-
-}  // namespace
-
-nlohmann::json parse_json_text(const std::string& text, const std::string& source_name) {
-  try {
-    nlohmann::json result;
-    ExactFloatDomParser parser(result, true);
-    nlohmann::json::sax_parse(text, &parser);
-    return result;
-  } catch (const nlohmann::json::exception& error) {
-    throw InputError(source_name + ": not valid JSON (" + error.what() + ")");
+  if (tensor.dtype == DType::kFloat32) {
+    tensor.f32.resize(static_cast<size_t>(count));
+    for (int64_t i = 0; i < count; ++i)
+      tensor.f32[static_cast<size_t>(i)] = static_cast<float>(array.values[static_cast<size_t>(i)]);
+    return;
+  }
+  if (!array.all_integers) {
+    fail_input(field + ".data", "a value written with a fraction, an exponent or as a string", "int32 integers");
+  }
+  tensor.i32.resize(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) {
+    const double item = array.values[static_cast<size_t>(i)];
+    if (item < std::numeric_limits<int32_t>::min() || item > std::numeric_limits<int32_t>::max()) {
+      fail_input(field + tensor.named_index(i), std::to_string(static_cast<int64_t>(item)), "an int32 integer");
+    }
+    tensor.i32[static_cast<size_t>(i)] = static_cast<int32_t>(item);
   }
 }
 
-Tensor tensor_from_json(const nlohmann::json& value, const std::string& field) {
+}  // namespace
+
+Tensor tensor_from_json(const nlohmann::json& value, const std::string& field, const DataArrays* arrays) {
   if (!value.is_object()) {
     fail_input(field, std::string("a JSON ") + value.type_name(), "a tensor object {dims, shape, dtype, data}");
   }
@@ -98,6 +94,10 @@ Tensor tensor_from_json(const nlohmann::json& value, const std::string& field) {
     fail_input(field + ".dtype", dtype.dump(), "\"float32\" or \"int32\"");
   }
   const nlohmann::json& data = required(value, "data", field);
+  if (data.is_object() && data.contains(kDataArrayPlaceholder) && arrays != nullptr) {
+    fill_from_data_array(tensor, count, (*arrays)[data[kDataArrayPlaceholder].get<size_t>()], field);
+    return tensor;
+  }
   if (!data.is_array() || static_cast<int64_t>(data.size()) != count) {
     fail_input(field + ".data", data.is_array() ? std::to_string(data.size()) + " values" : data.type_name(),
                "an array of " + std::to_string(count) + " values (the product of shape)");
@@ -111,8 +111,12 @@ Tensor tensor_from_json(const nlohmann::json& value, const std::string& field) {
     tensor.i32.resize(static_cast<size_t>(count));
     for (int64_t i = 0; i < count; ++i) {
       const nlohmann::json& item = data[static_cast<size_t>(i)];
-      if (!item.is_number_integer() || item.get<int64_t>() < std::numeric_limits<int32_t>::min() ||
-          item.get<int64_t>() > std::numeric_limits<int32_t>::max()) {
+      // An unsigned JSON integer above INT64_MAX would wrap in get<int64_t>(): test it first.
+      const bool fits = item.is_number_unsigned()
+                            ? item.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int32_t>::max())
+                            : item.is_number_integer() && item.get<int64_t>() >= std::numeric_limits<int32_t>::min() &&
+                                  item.get<int64_t>() <= std::numeric_limits<int32_t>::max();
+      if (!fits) {
         fail_input(field + tensor.named_index(i), item.dump(), "an int32 integer");
       }
       tensor.i32[static_cast<size_t>(i)] = static_cast<int32_t>(item.get<int64_t>());
@@ -125,9 +129,12 @@ bool looks_like_trace(const nlohmann::json& doc) {
   return doc.is_object() && doc.contains("format") && doc["format"] == kTraceFormat;
 }
 
-Trace trace_from_json(const nlohmann::json& doc, const std::string& source_name) {
+Trace trace_from_json(const nlohmann::json& doc, const std::string& source_name, const DataArrays* arrays) {
   if (!looks_like_trace(doc)) {
     throw InputError(source_name + ": not a moeref trace (field \"format\" must be \"" + kTraceFormat + "\")");
+  }
+  if (!doc.contains("format_version")) {
+    fail_input(source_name + ": format_version", "missing", std::to_string(kTraceFormatVersion));
   }
   const nlohmann::json& version = doc["format_version"];
   if (!version.is_number_integer() || version.get<int64_t>() != kTraceFormatVersion) {
@@ -138,6 +145,9 @@ Trace trace_from_json(const nlohmann::json& doc, const std::string& source_name)
   if (doc.contains("config")) {
     if (!doc["config"].is_object()) fail_input(source_name + ": config", doc["config"].dump(), "an object");
     trace.config = doc["config"];
+    if (trace.config.contains("variant") && !trace.config["variant"].is_string()) {
+      fail_input(source_name + ": config.variant", trace.config["variant"].dump(), "a variant id string");
+    }
   }
   if (doc.contains("capacity")) trace.capacity = doc["capacity"];
   if (doc.contains("losses")) {
@@ -151,7 +161,7 @@ Trace trace_from_json(const nlohmann::json& doc, const std::string& source_name)
     const nlohmann::json& inputs = doc["inputs"];
     if (!inputs.is_object()) fail_input(source_name + ": inputs", inputs.type_name(), "an object of named tensors");
     for (auto it = inputs.begin(); it != inputs.end(); ++it) {
-      trace.inputs.push_back({it.key(), tensor_from_json(it.value(), "inputs." + it.key())});
+      trace.inputs.push_back({it.key(), tensor_from_json(it.value(), "inputs." + it.key(), arrays)});
     }
   }
   if (doc.contains("steps")) {
@@ -167,15 +177,15 @@ Trace trace_from_json(const nlohmann::json& doc, const std::string& source_name)
       const std::string name = steps[i]["name"].get<std::string>();
       if (trace.find_step(name) != nullptr)
         fail_input(field + ".name", "\"" + name + "\"", "a name not used by an earlier step");
-      trace.add_step(name, tensor_from_json(steps[i], "steps." + name));
+      trace.add_step(name, tensor_from_json(steps[i], "steps." + name, arrays));
     }
   }
   return trace;
 }
 
 Trace read_trace_file(const std::string& path) {
-  const std::string text = read_whole_file(path, "trace file");
-  return trace_from_json(parse_json_text(text, "trace file " + path), "trace file " + path);
+  const ParsedDocument parsed = parse_json_document(read_whole_file(path, "trace file"), "trace file " + path);
+  return trace_from_json(parsed.doc, "trace file " + path, &parsed.arrays);
 }
 
 }  // namespace moeref

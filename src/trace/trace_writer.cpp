@@ -1,4 +1,6 @@
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "moeref/json_number.hpp"
 #include "moeref/trace.hpp"
@@ -71,19 +73,27 @@ std::string write_trace(const Trace& trace) {
   out += "\"generator\": " + trace.generator.dump() + ",\n";
   out += "\"config\": " + trace.config.dump() + ",\n";
   out += "\"capacity\": " + trace.capacity.dump() + ",\n";
+  // JSON objects have no order, and readers (nlohmann's included) sort keys: write
+  // losses and inputs sorted by name so that write(read(trace)) == trace.
+  std::vector<std::pair<std::string, float>> losses = trace.losses;
+  std::stable_sort(losses.begin(), losses.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<const NamedTensor*> inputs;
+  for (const NamedTensor& input : trace.inputs) inputs.push_back(&input);
+  std::stable_sort(inputs.begin(), inputs.end(),
+                   [](const NamedTensor* a, const NamedTensor* b) { return a->name < b->name; });
   out += "\"losses\": {";
-  for (size_t i = 0; i < trace.losses.size(); ++i) {
+  for (size_t i = 0; i < losses.size(); ++i) {
     out += i > 0 ? ", " : "";
-    append_json_string(out, trace.losses[i].first);
+    append_json_string(out, losses[i].first);
     out += ": ";
-    append_float32(out, trace.losses[i].second);
+    append_float32(out, losses[i].second);
   }
   out += "},\n\"inputs\": {";
-  for (size_t i = 0; i < trace.inputs.size(); ++i) {
+  for (size_t i = 0; i < inputs.size(); ++i) {
     out += i > 0 ? ",\n  " : "\n  ";
-    append_json_string(out, trace.inputs[i].name);
+    append_json_string(out, inputs[i]->name);
     out += ": ";
-    append_tensor_json(out, trace.inputs[i].tensor);
+    append_tensor_json(out, inputs[i]->tensor);
   }
   out += trace.inputs.empty() ? "},\n" : "\n},\n";
   out += "\"steps\": [";
