@@ -13,16 +13,10 @@
 #include <string>
 #include <vector>
 
+#include "moeref/tolerance.hpp"
 #include "moeref/trace.hpp"
 
 namespace moeref {
-
-// An element fails only when |actual - expected| exceeds BOTH atol and
-// rtol * |expected| (so tiny values and large values are each judged fairly).
-struct Tolerance {
-  double atol = 1e-6;
-  double rtol = 1e-5;
-};
 
 struct CheckOptions {
   Tolerance float_tolerance;
@@ -54,10 +48,27 @@ struct TensorResult {
   bool downstream = false;  // fails after the first divergent step
 };
 
+// One discrete element where the candidate decided differently from the reference.
+struct NearTieFinding {
+  std::string step;   // the decision step, e.g. "index_1"
+  std::string index;  // "[g=0, s=5]"
+  int32_t expected = 0;
+  int32_t actual = 0;
+  double margin = 0.0;     // how far the reference's choice won by
+  double tolerance = 0.0;  // the float tolerance of the deciding values
+  std::string detail;
+  bool within_tolerance = false;  // a near (or exact) tie: the candidate's choice is admissible
+};
+
 struct CheckReport {
   bool pass = true;
   std::string first_divergent_step;  // empty when none
   std::vector<TensorResult> results;
+  // Filled by check_traces: decisions the candidate made differently. When every
+  // one is a near tie and the candidate matches the reference re-run with its
+  // decisions forced, the verdict is a consistent alternative (pass).
+  std::vector<NearTieFinding> near_ties;
+  bool consistent_alternative = false;
 
   nlohmann::json to_json() const;
   std::string to_text() const;
@@ -65,6 +76,14 @@ struct CheckReport {
 
 const char* status_name(TensorStatus status);
 
+// Compares the two traces as they are.
 CheckReport compare_traces(const Trace& golden, const Trace& candidate, const CheckOptions& options);
+
+// compare_traces, then the near-tie analysis (spec/trace-format.md, "Near ties"):
+// when the first divergent step is a decision the variant can force and every
+// differing element of it was decided within float tolerance, re-run the
+// reference with the candidate's decisions forced and compare again, repeating
+// for later decisions. Also derives combine/dispatch from a candidate's index form.
+CheckReport check_traces(const Trace& golden, const Trace& candidate, const CheckOptions& options);
 
 }  // namespace moeref

@@ -27,6 +27,10 @@ struct Config {
   std::map<std::string, int64_t> dims;  // as given; variants derive the rest
   nlohmann::json hparams;               // resolved: every hparam of the variant
   std::map<std::string, Tensor> inputs;
+  // Decisions forced by the checker's near-tie analysis: int32 tensors named after
+  // the decision step (e.g. "index_1"), -1 where the reference decides itself.
+  // Never read from JSON: a forced run is the checker's "what if", not a config.
+  std::map<std::string, Tensor> decision_overrides;
   const VariantSpec* spec = nullptr;
 };
 
@@ -34,5 +38,8 @@ struct Config {
 Config config_from_json(const nlohmann::json& doc, const std::string& source_name, const DataArrays* arrays = nullptr);
 
 Config load_config_file(const std::string& path);
+
+// The config a trace was made from: its resolved config and recorded inputs.
+Config config_from_trace(const Trace& trace, const std::string& source_name);
 
 }  // namespace moeref

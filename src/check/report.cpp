@@ -74,9 +74,22 @@ nlohmann::json CheckReport::to_json() const {
       if (result.status != TensorStatus::kMatch) ++failing;
     }
   }
+  nlohmann::json ties = nlohmann::json::array();
+  for (const NearTieFinding& tie : near_ties) {
+    ties.push_back({{"step", tie.step},
+                    {"index", tie.index},
+                    {"expected", tie.expected},
+                    {"actual", tie.actual},
+                    {"margin", tie.margin},
+                    {"tolerance", tie.tolerance},
+                    {"within_tolerance", tie.within_tolerance},
+                    {"detail", tie.detail}});
+  }
   return {{"format", "moeref-check-report"},
           {"format_version", 1},
           {"pass", pass},
+          {"consistent_alternative", consistent_alternative},
+          {"near_ties", ties},
           {"first_divergent_step",
            first_divergent_step.empty() ? nlohmann::json(nullptr) : nlohmann::json(first_divergent_step)},
           {"checked", checked},
@@ -97,6 +110,20 @@ std::string CheckReport::to_text() const {
   }
   std::string out = std::string(pass ? "PASS" : "FAIL") + ": " + std::to_string(checked) + " tensors checked, " +
                     std::to_string(failing) + " differ, " + std::to_string(not_checked) + " not checked\n";
+  if (!near_ties.empty()) {
+    out += consistent_alternative
+               ? "consistent alternative at a near tie: the candidate decided " + std::to_string(near_ties.size()) +
+                     " element(s) differently within float tolerance, and matches the reference re-run with "
+                     "those decisions forced\n"
+               : "decisions the candidate made differently (checked against the reference re-run with the "
+                 "admissible ones forced):\n";
+    for (const NearTieFinding& tie : near_ties) {
+      out += "  " + tie.step + tie.index + ": reference " + std::to_string(tie.expected) + ", candidate " +
+             std::to_string(tie.actual) + "; margin " + error_text(tie.margin) + " vs tolerance " +
+             error_text(tie.tolerance) +
+             (tie.within_tolerance ? " (near tie)" : " (NOT a near tie: a real difference)") + "; " + tie.detail + "\n";
+    }
+  }
   // Structure first, then exact (int32) tensors, then float32 tensors.
   const char* headings[] = {"structure problems", "integer tensors (exact)", "float tensors (abs and rel tolerance)"};
   for (int pass_number = 0; pass_number < 3; ++pass_number) {

@@ -65,7 +65,7 @@ void add_check_command(CLI::App& app, int& exit_code) {
     std::future<Trace> golden_future = std::async(std::launch::async, read_trace_file, options->golden_path);
     const Trace candidate = read_trace_file(options->candidate_path);
     const Trace golden = golden_future.get();
-    const CheckReport report = compare_traces(golden, candidate, check_options);
+    const CheckReport report = check_traces(golden, candidate, check_options);
     std::cout << report.to_text();
     if (!options->report_path.empty()) {
       write_file_atomically(options->report_path, report.to_json().dump(2) + "\n");

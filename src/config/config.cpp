@@ -117,3 +117,13 @@ Config load_config_file(const std::string& path) {
 }
 
 }  // namespace moeref
+
+namespace moeref {
+
+Config config_from_trace(const Trace& trace, const std::string& source_name) {
+  Config config = config_from_json(trace.config, source_name);
+  for (const NamedTensor& input : trace.inputs) config.inputs[input.name] = input.tensor;
+  return config;
+}
+
+}  // namespace moeref

@@ -18,6 +18,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +31,7 @@
 #include "moeref/ops/expert_layer.hpp"
 #include "moeref/ops/grouping.hpp"
 #include "moeref/ops/router.hpp"
+#include "moeref/ops/routing_form.hpp"
 #include "moeref/ops/softmax.hpp"
 #include "moeref/ops/top1.hpp"
 
@@ -125,6 +128,27 @@ Shape resolve_shape(const Config& config, bool logits_supplied) {
                "at most 2^31 elements in combine_tensor");
   }
   return shape;
+}
+
+const Tensor* forced_decision(const Config& config, const char* step, int64_t G, int64_t S) {
+  auto it = config.decision_overrides.find(step);
+  if (it == config.decision_overrides.end()) return nullptr;
+  if (it->second.shape != std::vector<int64_t>{G, S} || it->second.dtype != DType::kInt32) {
+    fail_input(std::string("decision override ") + step, it->second.shape_string(), "an int32 [G, S] tensor");
+  }
+  return &it->second;
+}
+
+// Where the checker forced a top-1 decision, take the forced expert and its gate.
+void force_decisions(const Tensor* forced, int64_t gs, int64_t S, int64_t E, const float* scores, int32_t* index,
+                     float* gate) {
+  if (forced == nullptr) return;
+  for (int64_t s = 0; s < S; ++s) {
+    const int32_t choice = forced->i32[static_cast<size_t>(gs + s)];
+    if (choice < 0 || choice >= E) continue;
+    index[s] = choice;
+    gate[s] = scores[s * E + choice];
+  }
 }
 
 nlohmann::json resolved_config(const Config& config, const Shape& shape) {
@@ -272,6 +296,11 @@ void run_mtf_top2(const Config& config, Trace& trace) {
   const float inverse_threshold = static_cast<float>(1.0 / std::max(threshold, 1e-9));
   const float kDenomEpsilon = 1e-9f;
 
+  // Decisions the checker's near-tie analysis forces (never set by a config).
+  const Tensor* forced_index_1 = forced_decision(config, "index_1", G, S);
+  const Tensor* forced_index_2 = forced_decision(config, "index_2", G, S);
+  const Tensor* forced_keep = forced_decision(config, "second_policy_keep", G, S);
+
 #pragma omp parallel for schedule(static)
   for (int64_t g = 0; g < G; ++g) {
     const int64_t gs = g * S, gse = g * S * E, ge = g * E;
@@ -281,6 +310,8 @@ void run_mtf_top2(const Config& config, Trace& trace) {
 
     // gate_1, index_1 = mtf.top_1(raw_gates, experts_dim); mask_1 = one_hot(index_1)
     ops::top_1_lowest_index(raw_gates.f32.data() + gse, S, E, gate_1.f32.data() + gs, index_1.i32.data() + gs);
+    force_decisions(forced_index_1, gs, S, E, raw_gates.f32.data() + gse, index_1.i32.data() + gs,
+                    gate_1.f32.data() + gs);
     for (int64_t s = 0; s < S; ++s) {
       for (int64_t e = 0; e < E; ++e) mask_1.i32[gse + s * E + e] = index_1.i32[gs + s] == e ? 1 : 0;
     }
@@ -310,6 +341,8 @@ void run_mtf_top2(const Config& config, Trace& trace) {
     // gate_2, index_2 = mtf.top_1(gates_without_top_1); mask_2 = one_hot(index_2)
     ops::top_1_lowest_index(gates_without_top_1.f32.data() + gse, S, E, gate_2.f32.data() + gs,
                             index_2.i32.data() + gs);
+    force_decisions(forced_index_2, gs, S, E, gates_without_top_1.f32.data() + gse, index_2.i32.data() + gs,
+                    gate_2.f32.data() + gs);
     for (int64_t s = 0; s < S; ++s) {
       for (int64_t e = 0; e < E; ++e) mask_2.i32[gse + s * E + e] = index_2.i32[gs + s] == e ? 1 : 0;
     }
@@ -378,6 +411,9 @@ void run_mtf_top2(const Config& config, Trace& trace) {
       } else if (policy == "random") {
         // less(random_uniform, gate_2 / max(threshold, 1e-9)): a scalar divide is x * f32(1/t).
         keep = second_policy_uniform->f32[gs + s] < gate_2_normalized.f32[gs + s] * inverse_threshold;
+      }
+      if (forced_keep != nullptr && forced_keep->i32[static_cast<size_t>(gs + s)] >= 0) {
+        keep = forced_keep->i32[static_cast<size_t>(gs + s)] != 0;
       }
       second_policy_keep.i32[gs + s] = keep ? 1 : 0;
       for (int64_t e = 0; e < E; ++e) mask_2_policy.i32[gse + s * E + e] = keep ? mask_2_now[s * E + e] : 0;
@@ -476,8 +512,10 @@ void run_mtf_top2(const Config& config, Trace& trace) {
   // ---- Record the gating steps in source order ------------------------------------
   trace.add_step("logits", std::move(logits));
   trace.add_step("raw_gates", std::move(raw_gates));
-  trace.add_step("gate_1", std::move(gate_1));
+  // top_1 returns (gate, index); the index is recorded first because it is the
+  // decision and the gate follows from it: a wrong choice shows up as index_1.
   trace.add_step("index_1", std::move(index_1));
+  trace.add_step("gate_1", std::move(gate_1));
   trace.add_step("mask_1", std::move(mask_1));
   if (importance != nullptr) {
     trace.add_step("mask_1_important", std::move(mask_1_important));
@@ -485,8 +523,8 @@ void run_mtf_top2(const Config& config, Trace& trace) {
     trace.add_step("density_1_proxy_per_token", std::move(density_1_proxy_per_token));
   }
   trace.add_step("gates_without_top_1", std::move(gates_without_top_1));
-  trace.add_step("gate_2", std::move(gate_2));
   trace.add_step("index_2", std::move(index_2));
+  trace.add_step("gate_2", std::move(gate_2));
   trace.add_step("mask_2", std::move(mask_2));
   if (importance != nullptr) trace.add_step("mask_2_important", std::move(mask_2_important));
   trace.add_step("denom", std::move(denom));
@@ -515,6 +553,15 @@ void run_mtf_top2(const Config& config, Trace& trace) {
   trace.add_step("mask_2_flat", std::move(mask_2_flat));
   trace.add_step("gate_2_capacity", std::move(gate_2_capacity));
   trace.add_step("position_in_expert_2_flat", std::move(position_in_expert_2_flat));
+  // The same routing in index form (per token and rank: expert, slot or -1, weight),
+  // for backends that never build [G, S, E, C] tensors.
+  // (The steps were moved into the trace above: read them from there.)
+  auto ints = [&trace](const char* name) { return trace.find_step(name)->i32.data(); };
+  auto floats = [&trace](const char* name) { return trace.find_step(name)->f32.data(); };
+  const std::vector<ops::RankDecisions> ranks = {
+      {ints("index_1"), ints("position_in_expert_1_flat"), ints("mask_1_flat"), floats("gate_1_capacity")},
+      {ints("index_2"), ints("position_in_expert_2_flat"), ints("mask_2_flat"), floats("gate_2_capacity")}};
+  ops::record_routing_index_form(G, S, ranks, trace);
   trace.add_step("combine_tensor", std::move(combine_tensor));
   trace.add_step("dispatch_tensor", std::move(dispatch_tensor));
   const Tensor& combine_ref = *trace.find_step("combine_tensor");
@@ -553,6 +600,71 @@ void run_mtf_top2(const Config& config, Trace& trace) {
 
 namespace moeref {
 
+namespace {
+
+float value_at(const Trace& trace, const char* step, int64_t flat) {
+  return trace.find_step(step)->f32[static_cast<size_t>(flat)];
+}
+
+std::string float_text(double value) {
+  char buffer[40];
+  std::snprintf(buffer, sizeof(buffer), "%.9g", value);
+  return buffer;
+}
+
+// The decisions of _top_2_gating that a backend can legitimately make the other
+// way when the deciding values are within float tolerance: the two top_1 choices
+// and the second-expert policy's comparison.
+std::optional<NearTie> mtf_top2_near_tie(const Trace& reference, const std::string& step, int64_t flat,
+                                         int32_t candidate_value, const ToleranceFor& tolerance_for) {
+  const int64_t E = reference.config["dims"]["E"].get<int64_t>();
+  if (step == "index_1" || step == "index_2") {
+    // top_1 over raw_gates (index_1) or over gates_without_top_1 (index_2).
+    const char* scores = step == "index_1" ? "raw_gates" : "gates_without_top_1";
+    const int32_t chosen = reference.find_step(step)->i32[static_cast<size_t>(flat)];
+    if (candidate_value < 0 || candidate_value >= E) return std::nullopt;
+    const float best = value_at(reference, scores, flat * E + chosen);
+    const float other = value_at(reference, scores, flat * E + candidate_value);
+    NearTie tie;
+    tie.margin = static_cast<double>(best) - static_cast<double>(other);
+    tie.tolerance = tolerance_for(scores).allowed(best);
+    tie.detail = std::string(scores) + ": e=" + std::to_string(chosen) + " " + float_text(best) +
+                 " vs e=" + std::to_string(candidate_value) + " " + float_text(other);
+    return tie;
+  }
+  if (step == "second_policy_keep") {
+    const nlohmann::json& hp = reference.config["hparams"];
+    const bool train = reference.config["train"].get<bool>();
+    const std::string policy = hp[train ? "second_policy_train" : "second_policy_eval"].get<std::string>();
+    const double threshold = hp[train ? "second_threshold_train" : "second_threshold_eval"].get<double>();
+    const float gate_2 = value_at(reference, "gate_2_normalized", flat);
+    const double gate_allowance = tolerance_for("gate_2_normalized").allowed(gate_2);
+    NearTie tie;
+    if (policy == "threshold") {
+      // greater(gate_2, threshold)
+      tie.margin = std::fabs(static_cast<double>(gate_2) - static_cast<double>(static_cast<float>(threshold)));
+      tie.tolerance = gate_allowance;
+      tie.detail =
+          "gate_2_normalized " + float_text(gate_2) + " vs threshold " + float_text(static_cast<float>(threshold));
+      return tie;
+    }
+    if (policy == "random") {
+      // less(uniform, gate_2 / max(threshold, 1e-9))
+      const float inverse_threshold = static_cast<float>(1.0 / std::max(threshold, 1e-9));
+      const float bound = gate_2 * inverse_threshold;
+      const float uniform = reference.find_input("second_policy_uniform")->f32[static_cast<size_t>(flat)];
+      tie.margin = std::fabs(static_cast<double>(uniform) - static_cast<double>(bound));
+      tie.tolerance = gate_allowance * static_cast<double>(inverse_threshold);
+      tie.detail =
+          "second_policy_uniform " + float_text(uniform) + " vs gate_2_normalized / threshold " + float_text(bound);
+      return tie;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 VariantSpec mtf_top2_variant() {
   const std::vector<std::string> policies = {"all", "none", "threshold", "random"};
   VariantSpec spec;
@@ -561,6 +673,7 @@ VariantSpec mtf_top2_variant() {
   spec.source = "tensorflow/mesh mesh_tensorflow/transformer/moe.py: transformer_moe_layer_v1, _top_2_gating";
   spec.spec_page = "spec/variants/mtf_top2.md";
   spec.run = run_mtf_top2;
+  spec.near_tie = mtf_top2_near_tie;
   auto add = [&spec](HparamSpec hparam) { spec.hparams.push_back(std::move(hparam)); };
   HparamSpec h;
   h = {"group_size", HparamKind::kInt,
