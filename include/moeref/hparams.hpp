@@ -13,6 +13,7 @@ enum class HparamKind {
   kFloat,
   kString,      // one of `choices`
   kStringList,  // one of `choices`, or a non-empty list of them (mtf activations)
+  kIntList,     // a list of integers, possibly empty, each in [min_value, max_value] (lingvo expert_padding_idx)
 };
 
 struct HparamSpec {
@@ -21,8 +22,8 @@ struct HparamSpec {
   nlohmann::json default_value;  // null when the default is "not set"
   bool nullable = false;
   std::vector<std::string> choices;  // kString / kStringList
-  double min_value = 0.0;            // kInt / kFloat, inclusive
-  double max_value = 1e300;          // kInt / kFloat, inclusive
+  double min_value = 0.0;            // kInt / kFloat / kIntList items, inclusive
+  double max_value = 1e300;          // kInt / kFloat / kIntList items, inclusive
   std::string meaning;               // one sentence for `moeref variants ID`
 };
 

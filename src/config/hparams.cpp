@@ -78,6 +78,16 @@ void check_value(const HparamSpec& spec, const nlohmann::json& value) {
         if (!is_choice(spec, item)) fail_input(field, value_text(value), describe_allowed(spec));
       }
       return;
+    case HparamKind::kIntList:
+      if (!value.is_array()) fail_input(field, value.dump(), describe_allowed(spec));
+      for (const nlohmann::json& item : value) {
+        if (!item.is_number_integer()) fail_input(field, value.dump(), describe_allowed(spec));
+        const double as_double = static_cast<double>(item.get<int64_t>());
+        if (as_double < spec.min_value || as_double > spec.max_value) {
+          fail_input(field, value.dump(), describe_allowed(spec));
+        }
+      }
+      return;
   }
 }
 
@@ -105,6 +115,10 @@ std::string describe_allowed(const HparamSpec& spec) {
       break;
     case HparamKind::kStringList:
       text = "one of " + join(spec.choices, ", ") + ", or a non-empty list of them";
+      break;
+    case HparamKind::kIntList:
+      text = "a list (possibly empty) of integers in [" + number_text(spec.min_value, true) + ", " +
+             number_text(spec.max_value, true) + "]";
       break;
   }
   if (spec.nullable) text += ", or null";
