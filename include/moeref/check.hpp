@@ -18,10 +18,25 @@
 
 namespace moeref {
 
+// Which tolerance judges a float step, first match wins (spec/trace-format.md,
+// "Tolerances"):
+//   1. per_tensor[name]                      (--tolerance NAME=ATOL,RTOL)
+//   2. the candidate's "check.tolerances"    (a backend states its own known deviations)
+//   3. float_tolerance, when float_tolerance_given (--atol / --rtol)
+//   4. the default for the candidate's precision ("check.precision", float32 unless
+//      it says bfloat16) and the step's kind (matrix products get a wider one)
 struct CheckOptions {
   Tolerance float_tolerance;
+  bool float_tolerance_given = false;
   std::map<std::string, Tolerance> per_tensor;  // by tensor name
 };
+
+// The default tolerance for a float step of a candidate computed at `precision`
+// ("float32" or "bfloat16"). Throws InputError for another precision.
+Tolerance default_tolerance(const std::string& precision, const std::string& step);
+
+// Resolves the rule above for one step.
+Tolerance tolerance_for_step(const CheckOptions& options, const Trace& candidate, const std::string& step);
 
 struct ElementDiff {
   int64_t flat_index = 0;

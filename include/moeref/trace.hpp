@@ -25,7 +25,10 @@ struct Trace {
   nlohmann::json generator = nlohmann::json::object();
   nlohmann::json config = nlohmann::json::object();    // resolved: every hparam, every dim
   nlohmann::json capacity = nlohmann::json::object();  // the capacity used and how it was found
-  std::vector<std::pair<std::string, float>> losses;   // in the order the source computes them
+  // Optional, written by backends into candidates: {"precision": "float32"|"bfloat16",
+  // "tolerances": {step: {"atol": a, "rtol": r}}}. Empty in moeref's own traces.
+  nlohmann::json check = nlohmann::json::object();
+  std::vector<std::pair<std::string, float>> losses;  // in the order the source computes them
   // Deques: references to recorded tensors stay valid while more are added.
   std::deque<NamedTensor> inputs;  // supplied or generated, random draws included
   std::deque<NamedTensor> steps;   // every intermediate, in source order

@@ -1,4 +1,5 @@
 #include <cmath>
+#include <map>
 #include <string>
 
 #include "moeref/check.hpp"
@@ -141,9 +142,11 @@ CheckReport compare_traces(const Trace& golden, const Trace& candidate, const Ch
                "\"" + golden_variant + "\" (the golden's variant)");
   }
   CheckReport report;
-  auto tolerance_for = [&options](const std::string& name) {
-    auto it = options.per_tensor.find(name);
-    return it == options.per_tensor.end() ? &options.float_tolerance : &it->second;
+  std::map<std::string, Tolerance> resolved;
+  auto tolerance_for = [&](const std::string& name) {
+    auto it = resolved.find(name);
+    if (it == resolved.end()) it = resolved.emplace(name, tolerance_for_step(options, candidate, name)).first;
+    return &it->second;
   };
 
   // The capacity used is an integer decision: exact.

@@ -68,9 +68,8 @@ CheckReport check_traces(const Trace& golden, const Trace& candidate_as_given, c
   const VariantSpec* spec = find_variant(golden.config["variant"].get<std::string>());
   if (spec == nullptr || spec->near_tie == nullptr) return report;
 
-  const ToleranceFor tolerance_for = [&options](const std::string& step) {
-    auto it = options.per_tensor.find(step);
-    return it == options.per_tensor.end() ? options.float_tolerance : it->second;
+  const ToleranceFor tolerance_for = [&options, &candidate](const std::string& step) {
+    return tolerance_for_step(options, candidate, step);
   };
   Trace reference = golden;
   std::map<std::string, Tensor> overrides;

@@ -54,12 +54,17 @@ void add_check_command(CLI::App& app, int& exit_code) {
   check->add_option("golden", options->golden_path, "Golden trace")->required();
   check->add_option("candidate", options->candidate_path, "Candidate trace")->required();
   check->add_option("--report", options->report_path, "Also write the report as JSON here");
-  check->add_option("--atol", options->atol, "Absolute tolerance for float32 tensors")->check(CLI::NonNegativeNumber);
-  check->add_option("--rtol", options->rtol, "Relative tolerance for float32 tensors")->check(CLI::NonNegativeNumber);
+  CLI::Option* atol_option =
+      check->add_option("--atol", options->atol, "Absolute tolerance for every float step (replaces the defaults)")
+          ->check(CLI::NonNegativeNumber);
+  CLI::Option* rtol_option =
+      check->add_option("--rtol", options->rtol, "Relative tolerance for every float step (replaces the defaults)")
+          ->check(CLI::NonNegativeNumber);
   check->add_option("--tolerance", options->tensor_tolerances, "Per-tensor tolerance NAME=ATOL,RTOL (repeatable)");
-  check->callback([options, &exit_code]() {
+  check->callback([options, atol_option, rtol_option, &exit_code]() {
     CheckOptions check_options;
     check_options.float_tolerance = {options->atol, options->rtol};
+    check_options.float_tolerance_given = atol_option->count() > 0 || rtol_option->count() > 0;
     for (const std::string& text : options->tensor_tolerances) parse_tensor_tolerance(text, check_options);
     // Reading dominates on large traces: read the two files at the same time.
     std::future<Trace> golden_future = std::async(std::launch::async, read_trace_file, options->golden_path);

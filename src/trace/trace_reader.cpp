@@ -142,6 +142,11 @@ Trace trace_from_json(const nlohmann::json& doc, const std::string& source_name,
   }
   Trace trace;
   if (doc.contains("generator")) trace.generator = doc["generator"];
+  if (doc.contains("check")) {
+    if (!doc["check"].is_object())
+      fail_input(source_name + ": check", doc["check"].dump(), "an object {precision, tolerances}");
+    trace.check = doc["check"];
+  }
   if (doc.contains("config")) {
     if (!doc["config"].is_object()) fail_input(source_name + ": config", doc["config"].dump(), "an object");
     trace.config = doc["config"];

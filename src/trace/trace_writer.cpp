@@ -73,6 +73,7 @@ std::string write_trace(const Trace& trace) {
   out += "\"generator\": " + trace.generator.dump() + ",\n";
   out += "\"config\": " + trace.config.dump() + ",\n";
   out += "\"capacity\": " + trace.capacity.dump() + ",\n";
+  if (!trace.check.empty()) out += "\"check\": " + trace.check.dump() + ",\n";
   // JSON objects have no order, and readers (nlohmann's included) sort keys: write
   // losses and inputs sorted by name so that write(read(trace)) == trace.
   std::vector<std::pair<std::string, float>> losses = trace.losses;
