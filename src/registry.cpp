@@ -3,6 +3,7 @@
 
 #include "moeref/registry.hpp"
 
+#include "moeref/variants/lingvo_expert_choice.hpp"
 #include "moeref/variants/mtf_top2.hpp"
 
 namespace moeref {
@@ -10,6 +11,7 @@ namespace moeref {
 const std::vector<VariantSpec>& all_variants() {
   static const std::vector<VariantSpec> variants = {
       mtf_top2_variant(),
+      lingvo_expert_choice_variant(),
   };
   return variants;
 }
