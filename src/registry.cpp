@@ -5,6 +5,7 @@
 
 #include "moeref/variants/lingvo_expert_choice.hpp"
 #include "moeref/variants/mtf_top2.hpp"
+#include "moeref/variants/praxis_expert_choice.hpp"
 
 namespace moeref {
 
@@ -12,6 +13,7 @@ const std::vector<VariantSpec>& all_variants() {
   static const std::vector<VariantSpec> variants = {
       mtf_top2_variant(),
       lingvo_expert_choice_variant(),
+      praxis_expert_choice_variant(),
   };
   return variants;
 }
