@@ -4,6 +4,7 @@
 #include "moeref/registry.hpp"
 
 #include "moeref/variants/lingvo_expert_choice.hpp"
+#include "moeref/variants/lingvo_hash.hpp"
 #include "moeref/variants/mtf_top2.hpp"
 #include "moeref/variants/praxis_expert_choice.hpp"
 
@@ -14,6 +15,7 @@ const std::vector<VariantSpec>& all_variants() {
       mtf_top2_variant(),
       lingvo_expert_choice_variant(),
       praxis_expert_choice_variant(),
+      lingvo_hash_variant(),
   };
   return variants;
 }
