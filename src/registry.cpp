@@ -3,8 +3,11 @@
 
 #include "moeref/registry.hpp"
 
+#include "moeref/variants/lingvo_expert_choice.hpp"
+#include "moeref/variants/lingvo_hash.hpp"
 #include "moeref/variants/lingvo_top2.hpp"
 #include "moeref/variants/mtf_top2.hpp"
+#include "moeref/variants/praxis_expert_choice.hpp"
 
 namespace moeref {
 
@@ -12,6 +15,9 @@ const std::vector<VariantSpec>& all_variants() {
   static const std::vector<VariantSpec> variants = {
       mtf_top2_variant(),
       lingvo_top2_variant(),
+      lingvo_expert_choice_variant(),
+      praxis_expert_choice_variant(),
+      lingvo_hash_variant(),
   };
   return variants;
 }

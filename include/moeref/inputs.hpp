@@ -31,6 +31,14 @@ class InputSet {
   const Tensor& uniform_draw(const std::string& name, const std::vector<std::string>& dims,
                              const std::vector<int64_t>& shape);
 
+  // An int32 input (ids such as lingvo's hash `expert_id`): the supplied tensor,
+  // checked against dims, shape and dtype int32 (its values are the variant's to
+  // check), or one generated uniformly from the integers [lo, hi):
+  // lo + floor(u * (hi - lo)) in double, u the element's U[0,1) draw (rng.hpp).
+  // Recorded in the trace inputs either way.
+  const Tensor& int_input(const std::string& name, const std::vector<std::string>& dims,
+                          const std::vector<int64_t>& shape, int32_t lo, int32_t hi);
+
   // The supplied tensor, checked; nullptr when the config does not supply it.
   const Tensor* optional_input(const std::string& name, const std::vector<std::string>& dims,
                                const std::vector<int64_t>& shape);

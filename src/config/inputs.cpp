@@ -80,6 +80,33 @@ const Tensor& InputSet::uniform_draw(const std::string& name, const std::vector<
   return float_input(name, dims, shape, 0.0, 1.0);
 }
 
+const Tensor& InputSet::int_input(const std::string& name, const std::vector<std::string>& dims,
+                                  const std::vector<int64_t>& shape, int32_t lo, int32_t hi) {
+  if (supplied(name)) {
+    const Tensor& given = config_.inputs.at(name);
+    const std::string field = "inputs." + name;
+    if (given.dims != dims || given.shape != shape) {
+      fail_input(field, given.shape_string(), "a tensor of shape " + dims_text(dims, shape));
+    }
+    if (given.dtype != DType::kInt32) fail_input(field + ".dtype", dtype_name(given.dtype), "int32");
+    return record(name, given);
+  }
+  Tensor generated = Tensor::int32(dims, shape);
+  const uint32_t stream = stream_id(name);
+  const int64_t count = static_cast<int64_t>(generated.i32.size());
+  const int64_t blocks = (count + 3) / 4;
+  const double span = static_cast<double>(hi) - static_cast<double>(lo);
+#pragma omp parallel for schedule(static)
+  for (int64_t block = 0; block < blocks; ++block) {
+    const std::array<float, 4> u = uniform_01_block(config_.seed, stream, static_cast<uint64_t>(block));
+    for (int64_t word = 0; word < 4 && block * 4 + word < count; ++word) {
+      const double offset = std::floor(static_cast<double>(u[static_cast<size_t>(word)]) * span);
+      generated.i32[static_cast<size_t>(block * 4 + word)] = static_cast<int32_t>(static_cast<double>(lo) + offset);
+    }
+  }
+  return record(name, std::move(generated));
+}
+
 const Tensor* InputSet::optional_input(const std::string& name, const std::vector<std::string>& dims,
                                        const std::vector<int64_t>& shape) {
   if (!supplied(name)) return nullptr;

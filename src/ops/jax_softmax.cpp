@@ -1,0 +1,24 @@
+#include "moeref/ops/jax_softmax.hpp"
+
+#include <cmath>
+
+namespace moeref::ops {
+
+void jax_softmax(const float* logits, float* probs, int64_t rows, int64_t num_experts) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = logits + r * num_experts;
+    float* out = probs + r * num_experts;
+    float x_max = row[0];
+    for (int64_t e = 1; e < num_experts; ++e) x_max = row[e] > x_max ? row[e] : x_max;
+    double sum = 0.0;
+    for (int64_t e = 0; e < num_experts; ++e) {
+      const float shifted = row[e] - x_max;                                 // x - x_max
+      out[e] = static_cast<float>(std::exp(static_cast<double>(shifted)));  // unnormalized
+      sum += static_cast<double>(out[e]);
+    }
+    const float denominator = static_cast<float>(sum);                        // jnp.sum(unnormalized)
+    for (int64_t e = 0; e < num_experts; ++e) out[e] = out[e] / denominator;  // unnormalized / sum
+  }
+}
+
+}  // namespace moeref::ops
