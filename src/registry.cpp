@@ -4,12 +4,14 @@
 #include "moeref/registry.hpp"
 
 #include "moeref/variants/mtf_top2.hpp"
+#include "moeref/variants/praxis_top2.hpp"
 
 namespace moeref {
 
 const std::vector<VariantSpec>& all_variants() {
   static const std::vector<VariantSpec> variants = {
       mtf_top2_variant(),
+      praxis_top2_variant(),
   };
   return variants;
 }
