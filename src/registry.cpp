@@ -8,6 +8,7 @@
 #include "moeref/variants/lingvo_top2.hpp"
 #include "moeref/variants/mtf_top2.hpp"
 #include "moeref/variants/praxis_expert_choice.hpp"
+#include "moeref/variants/praxis_top2.hpp"
 
 namespace moeref {
 
@@ -15,6 +16,7 @@ const std::vector<VariantSpec>& all_variants() {
   static const std::vector<VariantSpec> variants = {
       mtf_top2_variant(),
       lingvo_top2_variant(),
+      praxis_top2_variant(),
       lingvo_expert_choice_variant(),
       praxis_expert_choice_variant(),
       lingvo_hash_variant(),
