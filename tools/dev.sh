@@ -12,8 +12,10 @@ build_dir="${MOEREF_BUILD_DIR:-$repo/build}"
 asan_dir="${MOEREF_ASAN_BUILD_DIR:-$repo/build-asan}"
 jobs="$(nproc 2>/dev/null || echo 2)"
 
-# Debian packages moeref builds with; OpenMP comes with g++ (libgomp).
-packages=(cmake g++ make libeigen3-dev catch2 nlohmann-json3-dev libcli11-dev python3-jsonschema)
+# Debian packages moeref builds with; OpenMP comes with g++ (libgomp). python3-numpy and
+# python3-torch (with its OpenMP BLAS) run the Python tests: tools/python and the torch backend.
+packages=(cmake g++ make libeigen3-dev catch2 nlohmann-json3-dev libcli11-dev python3-jsonschema
+  python3-numpy python3-torch libopenblas0-openmp)
 
 install_missing_packages() {
   local missing=()
