@@ -42,6 +42,9 @@ TEST_CASE("every golden trace is reproduced from its config and from itself", "[
       for (const moeref::TensorResult& result : report.results) {
         CHECK(result.status != moeref::TensorStatus::kNotChecked);
       }
+      // The file is in canonical form: reading and re-writing it gives the same bytes.
+      const std::string golden_path = (dir / entry["trace"].get<std::string>()).string();
+      CHECK(moeref::write_trace(golden) == moeref::read_whole_file(golden_path, "golden"));
       const moeref::Trace replayed =
           moeref::run_config(moeref::load_config_file((dir / entry["trace"].get<std::string>()).string()));
       CHECK(moeref::compare_traces(golden, replayed, moeref::CheckOptions{}).pass);

@@ -206,6 +206,19 @@ CheckReport compare_traces(const Trace& golden, const Trace& candidate, const Ch
     report.results.push_back(compare_tensor("losses", name, expected, actual, tolerance_for(name)));
   }
 
+  for (const auto& [name, value] : candidate.losses) {
+    bool known = false;
+    for (const auto& [golden_name, golden_value] : golden.losses) known = known || golden_name == name;
+    if (!known) {
+      TensorResult extra;
+      extra.section = "losses";
+      extra.name = name;
+      extra.status = TensorStatus::kExtra;
+      extra.message = "the golden has no loss of this name";
+      report.results.push_back(extra);
+    }
+  }
+
   bool failed_before = false;
   for (TensorResult& result : report.results) {
     const bool fails = result.status == TensorStatus::kMismatch || result.status == TensorStatus::kStructure ||

@@ -206,6 +206,14 @@ class MtfTop2:
         self.record("gate_1_capacity", ("G", "S"), gate_1)
         self.record("gate_2_capacity", ("G", "S"), gate_2)
 
+        # The index form, [G, S, K]: per token and rank, expert, slot (-1 when none) and weight.
+        occupies = torch.stack([mask_1_flat, mask_2_flat], dim=-1) > 0
+        self.record("routing_expert", ("G", "S", "K"), torch.stack([index_1, index_2], dim=-1))
+        self.record("routing_slot", ("G", "S", "K"), torch.where(
+            occupies, torch.stack([position_in_expert_1, position_in_expert_2], dim=-1).long(), -1))
+        self.record("routing_weight", ("G", "S", "K"), torch.where(
+            occupies, torch.stack([gate_1, gate_2], dim=-1), torch.zeros((), dtype=gate_1.dtype)))
+
         # [G, S, E, C]: each token's weight at (its expert, its slot) for each kept choice.
         combine_tensor = (
             (gate_1 * mask_1_flat)[..., None, None] * F.one_hot(index_1, E)[..., None]
