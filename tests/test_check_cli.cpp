@@ -149,7 +149,9 @@ TEST_CASE("check cli: a float beyond tolerance exits 1 with first and worst", "[
   CHECK(result.exit_code == 1);
   CHECK_THAT(result.output, Contains("steps.gate_1: 2 of 8") && Contains("first at [g=0, s=1]") &&
                                 Contains("worst at [g=1, s=2]") && Contains("neighbours:"));
-  for (const nlohmann::json& item : files.read_report()["tensors"]) {
+  // Keep the report alive for the loop: ranging over a part of a temporary would dangle.
+  const nlohmann::json report = files.read_report();
+  for (const nlohmann::json& item : report["tensors"]) {
     if (item["name"] != "gate_1") continue;
     CHECK(item["first"]["index"] == "[g=0, s=1]");
     CHECK(item["worst"]["index"] == "[g=1, s=2]");
