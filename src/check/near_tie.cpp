@@ -84,6 +84,21 @@ CheckReport check_traces(const Trace& golden, const Trace& candidate_as_given, c
         expected->dtype != DType::kInt32) {
       break;
     }
+    // A re-run that still differs where it forced the candidate's value could not
+    // take that choice (e.g. a top-k selection of the wrong size): a real difference.
+    const auto already = overrides.find(step);
+    bool stuck = false;
+    for (int64_t i = 0; already != overrides.end() && i < expected->num_elements(); ++i) {
+      const int32_t got = actual->i32[static_cast<size_t>(i)];
+      if (expected->i32[static_cast<size_t>(i)] == got || already->second.i32[static_cast<size_t>(i)] != got) continue;
+      stuck = true;
+      for (NearTieFinding& finding : findings) {
+        if (finding.step == step && finding.index == expected->named_index(i)) {
+          finding.detail += "; the reference re-run cannot take this choice";
+        }
+      }
+    }
+    if (stuck) break;
     std::vector<NearTieFinding> here;
     for (int64_t i = 0; i < expected->num_elements(); ++i) {
       const int32_t want = expected->i32[static_cast<size_t>(i)], got = actual->i32[static_cast<size_t>(i)];

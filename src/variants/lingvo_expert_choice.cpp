@@ -31,6 +31,7 @@
 #include "moeref/json_number.hpp"
 #include "moeref/ops/activations.hpp"
 #include "moeref/ops/cumsum.hpp"
+#include "moeref/ops/decisions.hpp"
 #include "moeref/ops/expert_layer.hpp"
 #include "moeref/ops/gshard_capacity.hpp"
 #include "moeref/ops/router.hpp"
@@ -195,6 +196,7 @@ void run_lingvo_expert_choice(const Config& config, Trace& trace) {
   Tensor nonpaddings = Tensor::float32({"G", "S"}, {G, S});                        // [G, S]
   Tensor token_scores = Tensor::float32({"G", "E", "S"}, {G, E, S});               // [G, E, S]
   Tensor token_indices = Tensor::int32({"G", "E", "C"}, {G, E, C});                // [G, E, C]
+  Tensor mask_ges = Tensor::int32({"G", "E", "S"}, {G, E, S});                     // [G, E, S]
   Tensor mask = Tensor::int32({"G", "S", "E"}, {G, S, E});                         // [G, S, E]
   Tensor mask_nonpadding = Tensor::int32({"G", "S", "E"}, {G, S, E});              // [G, S, E]
   Tensor expert_indices = Tensor::int32({"G", "S", "E"}, {G, S, E});               // [G, S, E]
@@ -204,6 +206,10 @@ void run_lingvo_expert_choice(const Config& config, Trace& trace) {
   Tensor gate_i = Tensor::float32({"G", "S", "E"}, {G, S, E});                     // [G, S, E] (i along E)
   Tensor combine_tensor = Tensor::float32({"G", "S", "E", "C"}, {G, S, E, C});     // [G, S, E, C]
   Tensor dispatch_tensor = Tensor::int32({"G", "S", "E", "C"}, {G, S, E, C});      // [G, S, E, C]
+
+  // The selection the checker's near-tie analysis forces (never set by a config):
+  // 1 take, 0 leave, -1 as the reference, per (g, e, s), applied at the top_k.
+  const Tensor* forced_selection = ops::forced_decision(config, "mask_ges", {G, E, S});
 
 #pragma omp parallel for schedule(static)
   for (int64_t g = 0; g < G; ++g) {
@@ -234,16 +240,29 @@ void run_lingvo_expert_choice(const Config& config, Trace& trace) {
 
     // _, token_indices = tf.math.top_k(token_scores, k=expert_capacity_dim, sorted=False)
     for (int64_t e = 0; e < E; ++e) {
-      ops::tf_top_k_indices(token_scores.f32.data() + ges + e * S, S, C, token_indices.i32.data() + gec + e * C);
+      const float* scores = token_scores.f32.data() + ges + e * S;
+      int32_t* picked = token_indices.i32.data() + gec + e * C;
+      ops::tf_top_k_indices(scores, S, C, picked);
+      if (forced_selection != nullptr) {
+        // The checker forced which tokens this expert takes: the same C-token set
+        // rule, in tf.math.top_k's order (best first, lower index first on ties).
+        std::vector<int32_t> order(static_cast<size_t>(S));
+        ops::tf_top_k_indices(scores, S, S, order.data());
+        ops::force_top_k_selection(order.data(), S, C, forced_selection->i32.data() + ges + e * S, picked);
+      }
     }
 
-    // mask = one_hot(token_indices, S) [G,E,C,S] -> transpose [G,E,S,C] -> reduce_sum over C [G,E,S]
-    //      -> transpose [G,S,E]: mask[g, s, e] counts how often expert e picked token s (0 or 1).
+    // mask = one_hot(token_indices, S) [G,E,C,S] -> transpose [G,E,S,C] -> reduce_sum over C:
+    // mask_ges [G,E,S] "records which expert selects which tokens" (0 or 1: top_k indices
+    // are distinct); -> transpose [G,S,E]: mask[g, s, e].
     for (int64_t e = 0; e < E; ++e) {
       for (int64_t c = 0; c < C; ++c) {
         const int64_t s = token_indices.i32[gec + e * C + c];
-        mask.i32[gse + s * E + e] += 1;
+        mask_ges.i32[ges + e * S + s] += 1;
       }
+    }
+    for (int64_t s = 0; s < S; ++s) {
+      for (int64_t e = 0; e < E; ++e) mask.i32[gse + s * E + e] = mask_ges.i32[ges + e * S + s];
     }
 
     // mask *= expand_dims(cast(nonpaddings, mask.dtype), -1): an int32 cast truncates toward zero.
@@ -308,6 +327,11 @@ void run_lingvo_expert_choice(const Config& config, Trace& trace) {
   trace.add_step("gates", std::move(gates));
   trace.add_step("nonpaddings", std::move(nonpaddings));
   trace.add_step("token_scores", std::move(token_scores));
+  // top_k returns (values, indices) and the mask follows; the selection is recorded
+  // first because it is the decision: a token taken instead of another at the cut
+  // shows up as mask_ges (and the near-tie analysis can judge it), while the order
+  // of token_indices follows from the selected set.
+  trace.add_step("mask_ges", std::move(mask_ges));
   trace.add_step("token_indices", std::move(token_indices));
   trace.add_step("mask", std::move(mask));
   trace.add_step("mask_nonpadding", std::move(mask_nonpadding));
@@ -348,6 +372,21 @@ void run_lingvo_expert_choice(const Config& config, Trace& trace) {
 
 namespace moeref {
 
+namespace {
+
+// The one decision of the gating function: which tokens each expert takes
+// (tf.math.top_k(token_scores, k)). At a near tie at the cut (the k-th and (k+1)-th
+// scores within float tolerance, exact ties included) a backend may take another
+// token; mask_ges [G, E, S] lines up with token_scores [G, E, S] element by element.
+std::optional<NearTie> lingvo_expert_choice_near_tie(const Trace& reference, const std::string& step, int64_t flat,
+                                                     int32_t candidate_value, const ToleranceFor& tolerance_for) {
+  if (step != "mask_ges") return std::nullopt;
+  const int64_t S = reference.config["dims"]["S"].get<int64_t>();
+  return ops::top_k_selection_near_tie(reference, step, "token_scores", flat, S, candidate_value, tolerance_for);
+}
+
+}  // namespace
+
 VariantSpec lingvo_expert_choice_variant() {
   VariantSpec spec;
   spec.id = "lingvo_expert_choice";
@@ -355,6 +394,7 @@ VariantSpec lingvo_expert_choice_variant() {
   spec.source = "tensorflow/lingvo lingvo/core/gshard_layers.py: TokenShufflingOnlogitsV2 via ComputeGating";
   spec.spec_page = "spec/variants/lingvo_expert_choice.md";
   spec.run = run_lingvo_expert_choice;
+  spec.near_tie = lingvo_expert_choice_near_tie;
   auto add = [&spec](HparamSpec hparam) { spec.hparams.push_back(std::move(hparam)); };
   HparamSpec h;
   h = {"expert_capacity_dim",

@@ -35,9 +35,11 @@
 #include "moeref/json_number.hpp"
 #include "moeref/ops/activations.hpp"
 #include "moeref/ops/cumsum.hpp"
+#include "moeref/ops/decisions.hpp"
 #include "moeref/ops/expert_layer.hpp"
 #include "moeref/ops/lingvo_capacity.hpp"
 #include "moeref/ops/router.hpp"
+#include "moeref/ops/routing_form.hpp"
 #include "moeref/ops/tf_softmax.hpp"
 #include "moeref/ops/top1.hpp"
 
@@ -239,6 +241,13 @@ void run_lingvo_top2(const Config& config, Trace& trace) {
   const Tensor* noise_uniform =
       policy == "sampling" ? &inputs.uniform_draw("noise_uniform", {"G", "S", "E"}, {G, S, E}) : nullptr;
 
+  // Decisions the checker's near-tie analysis forces (never set by a config), each
+  // applied where the source makes the decision.
+  const Tensor* forced_top1_expert = ops::forced_decision(config, "top1_expert_per_example", {G, S});
+  const Tensor* forced_index_1 = ops::forced_decision(config, "index_1", {G, S});
+  const Tensor* forced_index_2 = ops::forced_decision(config, "index_2", {G, S});
+  const Tensor* forced_sampled_2 = ops::forced_decision(config, "sampled_2", {G, S});
+
   // ---- ComputeGating: logits = einsum('GSM,ME->GSE', inputs, w) ------------------
   // With local_dispatch=False the inputs are first reshaped to [1, G*S, M]; the
   // data is row-major, so only the dims change.
@@ -258,6 +267,9 @@ void run_lingvo_top2(const Config& config, Trace& trace) {
   if (!shape.direct_call) {
     std::vector<float> max_logit(static_cast<size_t>(G * S));
     ops::top_1_lowest_index(logits.f32.data(), G * S, E, max_logit.data(), top1_expert_per_example.i32.data());
+    if (forced_top1_expert != nullptr) {
+      ops::force_top_1(forced_top1_expert->i32.data(), G * S, E, top1_expert_per_example.i32.data());
+    }
   }
 
   // ---- Top2GatingOnLogits -----------------------------------------------------------
@@ -349,6 +361,7 @@ void run_lingvo_top2(const Config& config, Trace& trace) {
       std::vector<float> max_gate(static_cast<size_t>(S));
       ops::top_1_lowest_index(raw_gates.f32.data() + gse, S, E, max_gate.data(), index_1.i32.data() + gs);
     }
+    if (forced_index_1 != nullptr) ops::force_top_1(forced_index_1->i32.data() + gs, S, E, index_1.i32.data() + gs);
     one_hot_rows(index_1.i32.data() + gs, S, E, mask_1.i32.data() + gse);
     const int32_t* mask_1_now = mask_1.i32.data() + gse;
     const float* density_1_proxy_now = raw_gates.f32.data() + gse;  // density_1_proxy = raw_gates
@@ -416,6 +429,7 @@ void run_lingvo_top2(const Config& config, Trace& trace) {
       std::vector<float> max_gate(static_cast<size_t>(S));
       ops::top_1_lowest_index(gates_without_top_1.f32.data() + gse, S, E, max_gate.data(), index_2.i32.data() + gs);
     }
+    if (forced_index_2 != nullptr) ops::force_top_1(forced_index_2->i32.data() + gs, S, E, index_2.i32.data() + gs);
     one_hot_rows(index_2.i32.data() + gs, S, E, mask_2.i32.data() + gse);
     const int32_t* mask_2_now = mask_2.i32.data() + gse;
     if (paddings_in != nullptr) {
@@ -519,7 +533,10 @@ void run_lingvo_top2(const Config& config, Trace& trace) {
       // sampled_2 = less(uniform(gate_2.shape), gate_2 / max(second_expert_threshold, 1e-9));
       // gate_2 *= sampled_2; mask_2 *= sampled_2. gate_2 is the normalized gate when legacy.
       for (int64_t s = 0; s < S; ++s) {
-        const bool sampled = second_policy_uniform->f32[gs + s] < gate_2_now[s] / threshold_divisor;
+        bool sampled = second_policy_uniform->f32[gs + s] < gate_2_now[s] / threshold_divisor;
+        if (forced_sampled_2 != nullptr && forced_sampled_2->i32[static_cast<size_t>(gs + s)] >= 0) {
+          sampled = forced_sampled_2->i32[static_cast<size_t>(gs + s)] != 0;
+        }
         sampled_2.i32[gs + s] = sampled ? 1 : 0;
         gate_2_sampled.f32[gs + s] = gate_2_now[s] * (sampled ? 1.0f : 0.0f);
         for (int64_t e = 0; e < E; ++e) {
@@ -695,6 +712,20 @@ void run_lingvo_top2(const Config& config, Trace& trace) {
     trace.add_step("gate_1_normalized", std::move(gate_1_normalized));
     trace.add_step("gate_2_normalized", std::move(gate_2_normalized));
   }
+  // The same routing in index form (per token and rank: expert, slot or -1, the
+  // combine weight), for backends that never build [G, S, E, C] tensors. The
+  // weight combine_tensor holds is the final gate: after capacity when legacy,
+  // renormalised after it when not. (The steps are in the trace now: read them there.)
+  {
+    auto ints = [&trace](const char* name) { return trace.find_step(name)->i32.data(); };
+    auto floats = [&trace](const char* name) { return trace.find_step(name)->f32.data(); };
+    const std::vector<ops::RankDecisions> ranks = {
+        {ints("index_1"), ints("position_in_expert_1_flat"), ints("mask_1_flat"),
+         floats(legacy_mtf_behavior ? "gate_1_capacity" : "gate_1_normalized")},
+        {ints("index_2"), ints("position_in_expert_2_flat"), ints("mask_2_flat"),
+         floats(legacy_mtf_behavior ? "gate_2_capacity" : "gate_2_normalized")}};
+    ops::record_routing_index_form(G, S, ranks, trace);
+  }
   trace.add_step("combine_tensor", std::move(combine_tensor));
   trace.add_step("dispatch_tensor", std::move(dispatch_tensor));
 
@@ -735,6 +766,41 @@ void run_lingvo_top2(const Config& config, Trace& trace) {
   trace.add_loss("aux_loss", aux_loss);
 }
 
+namespace {
+
+// The decisions of Top2GatingOnLogits (and ComputeGating's summary argmax) that a
+// backend can legitimately make the other way when the deciding values are within
+// float tolerance: the two argmax choices and the random policy's comparison.
+std::optional<NearTie> lingvo_top2_near_tie(const Trace& reference, const std::string& step, int64_t flat,
+                                            int32_t candidate_value, const ToleranceFor& tolerance_for) {
+  const int64_t E = reference.config["dims"]["E"].get<int64_t>();
+  const nlohmann::json& hp = reference.config["hparams"];
+  const std::string policy = hp["second_expert_policy"].get<std::string>();
+  // top1_expert_per_example = argmax(logits): the un-padded logits ComputeGating computed.
+  if (step == "top1_expert_per_example") {
+    return ops::top_1_near_tie(reference, step, "logits", flat, E, candidate_value, tolerance_for);
+  }
+  // index_1 = argmax(raw_gates)
+  if (step == "index_1") {
+    return ops::top_1_near_tie(reference, step, "raw_gates", flat, E, candidate_value, tolerance_for);
+  }
+  // index_2 = argmax(noised_logits) under sampling (logits + Gumbel noise), else argmax(gates_without_top_1).
+  if (step == "index_2") {
+    const char* scores = policy == "sampling" ? "noised_logits" : "gates_without_top_1";
+    return ops::top_1_near_tie(reference, step, scores, flat, E, candidate_value, tolerance_for);
+  }
+  // sampled_2 = less(U, gate_2 / max(second_expert_threshold, 1e-9)); gate_2 is the
+  // legacy-normalised gate (recorded as gate_2_normalized) when legacy, else the raw one.
+  if (step == "sampled_2" && policy == "random") {
+    const float divisor = static_cast<float>(std::max(hp["second_expert_threshold"].get<double>(), 1e-9));
+    const char* gate = hp["legacy_mtf_behavior"].get<bool>() ? "gate_2_normalized" : "gate_2";
+    return ops::random_keep_near_tie(reference, "second_policy_uniform", gate, flat, divisor, tolerance_for);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 VariantSpec lingvo_top2_variant() {
   VariantSpec spec;
   spec.id = "lingvo_top2";
@@ -742,6 +808,7 @@ VariantSpec lingvo_top2_variant() {
   spec.source = "tensorflow/lingvo lingvo/core/gshard_layers.py: ComputeGating, Top2GatingOnLogits";
   spec.spec_page = "spec/variants/lingvo_top2.md";
   spec.run = run_lingvo_top2;
+  spec.near_tie = lingvo_top2_near_tie;
   auto add = [&spec](HparamSpec hparam) { spec.hparams.push_back(std::move(hparam)); };
   HparamSpec h;
   h = {"expert_capacity_dim",

@@ -34,11 +34,13 @@
 #include "moeref/json_number.hpp"
 #include "moeref/ops/activations.hpp"
 #include "moeref/ops/cumsum.hpp"
+#include "moeref/ops/decisions.hpp"
 #include "moeref/ops/expert_layer.hpp"
 #include "moeref/ops/jax_softmax.hpp"
 #include "moeref/ops/praxis_capacity.hpp"
 #include "moeref/ops/praxis_grouping.hpp"
 #include "moeref/ops/router.hpp"
+#include "moeref/ops/routing_form.hpp"
 #include "moeref/ops/top1.hpp"
 
 namespace moeref {
@@ -240,6 +242,12 @@ void run_praxis_top2(const Config& config, Trace& trace) {
   const Tensor* random_uniform =
       policy == "random" ? &inputs.uniform_draw("random_uniform", {"G", "S"}, {G, S}) : nullptr;
 
+  // Decisions the checker's near-tie analysis forces (never set by a config), each
+  // applied where the source makes the decision.
+  const Tensor* forced_index_1 = ops::forced_decision(config, "index_1", {G, S});
+  const Tensor* forced_index_2 = ops::forced_decision(config, "index_2", {G, S});
+  const Tensor* forced_sampled_2 = ops::forced_decision(config, "sampled_2", {G, S});
+
   // ---- TransformerFeedForwardMoe: reshape [B, L, ...] to [G, S, ...] ---------------
   // inputs.reshape([num_groups, g_len, m_dim]) keeps row-major order: only the dims are relabelled.
   if (x != nullptr) {
@@ -356,6 +364,7 @@ void run_praxis_top2(const Config& config, Trace& trace) {
     // index_1 = jnp.argmax(raw_gates, axis=-1): the first maximum. mask_1 = one_hot(index_1, E, int32).
     std::vector<float> row_max(static_cast<size_t>(S));
     ops::top_1_lowest_index(raw_gates.f32.data() + gse, S, E, row_max.data(), index_1.i32.data() + gs);
+    if (forced_index_1 != nullptr) ops::force_top_1(forced_index_1->i32.data() + gs, S, E, index_1.i32.data() + gs);
     for (int64_t s = 0; s < S; ++s) {
       for (int64_t e = 0; e < E; ++e) mask_1.i32[gse + s * E + e] = index_1.i32[gs + s] == e ? 1 : 0;
     }
@@ -410,6 +419,7 @@ void run_praxis_top2(const Config& config, Trace& trace) {
       // index_2 = jnp.argmax(gates_without_top_1, axis=-1)
       ops::top_1_lowest_index(gates_without_top_1.f32.data() + gse, S, E, row_max.data(), index_2.i32.data() + gs);
     }
+    if (forced_index_2 != nullptr) ops::force_top_1(forced_index_2->i32.data() + gs, S, E, index_2.i32.data() + gs);
 
     for (int64_t s = 0; s < S; ++s) {
       // mask_2 = one_hot(index_2, E, int32); with paddings: mask_2 *= (importance > 0.0).
@@ -486,7 +496,10 @@ void run_praxis_top2(const Config& config, Trace& trace) {
       // sampled_2 = U < gate_2 / max(second_expert_threshold, 1e-9) (true division, strict);
       // gate_2 *= sampled_2; mask_2 *= sampled_2.
       for (int64_t s = 0; s < S; ++s) {
-        const bool keep = random_uniform->f32[gs + s] < gate_2_now.f32[gs + s] / threshold_f;
+        bool keep = random_uniform->f32[gs + s] < gate_2_now.f32[gs + s] / threshold_f;
+        if (forced_sampled_2 != nullptr && forced_sampled_2->i32[static_cast<size_t>(gs + s)] >= 0) {
+          keep = forced_sampled_2->i32[static_cast<size_t>(gs + s)] != 0;
+        }
         sampled_2.i32[gs + s] = keep ? 1 : 0;
         gate_2_sampled.f32[gs + s] = gate_2_now.f32[gs + s] * (keep ? 1.0f : 0.0f);
         for (int64_t e = 0; e < E; ++e) {
@@ -645,6 +658,20 @@ void run_praxis_top2(const Config& config, Trace& trace) {
     trace.add_step("gate_1_normalized", std::move(gate_1_normalized));
     trace.add_step("gate_2_normalized", std::move(gate_2_normalized));
   }
+  // The same routing in index form (per token and rank: expert, slot or -1, the
+  // combine weight), for backends that never build [G, S, E, C] tensors. The
+  // weight combine_tensor holds is the final gate: after capacity when legacy,
+  // renormalised after it when not. (The steps are in the trace now: read them there.)
+  {
+    auto ints = [&trace](const char* name) { return trace.find_step(name)->i32.data(); };
+    auto floats = [&trace](const char* name) { return trace.find_step(name)->f32.data(); };
+    const std::vector<ops::RankDecisions> ranks = {
+        {ints("index_1"), ints("position_in_expert_1_flat"), ints("mask_1_flat"),
+         floats(legacy_mtf_behavior ? "gate_1_capacity" : "gate_1_normalized")},
+        {ints("index_2"), ints("position_in_expert_2_flat"), ints("mask_2_flat"),
+         floats(legacy_mtf_behavior ? "gate_2_capacity" : "gate_2_normalized")}};
+    ops::record_routing_index_form(G, S, ranks, trace);
+  }
   trace.add_step("combine_tensor", std::move(combine_tensor));
   trace.add_step("dispatch_count_tensor", std::move(dispatch_count_tensor));
   if (paddings != nullptr) trace.add_step("paddings_count", int_scalar(paddings_count));
@@ -698,6 +725,37 @@ void run_praxis_top2(const Config& config, Trace& trace) {
 
 namespace moeref {
 
+namespace {
+
+// The decisions of top2_gating_on_logits that a backend can legitimately make the
+// other way when the deciding values are within float tolerance: the two argmax
+// choices and the random policy's comparison.
+std::optional<NearTie> praxis_top2_near_tie(const Trace& reference, const std::string& step, int64_t flat,
+                                            int32_t candidate_value, const ToleranceFor& tolerance_for) {
+  const int64_t E = reference.config["dims"]["E"].get<int64_t>();
+  const nlohmann::json& hp = reference.config["hparams"];
+  const std::string policy = hp["second_expert_policy"].get<std::string>();
+  // index_1 = jnp.argmax(raw_gates)
+  if (step == "index_1") {
+    return ops::top_1_near_tie(reference, step, "raw_gates", flat, E, candidate_value, tolerance_for);
+  }
+  // index_2 = argmax(noised_logits) under sampling (logits + Gumbel noise), else argmax(gates_without_top_1).
+  if (step == "index_2") {
+    const char* scores = policy == "sampling" ? "noised_logits" : "gates_without_top_1";
+    return ops::top_1_near_tie(reference, step, scores, flat, E, candidate_value, tolerance_for);
+  }
+  // sampled_2 = U < gate_2 / max(second_expert_threshold, 1e-9); gate_2 is the
+  // legacy-normalised gate (recorded as gate_2_normalized) when legacy, else the raw one.
+  if (step == "sampled_2" && policy == "random") {
+    const float divisor = static_cast<float>(std::max(hp["second_expert_threshold"].get<double>(), 1e-9));
+    const char* gate = hp["legacy_mtf_behavior"].get<bool>() ? "gate_2_normalized" : "gate_2";
+    return ops::random_keep_near_tie(reference, "random_uniform", gate, flat, divisor, tolerance_for);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 VariantSpec praxis_top2_variant() {
   VariantSpec spec;
   spec.id = "praxis_top2";
@@ -707,6 +765,7 @@ VariantSpec praxis_top2_variant() {
       "praxis/layers/transformers.py: TransformerFeedForwardMoe";
   spec.spec_page = "spec/variants/praxis_top2.md";
   spec.run = run_praxis_top2;
+  spec.near_tie = praxis_top2_near_tie;
   auto add = [&spec](HparamSpec hparam) { spec.hparams.push_back(std::move(hparam)); };
   HparamSpec h;
   h = {"num_groups",
