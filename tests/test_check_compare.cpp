@@ -24,9 +24,9 @@ namespace {
 
 const Trace& golden_trace() {
   static const Trace golden = moeref::testing::run_json({{"variant", "mtf_top2"},
-                                                          {"seed", 3},
-                                                          {"dims", {{"B", 2}, {"L", 4}, {"E", 3}, {"M", 4}, {"H", 5}}},
-                                                          {"hparams", {{"group_size", 4}}}});
+                                                         {"seed", 3},
+                                                         {"dims", {{"B", 2}, {"L", 4}, {"E", 3}, {"M", 4}, {"H", 5}}},
+                                                         {"hparams", {{"group_size", 4}}}});
   return golden;
 }
 
@@ -91,8 +91,8 @@ TEST_CASE("check compare: an identical candidate passes", "[check]") {
   }
   CHECK_THAT(report.to_text(), Contains("PASS"));
   // Re-reading the golden from its text changes nothing.
-  const Trace reread = moeref::trace_from_json(
-      moeref::parse_json_text(moeref::write_trace(golden_trace()), "golden"), "golden");
+  const Trace reread =
+      moeref::trace_from_json(moeref::parse_json_text(moeref::write_trace(golden_trace()), "golden"), "golden");
   CHECK(compare(golden_trace(), reread).pass);
 }
 
@@ -132,9 +132,9 @@ TEST_CASE("check compare: a changed int32 in index_1 is an exact mismatch with a
 TEST_CASE("check compare: floats beyond tolerance report the first and the worst element", "[check]") {
   Trace candidate = golden_trace();
   moeref::Tensor& raw_gates = mutable_step(candidate, "raw_gates");  // [G, S, E]
-  raw_gates.f32[2] += 1e-4f;   // first failing element, [g=0, s=0, e=2]
-  raw_gates.f32[13] += 1e-2f;  // the worst, [g=1, s=0, e=1]
-  raw_gates.f32[20] += 2e-5f;  // fails too, but by far less
+  raw_gates.f32[2] += 1e-4f;                                         // first failing element, [g=0, s=0, e=2]
+  raw_gates.f32[13] += 1e-2f;                                        // the worst, [g=1, s=0, e=1]
+  raw_gates.f32[20] += 2e-5f;                                        // fails too, but by far less
   const CheckReport report = compare(golden_trace(), candidate);
   CHECK_FALSE(report.pass);
   CHECK(report.first_divergent_step == "raw_gates");
@@ -167,13 +167,14 @@ TEST_CASE("check compare: floats within tolerance pass", "[check]") {
   CHECK(count_failing(report) == 0);
 }
 
-TEST_CASE("check compare: an element fails only if it exceeds both atol and rtol times the expected magnitude", "[check]") {
+TEST_CASE("check compare: an element fails only if it exceeds both atol and rtol times the expected magnitude",
+          "[check]") {
   // expected 1, actual 1.5: |diff| = 0.5.
-  CHECK(passes(1.0f, 1.5f, 0.25, 0.75));   // beyond atol, within rtol
-  CHECK(passes(1.0f, 1.5f, 0.75, 0.25));   // within atol, beyond rtol
+  CHECK(passes(1.0f, 1.5f, 0.25, 0.75));  // beyond atol, within rtol
+  CHECK(passes(1.0f, 1.5f, 0.75, 0.25));  // within atol, beyond rtol
   CHECK_FALSE(passes(1.0f, 1.5f, 0.25, 0.25));
-  CHECK(passes(1.0f, 1.5f, 0.5, 0.0));     // equal to atol is not beyond it
-  CHECK(passes(1.0f, 1.5f, 0.0, 0.5));     // equal to rtol * |expected| is not beyond it
+  CHECK(passes(1.0f, 1.5f, 0.5, 0.0));  // equal to atol is not beyond it
+  CHECK(passes(1.0f, 1.5f, 0.0, 0.5));  // equal to rtol * |expected| is not beyond it
   CHECK_FALSE(passes(1.0f, 1.5f, 0.0, 0.0));
   // The relative bound scales with |expected|, not |actual|.
   CHECK_FALSE(passes(1.0f, 3.0f, 0.0, 1.5));

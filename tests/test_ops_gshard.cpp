@@ -84,7 +84,7 @@ TEST_CASE("lingvo capacity rule: 0 -> 4 floor and round up to 4 only when raised
   // lingvo TokenShufflingOnlogitsV2: if capacity_factor: auto = int(S*cf/E); 0 -> 4; if C0 < auto: roundup4(auto).
   CHECK(ops::lingvo_token_shuffling_capacity(8, 4, 0, 1.0).expert_capacity == 4);           // auto 2, raised to 2 -> 4
   CHECK(ops::lingvo_token_shuffling_capacity(8, 4, 3, std::nullopt).expert_capacity == 3);  // no factor: C0
-  CHECK(ops::lingvo_token_shuffling_capacity(8, 4, 3, 0.0).expert_capacity == 3);           // 0.0 is falsy: rule skipped
+  CHECK(ops::lingvo_token_shuffling_capacity(8, 4, 3, 0.0).expert_capacity == 3);  // 0.0 is falsy: rule skipped
   CHECK_FALSE(ops::lingvo_token_shuffling_capacity(8, 4, 3, 0.0).rule_applied);
   CHECK(ops::lingvo_token_shuffling_capacity(4, 8, 0, 1.0).expert_capacity == 4);   // auto int(0.5) = 0 -> 4
   CHECK(ops::lingvo_token_shuffling_capacity(8, 2, 5, 1.0).expert_capacity == 5);   // auto 4 <= C0 5: C0, not rounded

@@ -35,12 +35,14 @@ void check_near(float actual, double printed, const std::string& what) {
 
 void check_all_near(const moeref::Tensor& tensor, const std::vector<double>& printed, const std::string& what) {
   REQUIRE(tensor.f32.size() == printed.size());
-  for (size_t i = 0; i < printed.size(); ++i) check_near(tensor.f32[i], printed[i], what + tensor.named_index(static_cast<int64_t>(i)));
+  for (size_t i = 0; i < printed.size(); ++i)
+    check_near(tensor.f32[i], printed[i], what + tensor.named_index(static_cast<int64_t>(i)));
 }
 
 }  // namespace
 
-TEST_CASE("walkthrough mtf_top2_small: six tokens routed to three experts with two slots each", "[walkthrough][mtf_top2]") {
+TEST_CASE("walkthrough mtf_top2_small: six tokens routed to three experts with two slots each",
+          "[walkthrough][mtf_top2]") {
   const std::string path = std::string(MOEREF_SOURCE_DIR) + "/spec/walkthroughs/mtf_top2_small.config.json";
   moeref::Config config = moeref::load_config_file(path);
   REQUIRE(config.train);
@@ -56,12 +58,12 @@ TEST_CASE("walkthrough mtf_top2_small: six tokens routed to three experts with t
   // Each logit is ln(p) for the probability p we want, and each row of p sums to 1,
   // so the softmax returns p (to float32 rounding).
   check_all_near(step(trace, "raw_gates"),
-                 {0.6, 0.3, 0.1,      // t0
-                  0.25, 0.7, 0.05,    // t1
-                  0.8, 0.05, 0.15,    // t2
-                  0.2, 0.5, 0.3,      // t3 (padding)
-                  0.85, 0.05, 0.1,    // t4
-                  0.1, 0.2, 0.7},     // t5
+                 {0.6, 0.3, 0.1,    // t0
+                  0.25, 0.7, 0.05,  // t1
+                  0.8, 0.05, 0.15,  // t2
+                  0.2, 0.5, 0.3,    // t3 (padding)
+                  0.85, 0.05, 0.1,  // t4
+                  0.1, 0.2, 0.7},   // t5
                  "raw_gates");
 
   // ---- Step 3: first choice ------------------------------------------------------
@@ -170,7 +172,7 @@ TEST_CASE("walkthrough mtf_top2_small: six tokens routed to three experts with t
     int token, expert, slot;
     double weight;
   };
-  const std::vector<Seat> seats = {{0, 0, 0, 0.66666675}, {2, 0, 1, 0.8421053},  {1, 1, 0, 0.7368421},
+  const std::vector<Seat> seats = {{0, 0, 0, 0.66666675}, {2, 0, 1, 0.8421053}, {1, 1, 0, 0.7368421},
                                    {0, 1, 1, 0.33333334}, {5, 2, 0, 0.7777778}, {4, 2, 1, 0.10526316}};
   std::vector<int32_t> expected_dispatch(static_cast<size_t>(6 * kE * kC), 0);
   std::vector<double> expected_combine(expected_dispatch.size(), 0.0);

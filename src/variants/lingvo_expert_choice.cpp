@@ -109,7 +109,8 @@ Shape resolve_shape(const Config& config, bool logits_supplied) {
   }
   shape.expert_capacity_dim = hp["expert_capacity_dim"].get<int64_t>();
   if (!hp["capacity_factor"].is_null()) shape.capacity_factor = hp["capacity_factor"].get<double>();
-  shape.capacity = ops::lingvo_token_shuffling_capacity(shape.S, shape.E, shape.expert_capacity_dim, shape.capacity_factor);
+  shape.capacity =
+      ops::lingvo_token_shuffling_capacity(shape.S, shape.E, shape.expert_capacity_dim, shape.capacity_factor);
   shape.C = shape.capacity.expert_capacity;
   check_derived_dim(config, "C", shape.C,
                     "lingvo: C0 = expert_capacity_dim; with a non-zero capacity_factor, auto = int(S * cf / E) "
