@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "moeref/dims.hpp"
 #include "moeref/error.hpp"
 #include "moeref/inputs.hpp"
 #include "moeref/json_number.hpp"
@@ -51,17 +52,6 @@ struct Shape {
   std::optional<double> capacity_factor;
   ops::GshardCapacity capacity;
 };
-
-void require_dim(const Config& config, const char* letter, const std::string& why) {
-  if (config.dims.count(letter) == 0) fail_input(std::string("dims.") + letter, "missing", why);
-}
-
-void check_derived_dim(const Config& config, const char* letter, int64_t derived, const std::string& rule) {
-  auto it = config.dims.find(letter);
-  if (it != config.dims.end() && it->second != derived) {
-    fail_input(std::string("dims.") + letter, std::to_string(it->second), std::to_string(derived) + " (" + rule + ")");
-  }
-}
 
 Shape resolve_shape(const Config& config, bool logits_supplied) {
   const nlohmann::json& hp = config.hparams;

@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "moeref/dims.hpp"
 #include "moeref/error.hpp"
 #include "moeref/inputs.hpp"
 #include "moeref/json_number.hpp"
@@ -62,19 +63,6 @@ std::optional<int64_t> optional_int(const nlohmann::json& value) {
 
 std::optional<double> optional_float(const nlohmann::json& value) {
   return value.is_null() ? std::nullopt : std::optional<double>(value.get<double>());
-}
-
-void require_dim(const Config& config, const char* letter, const std::string& why) {
-  if (config.dims.count(letter) == 0) fail_input(std::string("dims.") + letter, "missing", why);
-}
-
-// A derived dim may be given (a resolved config from a trace gives all of them);
-// then it must agree with what the source's rules derive.
-void check_derived_dim(const Config& config, const char* letter, int64_t derived, const std::string& rule) {
-  auto it = config.dims.find(letter);
-  if (it != config.dims.end() && it->second != derived) {
-    fail_input(std::string("dims.") + letter, std::to_string(it->second), std::to_string(derived) + " (" + rule + ")");
-  }
 }
 
 Shape resolve_shape(const Config& config, bool logits_supplied) {
