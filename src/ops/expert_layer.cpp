@@ -1,6 +1,19 @@
 #include "moeref/ops/expert_layer.hpp"
 
+#include <cmath>
+#include <string>
+
 namespace moeref::ops {
+
+void add_mtf_expert_weights(ExpertLayerInputs& layer, InputSet& inputs, int64_t E, int64_t M, int64_t H, int64_t N) {
+  const double wi_bound = std::sqrt(3.0 / static_cast<double>(M));
+  const double wo_bound = std::sqrt(3.0 / static_cast<double>(H));
+  for (size_t i = 0; i < layer.activations.size(); ++i) {
+    const std::string name = layer.activations.size() == 1 ? "wi" : "wi_" + std::to_string(i);
+    layer.wi.push_back(&inputs.float_input(name, {"E", "M", "H"}, {E, M, H}, -wi_bound, wi_bound));
+  }
+  layer.wo = &inputs.float_input("wo", {"E", "H", "N"}, {E, H, N}, -wo_bound, wo_bound);
+}
 
 void mtf_expert_layer(const ExpertLayerInputs& in, Trace& trace) {
   const int64_t G = in.inputs->shape[0], S = in.inputs->shape[1], M = in.inputs->shape[2];

@@ -344,13 +344,7 @@ void run_lingvo_expert_choice(const Config& config, Trace& trace) {
     layer.dispatch_tensor = &dispatch_ref;
     layer.combine_tensor = &combine_ref;
     layer.activations = ops::parse_activations(hp["activation"]);
-    const double wi_bound = std::sqrt(3.0 / static_cast<double>(M));
-    const double wo_bound = std::sqrt(3.0 / static_cast<double>(shape.H));
-    for (size_t i = 0; i < layer.activations.size(); ++i) {
-      const std::string name = layer.activations.size() == 1 ? "wi" : "wi_" + std::to_string(i);
-      layer.wi.push_back(&inputs.float_input(name, {"E", "M", "H"}, {E, M, shape.H}, -wi_bound, wi_bound));
-    }
-    layer.wo = &inputs.float_input("wo", {"E", "H", "N"}, {E, shape.H, shape.N}, -wo_bound, wo_bound);
+    ops::add_mtf_expert_weights(layer, inputs, E, M, shape.H, shape.N);
     ops::mtf_expert_layer(layer, trace);
   }
   inputs.check_all_used();

@@ -557,14 +557,7 @@ void run_mtf_top2(const Config& config, Trace& trace) {
     layer.dispatch_tensor = &dispatch_ref;
     layer.combine_tensor = &combine_ref;
     layer.activations = ops::parse_activations(hp["activation"]);
-    const double wi_bound = std::sqrt(3.0 / static_cast<double>(M));
-    const double wo_bound = std::sqrt(3.0 / static_cast<double>(shape.H));
-    // mtf.layers.dense_product names one factor "wi" and several "wi_0", "wi_1", ...
-    for (size_t i = 0; i < layer.activations.size(); ++i) {
-      const std::string name = layer.activations.size() == 1 ? "wi" : "wi_" + std::to_string(i);
-      layer.wi.push_back(&inputs.float_input(name, {"E", "M", "H"}, {E, M, shape.H}, -wi_bound, wi_bound));
-    }
-    layer.wo = &inputs.float_input("wo", {"E", "H", "N"}, {E, shape.H, shape.N}, -wo_bound, wo_bound);
+    ops::add_mtf_expert_weights(layer, inputs, E, M, shape.H, shape.N);
     const double keep_prob = 1.0 - hp["dropout_rate"].get<double>();
     if (config.train && keep_prob != 1.0) {
       layer.keep_prob = keep_prob;

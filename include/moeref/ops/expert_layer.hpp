@@ -10,6 +10,7 @@
 
 #include <vector>
 
+#include "moeref/inputs.hpp"
 #include "moeref/ops/activations.hpp"
 #include "moeref/tensor.hpp"
 #include "moeref/trace.hpp"
@@ -26,6 +27,11 @@ struct ExpertLayerInputs {
   const Tensor* dropout_uniform = nullptr;  // [E, G, C, H] or nullptr for no dropout
   double keep_prob = 1.0;
 };
+
+// Fills layer.wi and layer.wo from `inputs` (supplied, or generated U[-sqrt(3/M), sqrt(3/M))
+// and U[-sqrt(3/H), sqrt(3/H))), under mtf.layers.dense_product's names: "wi" for one
+// activation, "wi_0", "wi_1", ... for several, and "wo". layer.activations must be set.
+void add_mtf_expert_weights(ExpertLayerInputs& layer, InputSet& inputs, int64_t E, int64_t M, int64_t H, int64_t N);
 
 // Records expert_inputs [E,G,C,M], expert_hidden [E,G,C,H], expert_hidden_dropout
 // (when dropout_uniform is set), expert_outputs [E,G,C,N] and outputs [G,S,N].
