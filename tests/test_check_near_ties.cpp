@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "moeref/check.hpp"
-#include "moeref/config.hpp"
+#include "moeref/config_reader.hpp"
 #include "test_support.hpp"
 
 using moeref::CheckOptions;

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "moeref/check.hpp"
-#include "moeref/config.hpp"
+#include "moeref/config_reader.hpp"
 #include "test_support.hpp"
 
 using moeref::CheckOptions;

@@ -15,11 +15,11 @@
 
 #include "moeref/error.hpp"
 #include "moeref/ops/activations.hpp"
-#include "moeref/ops/capacity.hpp"
+#include "moeref/ops/mtf_capacity.hpp"
 #include "moeref/ops/cumsum.hpp"
-#include "moeref/ops/grouping.hpp"
+#include "moeref/ops/mtf_grouping.hpp"
 #include "moeref/ops/router.hpp"
-#include "moeref/ops/softmax.hpp"
+#include "moeref/ops/mtf_softmax.hpp"
 #include "moeref/ops/top1.hpp"
 #include "moeref/rng.hpp"
 

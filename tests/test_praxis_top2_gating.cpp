@@ -15,7 +15,7 @@
 #include "moeref/ops/jax_softmax.hpp"
 #include "moeref/ops/praxis_capacity.hpp"
 #include "moeref/ops/praxis_grouping.hpp"
-#include "moeref/ops/softmax.hpp"
+#include "moeref/ops/mtf_softmax.hpp"
 #include "test_support.hpp"
 
 using moeref::testing::loss;

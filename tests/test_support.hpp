@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "moeref/config.hpp"
+#include "moeref/config_reader.hpp"
 #include "moeref/run.hpp"
 #include "moeref/trace.hpp"
 

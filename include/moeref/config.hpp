@@ -5,6 +5,7 @@
 //    "dims": {"B": 2, "L": 8, "E": 4, "M": 8, "H": 16}, "hparams": {...},
 //    "inputs": {"x": tensor, ...}}
 // A trace is accepted as a config too: its resolved config and inputs replay it.
+// Reading and validating one is config_reader.hpp's (it needs the registry).
 #pragma once
 
 #include <cstdint>
@@ -13,7 +14,6 @@
 #include <string>
 
 #include "moeref/tensor.hpp"
-#include "moeref/trace.hpp"
 
 namespace moeref {
 
@@ -33,13 +33,5 @@ struct Config {
   std::map<std::string, Tensor> decision_overrides;
   const VariantSpec* spec = nullptr;
 };
-
-// Validates a config (or trace) document against the registry.
-Config config_from_json(const nlohmann::json& doc, const std::string& source_name, const DataArrays* arrays = nullptr);
-
-Config load_config_file(const std::string& path);
-
-// The config a trace was made from: its resolved config and recorded inputs.
-Config config_from_trace(const Trace& trace, const std::string& source_name);
 
 }  // namespace moeref

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <deque>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
@@ -32,8 +33,13 @@ struct Trace {
   // Deques: references to recorded tensors stay valid while more are added.
   std::deque<NamedTensor> inputs;  // supplied or generated, random draws included
   std::deque<NamedTensor> steps;   // every intermediate, in source order
+  // What each step read, by step name: earlier steps, and inputs as "inputs.NAME"
+  // (spec/trace-format.md, "Step dependencies"). A step absent here says nothing.
+  std::map<std::string, std::vector<std::string>> reads;
 
   void add_step(const std::string& name, Tensor tensor);
+  // A step with the names it reads (earlier steps, and inputs as "inputs.NAME").
+  void add_step(const std::string& name, Tensor tensor, std::vector<std::string> reads);
   void add_loss(const std::string& name, float value);
   const Tensor* find_step(const std::string& name) const;
   const Tensor* find_input(const std::string& name) const;

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "moeref/check.hpp"
-#include "moeref/config.hpp"
+#include "moeref/config_reader.hpp"
 #include "moeref/error.hpp"
 #include "moeref/ops/routing_form.hpp"
 #include "moeref/registry.hpp"
@@ -103,7 +103,7 @@ CheckReport check_traces(const Trace& golden, const Trace& candidate_as_given, c
     for (int64_t i = 0; i < expected->num_elements(); ++i) {
       const int32_t want = expected->i32[static_cast<size_t>(i)], got = actual->i32[static_cast<size_t>(i)];
       if (want == got) continue;
-      const std::optional<NearTie> tie = spec->near_tie(reference, step, i, got, tolerance_for);
+      const std::optional<NearTie> tie = spec->near_tie(NearTieQuery{reference, step, i, got, tolerance_for});
       if (!tie) {
         here.clear();
         break;

@@ -6,7 +6,7 @@
 
 #include "commands.hpp"
 #include "moeref/atomic_file.hpp"
-#include "moeref/config.hpp"
+#include "moeref/config_reader.hpp"
 #include "moeref/run.hpp"
 
 namespace moeref::cli {

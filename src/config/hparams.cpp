@@ -34,6 +34,10 @@ std::string value_text(const nlohmann::json& value) {
   return value.dump();
 }
 
+bool outside_bounds(const HparamSpec& spec, double value) {
+  return (spec.min_value && value < *spec.min_value) || (spec.max_value && value > *spec.max_value);
+}
+
 bool is_choice(const HparamSpec& spec, const nlohmann::json& value) {
   if (!value.is_string()) return false;
   for (const std::string& choice : spec.choices) {
@@ -42,7 +46,31 @@ bool is_choice(const HparamSpec& spec, const nlohmann::json& value) {
   return false;
 }
 
-void check_value(const HparamSpec& spec, const nlohmann::json& value) {
+// "did you mean NAME? ...; " when `unknown` is another spelling of a declared
+// hparam: one of its aliases (a source's prefixed or old name), or its name with
+// a source's prefix such as "moe_" or "moe_gating_" in front. Empty otherwise.
+std::string did_you_mean(const std::vector<HparamSpec>& specs, const std::string& unknown) {
+  for (const HparamSpec& spec : specs) {
+    for (const std::string& alias : spec.aliases) {
+      if (alias == unknown) {
+        return "did you mean " + spec.name + "? (" + unknown + " is the sources' name for moeref's " + spec.name +
+               "); every hparam: ";
+      }
+    }
+  }
+  for (const HparamSpec& spec : specs) {
+    const size_t at = unknown.size() > spec.name.size() ? unknown.size() - spec.name.size() : std::string::npos;
+    if (at != std::string::npos && unknown.compare(at, std::string::npos, spec.name) == 0 && unknown[at - 1] == '_') {
+      return "did you mean " + spec.name + "? (moeref takes the source's name without the prefix \"" +
+             unknown.substr(0, at) + "\"); every hparam: ";
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+void check_hparam_value(const HparamSpec& spec, const nlohmann::json& value) {
   const std::string field = "hparams." + spec.name;
   if (value.is_null()) {
     if (spec.nullable) return;
@@ -54,8 +82,7 @@ void check_value(const HparamSpec& spec, const nlohmann::json& value) {
       return;
     case HparamKind::kInt: {
       if (!value.is_number_integer()) fail_input(field, value_text(value), describe_allowed(spec));
-      const double as_double = static_cast<double>(value.get<int64_t>());
-      if (as_double < spec.min_value || as_double > spec.max_value) {
+      if (outside_bounds(spec, static_cast<double>(value.get<int64_t>()))) {
         fail_input(field, value_text(value), describe_allowed(spec));
       }
       return;
@@ -63,7 +90,7 @@ void check_value(const HparamSpec& spec, const nlohmann::json& value) {
     case HparamKind::kFloat: {
       if (!value.is_number()) fail_input(field, value_text(value), describe_allowed(spec));
       const double as_double = value.get<double>();
-      if (!std::isfinite(as_double) || as_double < spec.min_value || as_double > spec.max_value) {
+      if (!std::isfinite(as_double) || outside_bounds(spec, as_double)) {
         fail_input(field, value_text(value), describe_allowed(spec));
       }
       return;
@@ -82,8 +109,7 @@ void check_value(const HparamSpec& spec, const nlohmann::json& value) {
       if (!value.is_array()) fail_input(field, value.dump(), describe_allowed(spec));
       for (const nlohmann::json& item : value) {
         if (!item.is_number_integer()) fail_input(field, value.dump(), describe_allowed(spec));
-        const double as_double = static_cast<double>(item.get<int64_t>());
-        if (as_double < spec.min_value || as_double > spec.max_value) {
+        if (outside_bounds(spec, static_cast<double>(item.get<int64_t>()))) {
           fail_input(field, value.dump(), describe_allowed(spec));
         }
       }
@@ -91,7 +117,51 @@ void check_value(const HparamSpec& spec, const nlohmann::json& value) {
   }
 }
 
-}  // namespace
+HparamSpec& HparamSpec::defaults_to(nlohmann::json value) {
+  default_value = std::move(value);
+  return *this;
+}
+
+HparamSpec& HparamSpec::at_least(double minimum) {
+  min_value = minimum;
+  return *this;
+}
+
+HparamSpec& HparamSpec::at_most(double maximum) {
+  max_value = maximum;
+  return *this;
+}
+
+HparamSpec& HparamSpec::between(double minimum, double maximum) {
+  min_value = minimum;
+  max_value = maximum;
+  return *this;
+}
+
+HparamSpec& HparamSpec::means(std::string text) {
+  meaning = std::move(text);
+  return *this;
+}
+
+HparamSpec& HparamSpec::train_only() {
+  mode = HparamMode::kTrainOnly;
+  return *this;
+}
+
+HparamSpec& HparamSpec::eval_only() {
+  mode = HparamMode::kEvalOnly;
+  return *this;
+}
+
+HparamSpec& HparamSpec::cites(std::string where) {
+  cited_source = std::move(where);
+  return *this;
+}
+
+HparamSpec& HparamSpec::known_as(std::vector<std::string> names) {
+  aliases = std::move(names);
+  return *this;
+}
 
 std::string describe_allowed(const HparamSpec& spec) {
   std::string text;
@@ -101,12 +171,14 @@ std::string describe_allowed(const HparamSpec& spec) {
       break;
     case HparamKind::kInt:
     case HparamKind::kFloat: {
-      text = spec.kind == HparamKind::kInt ? "an integer" : "a finite number";
-      if (spec.max_value < 1e300) {
-        text += " in [" + number_text(spec.min_value, spec.kind == HparamKind::kInt) + ", " +
-                number_text(spec.max_value, spec.kind == HparamKind::kInt) + "]";
-      } else {
-        text += " >= " + number_text(spec.min_value, spec.kind == HparamKind::kInt);
+      const bool integer = spec.kind == HparamKind::kInt;
+      text = integer ? "an integer" : "a finite number";
+      if (spec.min_value && spec.max_value) {
+        text += " in [" + number_text(*spec.min_value, integer) + ", " + number_text(*spec.max_value, integer) + "]";
+      } else if (spec.min_value) {
+        text += " >= " + number_text(*spec.min_value, integer);
+      } else if (spec.max_value) {
+        text += " <= " + number_text(*spec.max_value, integer);
       }
       break;
     }
@@ -117,8 +189,10 @@ std::string describe_allowed(const HparamSpec& spec) {
       text = "one of " + join(spec.choices, ", ") + ", or a non-empty list of them";
       break;
     case HparamKind::kIntList:
-      text = "a list (possibly empty) of integers in [" + number_text(spec.min_value, true) + ", " +
-             number_text(spec.max_value, true) + "]";
+      text = "a list (possibly empty) of integers";
+      if (spec.min_value && spec.max_value) {
+        text += " in [" + number_text(*spec.min_value, true) + ", " + number_text(*spec.max_value, true) + "]";
+      }
       break;
   }
   if (spec.nullable) text += ", or null";
@@ -140,9 +214,10 @@ nlohmann::json resolve_hparams(const std::vector<HparamSpec>& specs, const nlohm
       if (found == nullptr) {
         std::vector<std::string> names;
         for (const HparamSpec& spec : specs) names.push_back(spec.name);
-        fail_input("hparams." + it.key(), "an unknown hyperparameter", join(names, ", "));
+        fail_input("hparams." + it.key(), "an unknown hyperparameter",
+                   did_you_mean(specs, it.key()) + join(names, ", "));
       }
-      check_value(*found, it.value());
+      check_hparam_value(*found, it.value());
       resolved[it.key()] = it.value();
     }
   }

@@ -47,6 +47,12 @@ std::vector<Activation> parse_activations(const nlohmann::json& hparam) {
   return out;
 }
 
+std::vector<Activation> activations_named(const std::vector<std::string>& names) {
+  std::vector<Activation> out;
+  for (const std::string& name : names) out.push_back(from_name(name));
+  return out;
+}
+
 float apply_activation(Activation activation, float x) {
   switch (activation) {
     case Activation::kLinear:

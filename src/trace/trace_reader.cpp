@@ -57,8 +57,9 @@ Tensor tensor_from_json(const nlohmann::json& value, const std::string& field, c
     fail_input(field, std::string("a JSON ") + value.type_name(), "a tensor object {dims, shape, dtype, data}");
   }
   for (auto it = value.begin(); it != value.end(); ++it) {
-    if (it.key() != "dims" && it.key() != "shape" && it.key() != "dtype" && it.key() != "data" && it.key() != "name") {
-      fail_input(field + "." + it.key(), "an unknown tensor field", "name, dims, shape, dtype, data");
+    if (it.key() != "dims" && it.key() != "shape" && it.key() != "dtype" && it.key() != "data" && it.key() != "name" &&
+        it.key() != "reads") {
+      fail_input(field + "." + it.key(), "an unknown tensor field", "name, reads, dims, shape, dtype, data");
     }
   }
   Tensor tensor;
@@ -182,7 +183,23 @@ Trace trace_from_json(const nlohmann::json& doc, const std::string& source_name,
       const std::string name = steps[i]["name"].get<std::string>();
       if (trace.find_step(name) != nullptr)
         fail_input(field + ".name", "\"" + name + "\"", "a name not used by an earlier step");
-      trace.add_step(name, tensor_from_json(steps[i], "steps." + name, arrays));
+      Tensor tensor = tensor_from_json(steps[i], "steps." + name, arrays);
+      if (!steps[i].contains("reads")) {
+        trace.add_step(name, std::move(tensor));
+        continue;
+      }
+      // reads: the steps and "inputs.NAME" this step read (spec/trace-format.md). A
+      // candidate edited from a golden may have dropped some of them: names are
+      // not required to exist.
+      const nlohmann::json& reads = steps[i]["reads"];
+      std::vector<std::string> names;
+      const std::string allowed = "an array of step names and \"inputs.NAME\" strings";
+      if (!reads.is_array()) fail_input("steps." + name + ".reads", reads.dump().substr(0, 80), allowed);
+      for (const nlohmann::json& read : reads) {
+        if (!read.is_string()) fail_input("steps." + name + ".reads", read.dump().substr(0, 80), allowed);
+        names.push_back(read.get<std::string>());
+      }
+      trace.add_step(name, std::move(tensor), std::move(names));
     }
   }
   return trace;

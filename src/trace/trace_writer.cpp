@@ -9,6 +9,11 @@ namespace moeref {
 
 void Trace::add_step(const std::string& name, Tensor tensor) { steps.push_back({name, std::move(tensor)}); }
 
+void Trace::add_step(const std::string& name, Tensor tensor, std::vector<std::string> step_reads) {
+  steps.push_back({name, std::move(tensor)});
+  reads[name] = std::move(step_reads);
+}
+
 void Trace::add_loss(const std::string& name, float value) { losses.emplace_back(name, value); }
 
 const Tensor* Trace::find_step(const std::string& name) const {
@@ -102,6 +107,15 @@ std::string write_trace(const Trace& trace) {
     out += i > 0 ? ",\n  {\"name\":" : "\n  {\"name\":";
     append_json_string(out, trace.steps[i].name);
     out += ',';
+    const auto step_reads = trace.reads.find(trace.steps[i].name);
+    if (step_reads != trace.reads.end()) {
+      out += "\"reads\":[";
+      for (size_t k = 0; k < step_reads->second.size(); ++k) {
+        if (k > 0) out += ',';
+        append_json_string(out, step_reads->second[k]);
+      }
+      out += "],";
+    }
     append_tensor_fields(out, trace.steps[i].tensor);
     out += '}';
   }

@@ -19,8 +19,6 @@
 // Masks, indices and positions are integers in the source (mask_dtype must be
 // an integer type, see mask_dtype below) and are stored as int32.
 
-#include "moeref/variants/lingvo_expert_choice.hpp"
-
 #include <cmath>
 #include <optional>
 #include <string>
@@ -38,6 +36,7 @@
 #include "moeref/ops/router.hpp"
 #include "moeref/ops/tf_softmax.hpp"
 #include "moeref/ops/top_k.hpp"
+#include "moeref/variant.hpp"
 
 namespace moeref {
 
@@ -379,46 +378,48 @@ VariantSpec lingvo_expert_choice_variant() {
   spec.source = "tensorflow/lingvo lingvo/core/gshard_layers.py: TokenShufflingOnlogitsV2 via ComputeGating";
   spec.spec_page = "spec/variants/lingvo_expert_choice.md";
   spec.run = run_lingvo_expert_choice;
-  spec.near_tie = lingvo_expert_choice_near_tie;
+  spec.near_tie = [](const NearTieQuery& q) {
+    return lingvo_expert_choice_near_tie(q.reference, q.step, q.flat, q.candidate, q.tolerance_for);
+  };
   auto add = [&spec](HparamSpec hparam) { spec.hparams.push_back(std::move(hparam)); };
   HparamSpec h;
-  h = {"expert_capacity_dim",
-       HparamKind::kInt,
-       nullptr,
-       false,
-       {},
-       0,
-       1 << 24,
-       "Required: C0, tokens each expert takes per group (raised by capacity_factor); C must not exceed S."};
+  h = HparamSpec{};
+  h.name = "expert_capacity_dim";
+  h.kind = HparamKind::kInt;
+  h.default_value = nullptr;
+  h.nullable = false;
+  h.min_value = 0;
+  h.max_value = 1 << 24;
+  h.meaning = "Required: C0, tokens each expert takes per group (raised by capacity_factor); C must not exceed S.";
   add(h);
-  h = {"capacity_factor",
-       HparamKind::kFloat,
-       nullptr,
-       true,
-       {},
-       0.0,
-       1 << 24,
-       "If non-zero, C is raised to int(S * capacity_factor / E) (0 -> 4) rounded up to a multiple of 4 when C0 is "
-       "smaller."};
+  h = HparamSpec{};
+  h.name = "capacity_factor";
+  h.kind = HparamKind::kFloat;
+  h.default_value = nullptr;
+  h.nullable = true;
+  h.min_value = 0.0;
+  h.max_value = 1 << 24;
+  h.meaning =
+      "If non-zero, C is raised to int(S * capacity_factor / E) (0 -> 4) rounded up to a multiple of 4 when C0 is "
+      "smaller.";
   add(h);
-  h = {"mask_dtype",
-       HparamKind::kString,
-       "int32",
-       false,
-       {"int32", "float32", "bfloat16"},
-       0,
-       0,
-       "dtype of the masks and positions; only int32 works (a float dtype makes the source's tf.one_hot raise "
-       "TypeError)."};
+  h = HparamSpec{};
+  h.name = "mask_dtype";
+  h.kind = HparamKind::kString;
+  h.default_value = "int32";
+  h.nullable = false;
+  h.choices = {"int32", "float32", "bfloat16"};
+  h.meaning =
+      "dtype of the masks and positions; only int32 works (a float dtype makes the source's tf.one_hot raise "
+      "TypeError).";
   add(h);
-  h = {"activation",
-       HparamKind::kStringList,
-       "relu",
-       false,
-       ops::activation_names(),
-       0,
-       0,
-       "Expert activation (scope layer); a list multiplies one dense factor per entry (GLU style)."};
+  h = HparamSpec{};
+  h.name = "activation";
+  h.kind = HparamKind::kStringList;
+  h.default_value = "relu";
+  h.nullable = false;
+  h.choices = ops::activation_names();
+  h.meaning = "Expert activation (scope layer); a list multiplies one dense factor per entry (GLU style).";
   add(h);
   return spec;
 }

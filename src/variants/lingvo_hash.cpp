@@ -20,8 +20,6 @@
 // fprop dtype); with 0/1 paddings every mask, count and position is an exact
 // integer, so the trace stores them as int32.
 
-#include "moeref/variants/lingvo_hash.hpp"
-
 #include <cmath>
 #include <string>
 #include <vector>
@@ -33,6 +31,7 @@
 #include "moeref/ops/activations.hpp"
 #include "moeref/ops/cumsum.hpp"
 #include "moeref/ops/expert_layer.hpp"
+#include "moeref/variant.hpp"
 
 namespace moeref {
 
@@ -259,23 +258,22 @@ VariantSpec lingvo_hash_variant() {
   spec.run = run_lingvo_hash;
   auto add = [&spec](HparamSpec hparam) { spec.hparams.push_back(std::move(hparam)); };
   HparamSpec h;
-  h = {"expert_capacity_dim",
-       HparamKind::kInt,
-       nullptr,
-       false,
-       {},
-       0,
-       1 << 24,
-       "Required: C, slots per expert per group (no capacity factor in hash gating)."};
+  h = HparamSpec{};
+  h.name = "expert_capacity_dim";
+  h.kind = HparamKind::kInt;
+  h.default_value = nullptr;
+  h.nullable = false;
+  h.min_value = 0;
+  h.max_value = 1 << 24;
+  h.meaning = "Required: C, slots per expert per group (no capacity factor in hash gating).";
   add(h);
-  h = {"activation",
-       HparamKind::kStringList,
-       "relu",
-       false,
-       ops::activation_names(),
-       0,
-       0,
-       "Expert activation (scope layer); a list multiplies one dense factor per entry (GLU style)."};
+  h = HparamSpec{};
+  h.name = "activation";
+  h.kind = HparamKind::kStringList;
+  h.default_value = "relu";
+  h.nullable = false;
+  h.choices = ops::activation_names();
+  h.meaning = "Expert activation (scope layer); a list multiplies one dense factor per entry (GLU style).";
   add(h);
   return spec;
 }

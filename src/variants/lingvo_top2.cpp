@@ -21,8 +21,6 @@
 // reciprocal of the sum, `/` is a true float32 division, reduce_mean is
 // sum / f32(count) (spec page, "Arithmetic").
 
-#include "moeref/variants/lingvo_top2.hpp"
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -43,6 +41,7 @@
 #include "moeref/ops/routing_form.hpp"
 #include "moeref/ops/tf_softmax.hpp"
 #include "moeref/ops/top1.hpp"
+#include "moeref/variant.hpp"
 
 namespace moeref {
 
@@ -792,83 +791,83 @@ VariantSpec lingvo_top2_variant() {
   spec.source = "tensorflow/lingvo lingvo/core/gshard_layers.py: ComputeGating, Top2GatingOnLogits";
   spec.spec_page = "spec/variants/lingvo_top2.md";
   spec.run = run_lingvo_top2;
-  spec.near_tie = lingvo_top2_near_tie;
+  spec.near_tie = [](const NearTieQuery& q) {
+    return lingvo_top2_near_tie(q.reference, q.step, q.flat, q.candidate, q.tolerance_for);
+  };
   auto add = [&spec](HparamSpec hparam) { spec.hparams.push_back(std::move(hparam)); };
   HparamSpec h;
-  h = {"expert_capacity_dim",
-       HparamKind::kInt,
-       4,
-       false,
-       {},
-       0,
-       1 << 24,
-       "Capacity C per expert and group; raised by capacity_factor when smaller (no source default; moeref uses 4)."};
+  h = HparamSpec{};
+  h.name = "expert_capacity_dim";
+  h.kind = HparamKind::kInt;
+  h.default_value = 4;
+  h.nullable = false;
+  h.min_value = 0;
+  h.max_value = 1 << 24;
+  h.meaning =
+      "Capacity C per expert and group; raised by capacity_factor when smaller (no source default; moeref uses 4).";
   add(h);
-  h = {"capacity_factor",
-       HparamKind::kFloat,
-       nullptr,
-       true,
-       {},
-       0.0,
-       1 << 24,
-       "If > 0: auto = int(S * capacity_factor / E) (0 -> 4); when expert_capacity_dim < auto, C = auto rounded up to "
-       "a multiple of 4."};
+  h = HparamSpec{};
+  h.name = "capacity_factor";
+  h.kind = HparamKind::kFloat;
+  h.default_value = nullptr;
+  h.nullable = true;
+  h.min_value = 0.0;
+  h.max_value = 1 << 24;
+  h.meaning =
+      "If > 0: auto = int(S * capacity_factor / E) (0 -> 4); when expert_capacity_dim < auto, C = auto rounded up to "
+      "a multiple of 4.";
   add(h);
-  h = {"second_expert_policy",
-       HparamKind::kString,
-       "all",
-       false,
-       {"all", "sampling", "random"},
-       0,
-       0,
-       "all: greedy second expert; sampling: Gumbel-max draw without the first expert; random: keep with p = gate_2 / "
-       "threshold."};
+  h = HparamSpec{};
+  h.name = "second_expert_policy";
+  h.kind = HparamKind::kString;
+  h.default_value = "all";
+  h.nullable = false;
+  h.choices = {"all", "sampling", "random"};
+  h.meaning =
+      "all: greedy second expert; sampling: Gumbel-max draw without the first expert; random: keep with p = gate_2 / "
+      "threshold.";
   add(h);
-  h = {"second_expert_threshold",
-       HparamKind::kFloat,
-       0.0,
-       false,
-       {},
-       0.0,
-       1e300,
-       "Threshold t of the random policy: keep the second expert iff U < gate_2 / max(t, 1e-9)."};
+  h = HparamSpec{};
+  h.name = "second_expert_threshold";
+  h.kind = HparamKind::kFloat;
+  h.default_value = 0.0;
+  h.nullable = false;
+  h.min_value = 0.0;
+  h.meaning = "Threshold t of the random policy: keep the second expert iff U < gate_2 / max(t, 1e-9).";
   add(h);
-  h = {"legacy_mtf_behavior",
-       HparamKind::kBool,
-       true,
-       false,
-       {},
-       0,
-       0,
-       "true: renormalize gates before capacity and policy (with 1e-9); false: after, without epsilon, and "
-       "padding-aware aux loss."};
+  h = HparamSpec{};
+  h.name = "legacy_mtf_behavior";
+  h.kind = HparamKind::kBool;
+  h.default_value = true;
+  h.nullable = false;
+  h.meaning =
+      "true: renormalize gates before capacity and policy (with 1e-9); false: after, without epsilon, and "
+      "padding-aware aux loss.";
   add(h);
-  h = {"expert_padding_idx",
-       HparamKind::kIntList,
-       nullptr,
-       true,
-       {},
-       -(1 << 24),
-       (1 << 24) - 1,
-       "Experts (numpy indices into E) whose logits are replaced by -0.7 * float32 max before the softmax."};
+  h = HparamSpec{};
+  h.name = "expert_padding_idx";
+  h.kind = HparamKind::kIntList;
+  h.default_value = nullptr;
+  h.nullable = true;
+  h.min_value = -(1 << 24);
+  h.max_value = (1 << 24) - 1;
+  h.meaning = "Experts (numpy indices into E) whose logits are replaced by -0.7 * float32 max before the softmax.";
   add(h);
-  h = {"local_dispatch",
-       HparamKind::kBool,
-       true,
-       false,
-       {},
-       0,
-       0,
-       "ComputeGating: false routes all G*S tokens as one group (C from G*S), then reshapes dispatch/combine back."};
+  h = HparamSpec{};
+  h.name = "local_dispatch";
+  h.kind = HparamKind::kBool;
+  h.default_value = true;
+  h.nullable = false;
+  h.meaning =
+      "ComputeGating: false routes all G*S tokens as one group (C from G*S), then reshapes dispatch/combine back.";
   add(h);
-  h = {"activation",
-       HparamKind::kStringList,
-       "relu",
-       false,
-       ops::activation_names(),
-       0,
-       0,
-       "Expert activation of the foundation expert layer (lingvo's default moe_activation is RELU)."};
+  h = HparamSpec{};
+  h.name = "activation";
+  h.kind = HparamKind::kStringList;
+  h.default_value = "relu";
+  h.nullable = false;
+  h.choices = ops::activation_names();
+  h.meaning = "Expert activation of the foundation expert layer (lingvo's default moe_activation is RELU).";
   add(h);
   return spec;
 }

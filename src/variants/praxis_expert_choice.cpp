@@ -20,8 +20,6 @@
 // picked. combine and dispatch are [G, S, E, C]. Masks, indices and positions
 // are int32 in the source (compute_gating hard-wires mask_dtype=jnp.int32).
 
-#include "moeref/variants/praxis_expert_choice.hpp"
-
 #include <cmath>
 #include <optional>
 #include <string>
@@ -39,6 +37,7 @@
 #include "moeref/ops/jax_softmax.hpp"
 #include "moeref/ops/router.hpp"
 #include "moeref/ops/top_k.hpp"
+#include "moeref/variant.hpp"
 
 namespace moeref {
 
@@ -379,45 +378,47 @@ VariantSpec praxis_expert_choice_variant() {
   spec.source = "google/praxis praxis/gshard_utils.py: expert_choice_gating_on_logits_v2, top_k via compute_gating";
   spec.spec_page = "spec/variants/praxis_expert_choice.md";
   spec.run = run_praxis_expert_choice;
-  spec.near_tie = praxis_expert_choice_near_tie;
+  spec.near_tie = [](const NearTieQuery& q) {
+    return praxis_expert_choice_near_tie(q.reference, q.step, q.flat, q.candidate, q.tolerance_for);
+  };
   auto add = [&spec](HparamSpec hparam) { spec.hparams.push_back(std::move(hparam)); };
   HparamSpec h;
-  h = {"expert_capacity_dim",
-       HparamKind::kInt,
-       0,
-       false,
-       {},
-       0,
-       1 << 24,
-       "C0, tokens each expert takes per group unless capacity_factor raises it (layer default 0)."};
+  h = HparamSpec{};
+  h.name = "expert_capacity_dim";
+  h.kind = HparamKind::kInt;
+  h.default_value = 0;
+  h.nullable = false;
+  h.min_value = 0;
+  h.max_value = 1 << 24;
+  h.meaning = "C0, tokens each expert takes per group unless capacity_factor raises it (layer default 0).";
   add(h);
-  h = {"capacity_factor",
-       HparamKind::kFloat,
-       2.0,
-       true,
-       {},
-       0.0,
-       1 << 24,
-       "If not null, C is raised to int(S * capacity_factor / E) rounded up to a multiple of 4 when C0 is smaller "
-       "(layer default 2.0)."};
+  h = HparamSpec{};
+  h.name = "capacity_factor";
+  h.kind = HparamKind::kFloat;
+  h.default_value = 2.0;
+  h.nullable = true;
+  h.min_value = 0.0;
+  h.max_value = 1 << 24;
+  h.meaning =
+      "If not null, C is raised to int(S * capacity_factor / E) rounded up to a multiple of 4 when C0 is smaller "
+      "(layer default 2.0).";
   add(h);
-  h = {"gating_logit_cap",
-       HparamKind::kFloat,
-       0.0,
-       false,
-       {},
-       0.0,
-       1e38,
-       "If > 0, logits become cap * tanh(logits / cap) (compute_gating always passes 0.0)."};
+  h = HparamSpec{};
+  h.name = "gating_logit_cap";
+  h.kind = HparamKind::kFloat;
+  h.default_value = 0.0;
+  h.nullable = false;
+  h.min_value = 0.0;
+  h.max_value = 1e38;
+  h.meaning = "If > 0, logits become cap * tanh(logits / cap) (compute_gating always passes 0.0).";
   add(h);
-  h = {"activation",
-       HparamKind::kStringList,
-       "relu",
-       false,
-       ops::activation_names(),
-       0,
-       0,
-       "Expert activation (scope layer); a list multiplies one dense factor per entry (GLU style)."};
+  h = HparamSpec{};
+  h.name = "activation";
+  h.kind = HparamKind::kStringList;
+  h.default_value = "relu";
+  h.nullable = false;
+  h.choices = ops::activation_names();
+  h.meaning = "Expert activation (scope layer); a list multiplies one dense factor per entry (GLU style).";
   add(h);
   return spec;
 }

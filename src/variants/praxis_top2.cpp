@@ -20,8 +20,6 @@
 // default and what TransformerFeedForwardMoe passes); so does moeref.
 // fprop_dtype is float32 (moeref models float32 activations only).
 
-#include "moeref/variants/praxis_top2.hpp"
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -43,6 +41,7 @@
 #include "moeref/ops/router.hpp"
 #include "moeref/ops/routing_form.hpp"
 #include "moeref/ops/top1.hpp"
+#include "moeref/variant.hpp"
 
 namespace moeref {
 
@@ -753,101 +752,99 @@ VariantSpec praxis_top2_variant() {
       "praxis/layers/transformers.py: TransformerFeedForwardMoe";
   spec.spec_page = "spec/variants/praxis_top2.md";
   spec.run = run_praxis_top2;
-  spec.near_tie = praxis_top2_near_tie;
+  spec.near_tie = [](const NearTieQuery& q) {
+    return praxis_top2_near_tie(q.reference, q.step, q.flat, q.candidate, q.tolerance_for);
+  };
   auto add = [&spec](HparamSpec hparam) { spec.hparams.push_back(std::move(hparam)); };
   HparamSpec h;
-  h = {"num_groups",
-       HparamKind::kInt,
-       nullptr,
-       true,
-       {},
-       1,
-       1 << 24,
-       "TransformerFeedForwardMoe.num_groups: G when x is [B, L, M] (the source default 0 fails its own assert)."};
+  h = HparamSpec{};
+  h.name = "num_groups";
+  h.kind = HparamKind::kInt;
+  h.default_value = nullptr;
+  h.nullable = true;
+  h.min_value = 1;
+  h.max_value = 1 << 24;
+  h.meaning =
+      "TransformerFeedForwardMoe.num_groups: G when x is [B, L, M] (the source default 0 fails its own assert).";
   add(h);
-  h = {"min_group_size",
-       HparamKind::kInt,
-       nullptr,
-       true,
-       {},
-       1,
-       1 << 24,
-       "If B*L / num_groups is below it, G becomes ceil(B*L / min_group_size)."};
+  h = HparamSpec{};
+  h.name = "min_group_size";
+  h.kind = HparamKind::kInt;
+  h.default_value = nullptr;
+  h.nullable = true;
+  h.min_value = 1;
+  h.max_value = 1 << 24;
+  h.meaning = "If B*L / num_groups is below it, G becomes ceil(B*L / min_group_size).";
   add(h);
-  h = {"expert_capacity_dim",
-       HparamKind::kInt,
-       0,
-       true,
-       {},
-       0,
-       1 << 24,
-       "C0: the capacity when capacity_factor is falsy, else a lower bound (null means 1); layer default 0."};
+  h = HparamSpec{};
+  h.name = "expert_capacity_dim";
+  h.kind = HparamKind::kInt;
+  h.default_value = 0;
+  h.nullable = true;
+  h.min_value = 0;
+  h.max_value = 1 << 24;
+  h.meaning = "C0: the capacity when capacity_factor is falsy, else a lower bound (null means 1); layer default 0.";
   add(h);
-  h = {"capacity_factor",
-       HparamKind::kFloat,
-       2.0,
-       true,
-       {},
-       0.0,
-       1e300,
-       "If truthy, C0 is raised to roundup4(int(S * capacity_factor / E)) when below it (layer: "
-       "unadjusted_expert_capacity_factor, default 2.0)."};
+  h = HparamSpec{};
+  h.name = "capacity_factor";
+  h.kind = HparamKind::kFloat;
+  h.default_value = 2.0;
+  h.nullable = true;
+  h.min_value = 0.0;
+  h.meaning =
+      "If truthy, C0 is raised to roundup4(int(S * capacity_factor / E)) when below it (layer: "
+      "unadjusted_expert_capacity_factor, default 2.0).";
   add(h);
-  h = {"second_expert_policy",
-       HparamKind::kString,
-       "all",
-       false,
-       {"all", "sampling", "random"},
-       0,
-       0,
-       "Second expert: all (greedy), sampling (Gumbel sample from the other experts) or random (keep with "
-       "probability gate_2 / threshold)."};
+  h = HparamSpec{};
+  h.name = "second_expert_policy";
+  h.kind = HparamKind::kString;
+  h.default_value = "all";
+  h.nullable = false;
+  h.choices = {"all", "sampling", "random"};
+  h.meaning =
+      "Second expert: all (greedy), sampling (Gumbel sample from the other experts) or random (keep with "
+      "probability gate_2 / threshold).";
   add(h);
-  h = {"second_expert_threshold",
-       HparamKind::kFloat,
-       0.0,
-       false,
-       {},
-       0.0,
-       1e300,
-       "Threshold t of the random policy: keep iff U < gate_2 / max(t, 1e-9); the layer hard-wires 0.0."};
+  h = HparamSpec{};
+  h.name = "second_expert_threshold";
+  h.kind = HparamKind::kFloat;
+  h.default_value = 0.0;
+  h.nullable = false;
+  h.min_value = 0.0;
+  h.meaning = "Threshold t of the random policy: keep iff U < gate_2 / max(t, 1e-9); the layer hard-wires 0.0.";
   add(h);
-  h = {"legacy_mtf_behavior",
-       HparamKind::kBool,
-       true,
-       false,
-       {},
-       0,
-       0,
-       "True: renormalise gates before capacity (and the policy sees them); False: after, with padding-scaled "
-       "densities; the layer hard-wires True."};
+  h = HparamSpec{};
+  h.name = "legacy_mtf_behavior";
+  h.kind = HparamKind::kBool;
+  h.default_value = true;
+  h.nullable = false;
+  h.meaning =
+      "True: renormalise gates before capacity (and the policy sees them); False: after, with padding-scaled "
+      "densities; the layer hard-wires True.";
   add(h);
-  h = {"gating_logit_cap",
-       HparamKind::kFloat,
-       0.0,
-       false,
-       {},
-       0.0,
-       1e300,
-       "If > 0, logits become cap * tanh(logits / cap) before the softmax."};
+  h = HparamSpec{};
+  h.name = "gating_logit_cap";
+  h.kind = HparamKind::kFloat;
+  h.default_value = 0.0;
+  h.nullable = false;
+  h.min_value = 0.0;
+  h.meaning = "If > 0, logits become cap * tanh(logits / cap) before the softmax.";
   add(h);
-  h = {"moe_load_balance_loss_weight",
-       HparamKind::kFloat,
-       1.0,
-       false,
-       {},
-       0.0,
-       1e300,
-       "The layer's aux loss is aux_loss times this weight (must be > 0)."};
+  h = HparamSpec{};
+  h.name = "moe_load_balance_loss_weight";
+  h.kind = HparamKind::kFloat;
+  h.default_value = 1.0;
+  h.nullable = false;
+  h.min_value = 0.0;
+  h.meaning = "The layer's aux loss is aux_loss times this weight (must be > 0).";
   add(h);
-  h = {"activation",
-       HparamKind::kString,
-       "relu",
-       false,
-       {"linear", "relu", "swish", "sigmoid", "tanh"},
-       0,
-       0,
-       "Expert activation (activation_tpl: Identity, ReLU, Swish, Sigmoid, Tanh)."};
+  h = HparamSpec{};
+  h.name = "activation";
+  h.kind = HparamKind::kString;
+  h.default_value = "relu";
+  h.nullable = false;
+  h.choices = {"linear", "relu", "swish", "sigmoid", "tanh"};
+  h.meaning = "Expert activation (activation_tpl: Identity, ReLU, Swish, Sigmoid, Tanh).";
   add(h);
   return spec;
 }

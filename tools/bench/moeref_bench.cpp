@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "moeref/atomic_file.hpp"
-#include "moeref/config.hpp"
+#include "moeref/config_reader.hpp"
 #include "moeref/error.hpp"
 #include "moeref/run.hpp"
 #include "moeref/trace.hpp"

@@ -17,6 +17,8 @@ const std::vector<std::string>& activation_names();
 
 // "relu" -> {kRelu}; ["linear", "gelu"] -> {kLinear, kGelu}. The hparam was validated.
 std::vector<Activation> parse_activations(const nlohmann::json& hparam);
+// {"linear", "gelu"} -> {kLinear, kGelu}; the names were validated.
+std::vector<Activation> activations_named(const std::vector<std::string>& names);
 
 float apply_activation(Activation activation, float x);
 

@@ -26,13 +26,16 @@ class _NeedsText(Exception):
 
 
 class Tensor:
-    """A named-dim tensor: `dims` is a tuple of dim letters, `array` a numpy float32 or int32 array."""
+    """A named-dim tensor: `dims` is a tuple of dim letters, `array` a numpy float32 or int32 array.
+    A step read from a trace also has `reads`: the names of the steps and inputs ("inputs.NAME") it
+    read, or None when the trace does not say (spec/trace-format.md, "Step dependencies")."""
 
-    __slots__ = ("dims", "array")
+    __slots__ = ("dims", "array", "reads")
 
-    def __init__(self, dims, array):
+    def __init__(self, dims, array, reads=None):
         self.dims = tuple(dims)
         self.array = array
+        self.reads = None if reads is None else list(reads)
         if len(self.dims) != self.array.ndim:
             raise ValueError(f"dims {self.dims} do not match an array of shape {self.array.shape}")
 
@@ -154,6 +157,11 @@ def _parse_trace(doc, source):
         if name in steps:
             raise ValueError(f"steps[{i}].name: got {name!r}; allowed: a name not used by an earlier step")
         steps[name] = _tensor_from_json(obj, f"steps.{name}")
+        reads = obj.get("reads")
+        if reads is not None:
+            if not isinstance(reads, list) or not all(isinstance(r, str) for r in reads):
+                raise ValueError(f'steps.{name}.reads: got {reads!r}; allowed: an array of step names and "inputs.NAME"')
+            steps[name].reads = reads
     return Trace(
         config=_plain(doc.get("config", {})),
         capacity=_plain(doc.get("capacity", {})),
@@ -172,8 +180,9 @@ def load_trace(path):
 
 def _as_tensor(name, value):
     """A Tensor, or a (dims, array) pair, to a Tensor with a float32 or int32 array."""
+    reads = None
     if isinstance(value, Tensor):
-        dims, array = value.dims, value.array
+        dims, array, reads = value.dims, value.array, value.reads
     else:
         dims, array = value
     # Torch tensors and the like: anything numpy can take.
@@ -192,7 +201,7 @@ def _as_tensor(name, value):
         raise ValueError(f"{name}: got dtype {array.dtype}; allowed: {allowed}")
     else:
         raise ValueError(f"{name}: got dtype {array.dtype}; allowed: float32, or an integer/bool dtype")
-    return Tensor(dims, array)
+    return Tensor(dims, array, reads)
 
 
 def _tensor_fields(tensor):
@@ -212,6 +221,13 @@ def format_tensor(dims, array):
     Useful for a config's "inputs" (see spec/trace-format.md, "Inputs: supplied or generated").
     """
     return "{" + _tensor_fields(_as_tensor("tensor", (dims, array))) + "}"
+
+
+def _reads_field(tensor):
+    """'"reads":[...],' for a step that says what it read, else nothing."""
+    if tensor.reads is None:
+        return ""
+    return '"reads":[' + ",".join(json.dumps(r) for r in tensor.reads) + "],"
 
 
 def _quoted(text):
@@ -244,7 +260,7 @@ def format_trace(config, steps, losses=None, inputs=None, capacity=None, generat
     else:
         out.append('"inputs": {},\n')
     if steps:
-        out.append('"steps": [\n  ' + ",\n  ".join(f'{{"name":{json.dumps(n)},{_tensor_fields(t)}}}' for n, t in steps))
+        out.append('"steps": [\n  ' + ",\n  ".join(f'{{"name":{json.dumps(n)},{_reads_field(t)}{_tensor_fields(t)}}}' for n, t in steps))
         out.append("\n]\n}\n")
     else:
         out.append('"steps": []\n}\n')

@@ -1,4 +1,4 @@
-#include "moeref/ops/softmax.hpp"
+#include "moeref/ops/mtf_softmax.hpp"
 
 #include <cmath>
 

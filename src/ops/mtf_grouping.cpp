@@ -1,4 +1,4 @@
-#include "moeref/ops/grouping.hpp"
+#include "moeref/ops/mtf_grouping.hpp"
 
 #include <algorithm>
 #include <string>

@@ -1,4 +1,4 @@
-#include "moeref/ops/capacity.hpp"
+#include "moeref/ops/mtf_capacity.hpp"
 
 #include <algorithm>
 

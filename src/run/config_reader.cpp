@@ -1,4 +1,4 @@
-#include "moeref/config.hpp"
+#include "moeref/config_reader.hpp"
 
 #include <limits>
 

@@ -1,0 +1,122 @@
+// The variant frame: everything a run needs that is not the source function.
+//
+// A variant's body receives a Frame and its typed hparams, and reads like its
+// source: resolve the dims, take the inputs, then one step after another, each
+// named once where it is computed, with the earlier steps and inputs it reads:
+//
+//   const Tensor& raw_gates = f.step("raw_gates", {logits}, ops::mtf_softmax(logits));
+//   Tensor& mask_1 = f.int32_step("mask_1", {index_1}, {"G", "S", "E"});   // filled below
+//
+// The frame owns:
+//   - dims: which must be given, which are derived (and must then agree), the
+//     size guard, and the resolved dims written to the trace's config;
+//   - inputs: supplied or generated from the seed, every one recorded (inputs.hpp);
+//   - the step recorder: steps land in the trace in the order they are made,
+//     each with the names it reads ("reads", spec/trace-format.md);
+//   - losses and the capacity record;
+//   - the decision-forcing hook of the checker's near-tie replay.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "moeref/config.hpp"
+#include "moeref/inputs.hpp"
+#include "moeref/tensor.hpp"
+#include "moeref/trace.hpp"
+
+namespace moeref {
+
+// One tensor a step reads: a recorded step or input. A null pointer is skipped,
+// so optional tensors can be listed as they are.
+class Read {
+ public:
+  Read(const Tensor& tensor) : tensor_(&tensor) {}  // NOLINT: implicit by design
+  Read(const Tensor* tensor) : tensor_(tensor) {}   // NOLINT: implicit by design
+  const Tensor* tensor() const { return tensor_; }
+
+ private:
+  const Tensor* tensor_;
+};
+using Reads = std::vector<Read>;
+
+// The largest [G, S, E, C] routing tensor moeref will build.
+inline constexpr int64_t kMaxRoutingElements = int64_t{1} << 31;
+
+class Frame {
+ public:
+  Frame(const Config& config, Trace& trace);
+
+  const Config& config() const { return config_; }
+  bool train() const { return config_.train; }
+  // scope "layer": the whole MoE layer; "gating": the gating function only.
+  bool layer_scope() const { return config_.scope == "layer"; }
+  // True when the config supplies this input (before it is taken).
+  bool supplied(const std::string& input) const { return config_.inputs.count(input) > 0; }
+
+  // ---- Dims ----------------------------------------------------------------------
+  // The given extent; fails naming dims.LETTER and `why` when it is not given.
+  int64_t required_dim(const char* letter, const std::string& why);
+  // The given extent, or nullopt (then the dim is not part of the resolved config).
+  std::optional<int64_t> optional_dim(const char* letter);
+  // Fails naming dims.LETTER and `why` when the config gives it.
+  void forbid_dim(const char* letter, const std::string& why);
+  // A dim the source derives by `rule`. A config may give it too (a trace's
+  // resolved config gives every dim); then it must agree.
+  int64_t derived_dim(const char* letter, int64_t value, const std::string& rule);
+  // A resolved dim; throws std::logic_error when the variant never resolved it.
+  int64_t dim(const char* letter) const;
+  // A resolved dim, or `fallback` when the variant did not resolve it.
+  int64_t dim_or(const char* letter, int64_t fallback) const;
+  // Fails when G*S*E*max(C, 1) exceeds kMaxRoutingElements (all four resolved).
+  void check_routing_size() const;
+  // Shapes of later steps take `letter` from here instead of the resolved dims:
+  // for a source that regroups (lingvo ComputeGating without local_dispatch).
+  void set_step_extent(const char* letter, int64_t extent);
+
+  // ---- Inputs --------------------------------------------------------------------
+  InputSet& inputs() { return inputs_; }
+
+  // ---- Steps ---------------------------------------------------------------------
+  // Records `value` as step `name`, reading `reads`; returns the recorded tensor.
+  const Tensor& step(const std::string& name, const Reads& reads, Tensor value);
+  // Records a zero-filled step of named dims (extents from the resolved dims or
+  // set_step_extent) and returns it to be filled in place, right where it is made.
+  Tensor& float32_step(const std::string& name, const Reads& reads, const std::vector<std::string>& dims);
+  Tensor& int32_step(const std::string& name, const Reads& reads, const std::vector<std::string>& dims);
+  // The same with explicit extents (shared layers that take them from their operands).
+  Tensor& float32_step(const std::string& name, const Reads& reads, const std::vector<std::string>& dims,
+                       const std::vector<int64_t>& shape);
+  const Tensor& scalar_step(const std::string& name, const Reads& reads, float value);
+  const Tensor& int32_scalar_step(const std::string& name, const Reads& reads, int32_t value);
+  // The extents of named dims, as float32_step uses them.
+  std::vector<int64_t> extents(const std::vector<std::string>& dims) const;
+
+  // ---- Results -------------------------------------------------------------------
+  void loss(const std::string& name, float value) { trace_.add_loss(name, value); }
+  void capacity(nlohmann::json record) { trace_.capacity = std::move(record); }
+
+  // ---- Near ties -----------------------------------------------------------------
+  // The checker's forced choices for decision `step` (Config::decision_overrides),
+  // or nullptr when it forces nothing there; fails when it is not int32 of `shape`.
+  const Tensor* forced_decision(const std::string& step, const std::vector<int64_t>& shape) const;
+
+  // Writes the resolved config into the trace and fails on a supplied input the
+  // run did not use. Called by the frame's driver after the body returns.
+  void finish();
+
+ private:
+  std::vector<std::string> names_of(const Reads& reads) const;
+
+  const Config& config_;
+  Trace& trace_;
+  InputSet inputs_;
+  std::map<std::string, int64_t> resolved_dims_;
+  std::map<std::string, int64_t> step_extents_;
+};
+
+}  // namespace moeref

@@ -1,0 +1,142 @@
+#include "moeref/frame/frame.hpp"
+
+#include <stdexcept>
+
+#include "moeref/error.hpp"
+
+namespace moeref {
+
+Frame::Frame(const Config& config, Trace& trace) : config_(config), trace_(trace), inputs_(config, trace) {}
+
+int64_t Frame::required_dim(const char* letter, const std::string& why) {
+  auto it = config_.dims.find(letter);
+  if (it == config_.dims.end()) fail_input(std::string("dims.") + letter, "missing", why);
+  resolved_dims_[letter] = it->second;
+  return it->second;
+}
+
+std::optional<int64_t> Frame::optional_dim(const char* letter) {
+  auto it = config_.dims.find(letter);
+  if (it == config_.dims.end()) return std::nullopt;
+  resolved_dims_[letter] = it->second;
+  return it->second;
+}
+
+void Frame::forbid_dim(const char* letter, const std::string& why) {
+  auto it = config_.dims.find(letter);
+  if (it != config_.dims.end()) fail_input(std::string("dims.") + letter, std::to_string(it->second), why);
+}
+
+int64_t Frame::derived_dim(const char* letter, int64_t value, const std::string& rule) {
+  auto it = config_.dims.find(letter);
+  if (it != config_.dims.end() && it->second != value) {
+    fail_input(std::string("dims.") + letter, std::to_string(it->second), std::to_string(value) + " (" + rule + ")");
+  }
+  resolved_dims_[letter] = value;
+  return value;
+}
+
+int64_t Frame::dim(const char* letter) const {
+  auto it = resolved_dims_.find(letter);
+  if (it == resolved_dims_.end()) throw std::logic_error(std::string("dim ") + letter + " was never resolved");
+  return it->second;
+}
+
+int64_t Frame::dim_or(const char* letter, int64_t fallback) const {
+  auto it = resolved_dims_.find(letter);
+  return it == resolved_dims_.end() ? fallback : it->second;
+}
+
+void Frame::check_routing_size() const {
+  const int64_t C = dim("C");
+  const double routing_elements = static_cast<double>(dim("G")) * static_cast<double>(dim("S")) *
+                                  static_cast<double>(dim("E")) * static_cast<double>(C > 0 ? C : 1);
+  if (routing_elements > static_cast<double>(kMaxRoutingElements)) {
+    fail_input("dims", "G*S*E*C = " + std::to_string(static_cast<long long>(routing_elements)),
+               "at most 2^31 elements in combine_tensor");
+  }
+}
+
+void Frame::set_step_extent(const char* letter, int64_t extent) { step_extents_[letter] = extent; }
+
+std::vector<int64_t> Frame::extents(const std::vector<std::string>& dims) const {
+  std::vector<int64_t> shape;
+  for (const std::string& letter : dims) {
+    auto rebound = step_extents_.find(letter);
+    shape.push_back(rebound != step_extents_.end() ? rebound->second : dim(letter.c_str()));
+  }
+  return shape;
+}
+
+std::vector<std::string> Frame::names_of(const Reads& reads) const {
+  std::vector<std::string> names;
+  for (const Read& read : reads) {
+    if (read.tensor() == nullptr) continue;
+    std::string name;
+    for (const NamedTensor& step : trace_.steps) {
+      if (&step.tensor == read.tensor()) name = step.name;
+    }
+    for (const NamedTensor& input : trace_.inputs) {
+      if (&input.tensor == read.tensor()) name = "inputs." + input.name;
+    }
+    if (name.empty()) throw std::logic_error("a step reads a tensor that is neither a recorded step nor an input");
+    bool seen = false;
+    for (const std::string& earlier : names) seen = seen || earlier == name;
+    if (!seen) names.push_back(name);
+  }
+  return names;
+}
+
+const Tensor& Frame::step(const std::string& name, const Reads& reads, Tensor value) {
+  std::vector<std::string> names = names_of(reads);
+  trace_.add_step(name, std::move(value), std::move(names));
+  return trace_.steps.back().tensor;
+}
+
+Tensor& Frame::float32_step(const std::string& name, const Reads& reads, const std::vector<std::string>& dims) {
+  step(name, reads, Tensor::float32(dims, extents(dims)));
+  return trace_.steps.back().tensor;
+}
+
+Tensor& Frame::float32_step(const std::string& name, const Reads& reads, const std::vector<std::string>& dims,
+                            const std::vector<int64_t>& shape) {
+  step(name, reads, Tensor::float32(dims, shape));
+  return trace_.steps.back().tensor;
+}
+
+Tensor& Frame::int32_step(const std::string& name, const Reads& reads, const std::vector<std::string>& dims) {
+  step(name, reads, Tensor::int32(dims, extents(dims)));
+  return trace_.steps.back().tensor;
+}
+
+const Tensor& Frame::scalar_step(const std::string& name, const Reads& reads, float value) {
+  return step(name, reads, Tensor::scalar(value));
+}
+
+const Tensor& Frame::int32_scalar_step(const std::string& name, const Reads& reads, int32_t value) {
+  Tensor scalar = Tensor::int32({}, {});
+  scalar.i32[0] = value;
+  return step(name, reads, std::move(scalar));
+}
+
+const Tensor* Frame::forced_decision(const std::string& step_name, const std::vector<int64_t>& shape) const {
+  auto it = config_.decision_overrides.find(step_name);
+  if (it == config_.decision_overrides.end()) return nullptr;
+  if (it->second.shape != shape || it->second.dtype != DType::kInt32) {
+    std::string extents;
+    for (size_t i = 0; i < shape.size(); ++i) extents += (i > 0 ? ", " : "") + std::to_string(shape[i]);
+    fail_input("decision override " + step_name, it->second.shape_string(),
+               "an int32 tensor of shape [" + extents + "]");
+  }
+  return &it->second;
+}
+
+void Frame::finish() {
+  inputs_.check_all_used();
+  nlohmann::json dims = nlohmann::json::object();
+  for (const auto& [letter, extent] : resolved_dims_) dims[letter] = extent;
+  trace_.config = {{"variant", config_.variant}, {"scope", config_.scope}, {"train", config_.train},
+                   {"seed", config_.seed},       {"dims", dims},           {"hparams", config_.hparams}};
+}
+
+}  // namespace moeref

@@ -1,0 +1,116 @@
+#include "moeref/frame/mtf_expert_layer.hpp"
+
+#include <cmath>
+#include <string>
+
+namespace moeref {
+
+MtfExpertWeights take_mtf_expert_weights(Frame& frame, size_t factors, int64_t E, int64_t M, int64_t H, int64_t N) {
+  const double wi_bound = std::sqrt(3.0 / static_cast<double>(M));
+  const double wo_bound = std::sqrt(3.0 / static_cast<double>(H));
+  MtfExpertWeights weights;
+  for (size_t i = 0; i < factors; ++i) {
+    const std::string name = factors == 1 ? "wi" : "wi_" + std::to_string(i);
+    weights.wi.push_back(&frame.inputs().float_input(name, {"E", "M", "H"}, {E, M, H}, -wi_bound, wi_bound));
+  }
+  weights.wo = &frame.inputs().float_input("wo", {"E", "H", "N"}, {E, H, N}, -wo_bound, wo_bound);
+  return weights;
+}
+
+const Tensor& mtf_expert_layer(Frame& frame, const Tensor& inputs, const Tensor& dispatch_tensor,
+                               const Tensor& combine_tensor, const std::vector<ops::Activation>& activations,
+                               const MtfExpertWeights& weights, const std::optional<MtfDropout>& dropout) {
+  const int64_t G = inputs.shape[0], S = inputs.shape[1], M = inputs.shape[2];
+  const int64_t E = dispatch_tensor.shape[2], C = dispatch_tensor.shape[3];
+  const int64_t H = weights.wi[0]->shape[2], N = weights.wo->shape[2];
+  const int64_t EC = E * C;
+
+  // expert_inputs = einsum([inputs, dispatch_tensor]) over S: per group,
+  // [E*C, S] x [S, M]. Written literally as the source's matrix product, so a
+  // slot takes exactly the one token dispatched to it.
+  Tensor& expert_inputs =
+      frame.float32_step("expert_inputs", {inputs, dispatch_tensor}, {"E", "G", "C", "M"}, {E, G, C, M});
+#pragma omp parallel for schedule(static)
+  for (int64_t g = 0; g < G; ++g) {
+    MatrixRM dispatch_g(S, EC);  // [S, E*C] as float 0/1
+    for (int64_t i = 0; i < S * EC; ++i) {
+      dispatch_g.data()[i] = static_cast<float>(dispatch_tensor.i32[static_cast<size_t>(g * S * EC + i)]);
+    }
+    ConstMapRM x_g(inputs.f32.data() + g * S * M, S, M);  // [S, M]
+    MatrixRM slots(EC, M);                                // [E*C, M]
+    slots.noalias() = dispatch_g.transpose() * x_g;
+    for (int64_t e = 0; e < E; ++e) {
+      for (int64_t c = 0; c < C; ++c) {
+        float* dst = expert_inputs.f32.data() + ((e * G + g) * C + c) * M;
+        for (int64_t m = 0; m < M; ++m) dst[m] = slots(e * C + c, m);
+      }
+    }
+  }
+
+  // h = dense_product(expert_inputs, wi...): the product of act_i(expert_inputs . wi_i).
+  Reads hidden_reads = {expert_inputs};
+  for (const Tensor* wi : weights.wi) hidden_reads.push_back(wi);
+  Tensor& expert_hidden = frame.float32_step("expert_hidden", hidden_reads, {"E", "G", "C", "H"}, {E, G, C, H});
+  const int64_t rows = G * C;  // every slot of one expert, all groups
+#pragma omp parallel for schedule(static)
+  for (int64_t e = 0; e < E; ++e) {
+    ConstMapRM a_e(expert_inputs.f32.data() + e * rows * M, rows, M);  // [G*C, M]
+    MapRM h_e(expert_hidden.f32.data() + e * rows * H, rows, H);       // [G*C, H]
+    MatrixRM factor(rows, H);
+    for (size_t i = 0; i < activations.size(); ++i) {
+      ConstMapRM wi_e(weights.wi[i]->f32.data() + e * M * H, M, H);  // [M, H]
+      factor.noalias() = a_e * wi_e;
+      for (int64_t k = 0; k < rows * H; ++k) {
+        const float activated = ops::apply_activation(activations[i], factor.data()[k]);
+        // functools.reduce(mtf.multiply, factors): ((f0 * f1) * f2) ...
+        h_e.data()[k] = i == 0 ? activated : h_e.data()[k] * activated;
+      }
+    }
+  }
+  const Tensor* hidden = &expert_hidden;
+
+  if (dropout) {
+    // mtf.dropout: noise = cast(U < keep_prob); noise /= keep_prob (a scalar, so
+    // noise * f32(1 / keep_prob)); x * noise.
+    const float inverse_keep = static_cast<float>(1.0 / dropout->keep_prob);
+    const float keep = static_cast<float>(dropout->keep_prob);
+    Tensor& dropped = frame.float32_step("expert_hidden_dropout", {expert_hidden, dropout->uniform},
+                                         {"E", "G", "C", "H"}, {E, G, C, H});
+    for (size_t k = 0; k < dropped.f32.size(); ++k) {
+      const float noise = (dropout->uniform->f32[k] < keep ? 1.0f : 0.0f) * inverse_keep;
+      dropped.f32[k] = expert_hidden.f32[k] * noise;
+    }
+    hidden = &dropped;
+  }
+
+  // expert_output = dense(h, output_dim): per expert [G*C, H] x [H, N].
+  Tensor& expert_outputs =
+      frame.float32_step("expert_outputs", {hidden, weights.wo}, {"E", "G", "C", "N"}, {E, G, C, N});
+#pragma omp parallel for schedule(static)
+  for (int64_t e = 0; e < E; ++e) {
+    ConstMapRM h_e(hidden->f32.data() + e * rows * H, rows, H);
+    ConstMapRM wo_e(weights.wo->f32.data() + e * H * N, H, N);
+    MapRM out_e(expert_outputs.f32.data() + e * rows * N, rows, N);
+    out_e.noalias() = h_e * wo_e;
+  }
+
+  // output = einsum([expert_output, combine_tensor]) over E and C: per group,
+  // [S, E*C] x [E*C, N].
+  Tensor& outputs = frame.float32_step("outputs", {expert_outputs, combine_tensor}, {"G", "S", "N"}, {G, S, N});
+#pragma omp parallel for schedule(static)
+  for (int64_t g = 0; g < G; ++g) {
+    MatrixRM slots(EC, N);  // this group's expert outputs, [E*C, N]
+    for (int64_t e = 0; e < E; ++e) {
+      for (int64_t c = 0; c < C; ++c) {
+        const float* src = expert_outputs.f32.data() + ((e * G + g) * C + c) * N;
+        for (int64_t n = 0; n < N; ++n) slots(e * C + c, n) = src[n];
+      }
+    }
+    ConstMapRM combine_g(combine_tensor.f32.data() + g * S * EC, S, EC);  // [S, E*C]
+    MapRM out_g(outputs.f32.data() + g * S * N, S, N);
+    out_g.noalias() = combine_g * slots;
+  }
+  return outputs;
+}
+
+}  // namespace moeref
