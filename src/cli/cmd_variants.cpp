@@ -32,6 +32,16 @@ void add_variants_command(CLI::App& app, int& exit_code) {
       std::cout << "  " << hparam.name << " = " << hparam.default_value.dump() << "\n"
                 << "      allowed: " << describe_allowed(hparam) << "\n"
                 << "      " << hparam.meaning << "\n";
+      if (hparam.mode != HparamMode::kAlways) {
+        std::cout << "      read only when " << (hparam.mode == HparamMode::kTrainOnly ? "training" : "evaluating")
+                  << "\n";
+      }
+      if (!hparam.cited_source.empty()) std::cout << "      source: " << hparam.cited_source << "\n";
+      if (!hparam.aliases.empty()) {
+        std::string names;
+        for (const std::string& alias : hparam.aliases) names += (names.empty() ? "" : ", ") + alias;
+        std::cout << "      also called: " << names << "\n";
+      }
     }
   });
 }
