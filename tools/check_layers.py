@@ -31,6 +31,7 @@ TOP_LEVEL = {
     "near_tie": "frame", "variant": "frame",
     "registry": "run", "run": "run", "config_reader": "run",
     "check": "check",
+    "moeref": "cli",  # the public API header includes every layer
 }
 
 # Folders: include/moeref/<folder>/ and src/<folder>/.
