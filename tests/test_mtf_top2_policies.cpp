@@ -18,18 +18,10 @@
 #include "mtf_top2_test_helpers.hpp"
 #include "test_support.hpp"
 
-namespace {
-
-using moeref::Tensor;
-using moeref::Trace;
-using moeref::testing::run_json;
-using moeref::testing::step;
-using nlohmann::json;
-
-// tensor_json, log_probs, gating_config, f_at, i_at, check_token_slots.
+// run_json, step, tensor_json, ints, log_probs, gating_config, f_at, i_at, check_token_slots.
 using namespace moeref::testing::mtf;
 
-std::vector<int32_t> ints(const Trace& trace, const std::string& name) { return step(trace, name).i32; }
+namespace {
 
 // Two tokens, E = 3, C = 4 (no capacity drops):
 //   T0: p = [0.5, 0.3, 0.2]   -> index_1 = 0, index_2 = 1, gate_1_n = 0.5/0.8 = 0.625, gate_2_n = 0.3/0.8 = 0.375
