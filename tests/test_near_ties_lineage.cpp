@@ -20,13 +20,9 @@ using moeref::Config;
 using moeref::Tensor;
 using moeref::Trace;
 using moeref::testing::step;
+using moeref::testing::tensor_json;
 
 namespace {
-
-nlohmann::json tensor_json(const std::vector<std::string>& dims, const std::vector<int64_t>& shape,
-                           const std::vector<float>& data) {
-  return {{"dims", dims}, {"shape", shape}, {"dtype", "float32"}, {"data", data}};
-}
 
 // One group of 4 tokens, 3 experts, supplied logits, scope "gating", capacity 4.
 nlohmann::json top2_config(const std::string& variant, const std::vector<float>& logits, nlohmann::json hparams) {
