@@ -1,9 +1,10 @@
-// Helpers for the lingvo/praxis expert-choice and hash gating tests: build
-// config tensors, read [G, S, E, C] elements, and check the invariants the
-// sources guarantee.
+// Helpers for the lingvo/praxis expert-choice and hash gating tests: one-group
+// configs, read [G, S, E, C] elements, and check the invariants the sources
+// guarantee.
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -11,15 +12,34 @@
 
 namespace moeref::testing {
 
-inline nlohmann::json float_tensor(std::vector<std::string> dims, std::vector<int64_t> shape,
-                                   const std::vector<float>& data) {
-  return {{"dims", dims}, {"shape", shape}, {"dtype", "float32"}, {"data", data}};
+// Scope "gating" for one group (G = 1) of S tokens and E experts, with the given inputs.
+inline nlohmann::json one_group_config(const std::string& variant, int64_t S, int64_t E, const nlohmann::json& hparams,
+                                       const nlohmann::json& inputs) {
+  return {{"variant", variant},
+          {"scope", "gating"},
+          {"dims", {{"G", 1}, {"S", S}, {"E", E}}},
+          {"hparams", hparams},
+          {"inputs", inputs}};
 }
 
-inline nlohmann::json int_tensor(std::vector<std::string> dims, std::vector<int64_t> shape,
-                                 const std::vector<int32_t>& data) {
-  return {{"dims", dims}, {"shape", shape}, {"dtype", "int32"}, {"data", data}};
+// one_group_config with supplied logits [G = 1, S, E].
+inline nlohmann::json one_group_logits_config(const std::string& variant, int64_t S, int64_t E,
+                                              const std::vector<float>& logits, const nlohmann::json& hparams) {
+  return one_group_config(variant, S, E, hparams, {{"logits", tensor_json({"G", "S", "E"}, {1, S, E}, logits)}});
 }
+
+// lingvo_expert_choice and praxis_expert_choice on supplied logits [G = 1, S, E].
+inline nlohmann::json lingvo_expert_choice_config(int64_t S, int64_t E, const std::vector<float>& logits,
+                                                  const nlohmann::json& hparams) {
+  return one_group_logits_config("lingvo_expert_choice", S, E, logits, hparams);
+}
+inline nlohmann::json praxis_expert_choice_config(int64_t S, int64_t E, const std::vector<float>& logits,
+                                                  const nlohmann::json& hparams) {
+  return one_group_logits_config("praxis_expert_choice", S, E, logits, hparams);
+}
+
+// A list of token indices, to compare with tokens_of_expert.
+inline std::vector<int64_t> tokens(std::initializer_list<int64_t> list) { return std::vector<int64_t>(list); }
 
 // Inputs of tensorflow/lingvo lingvo/core/gshard_gating_test.py, GatingTest.testExpertChoiceV2:
 // np.random.normal(0, 1, ...).round(2) after np.random.seed(123456), inputs [B=2, L=6, M=8] (read as
@@ -38,6 +58,14 @@ inline std::vector<float> lingvo_gating_test_w() {
   return {-0.95f, 1.46f,  -1.74f, -0.83f, -0.35f, 1.31f,  0.69f, 1.0f,   2.4f,   0.01f, 3.36f,
           -0.32f, -1.24f, 0.9f,   -0.49f, -0.08f, -2.18f, 0.38f, 0.08f,  0.43f,  1.52f, -0.49f,
           0.6f,   0.27f,  0.13f,  -0.02f, 2.41f,  1.45f,  0.21f, -0.25f, -2.21f, 1.06f};
+}
+
+// The inputs of testExpertChoiceV2 read as [G=2, S=6, M=8]: x, router_weights [M=8, E=4], and its
+// paddings [[0,0,0,0,1,1],[0,0,0,0,0,1]].
+inline nlohmann::json lingvo_gating_test_inputs() {
+  return {{"x", tensor_json({"G", "S", "M"}, {2, 6, 8}, lingvo_gating_test_x())},
+          {"router_weights", tensor_json({"M", "E"}, {8, 4}, lingvo_gating_test_w())},
+          {"paddings", tensor_json({"G", "S"}, {2, 6}, {0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 1})}};
 }
 
 // Element [i0, i1, ...] of a row-major tensor.
@@ -61,6 +89,22 @@ inline std::vector<int64_t> tokens_of_expert(const Trace& trace, int64_t g, int6
     if (i_at(mask, {g, s, e}) == 1) tokens.push_back(s);
   }
   return tokens;
+}
+
+// Checks the tokens each expert takes on lingvo_gating_test_inputs() with C = 3, per group and
+// expert, as an independent float64 restatement derives them
+// (tools/source_tests/lingvo_gating_test_inputs.py). No cut is near a tie, so lingvo's and
+// praxis's expert choice both take these.
+inline void check_lingvo_gating_test_selection(const Trace& trace) {
+  const std::vector<std::vector<std::vector<int64_t>>> expected = {
+      {{1, 2, 3}, {0, 1, 3}, {0, 1, 2}, {0, 1, 3}},   // group 0: tokens 4 and 5 padded
+      {{1, 3, 4}, {0, 1, 4}, {1, 2, 4}, {0, 1, 4}}};  // group 1: token 5 padded
+  for (int64_t g = 0; g < 2; ++g) {
+    for (int64_t e = 0; e < 4; ++e) {
+      INFO("g=" << g << " e=" << e);
+      CHECK(tokens_of_expert(trace, g, e) == expected[static_cast<size_t>(g)][static_cast<size_t>(e)]);
+    }
+  }
 }
 
 // Invariants shared by lingvo TokenShufflingOnlogitsV2 and praxis expert_choice_gating_on_logits_v2:

@@ -1,6 +1,8 @@
-// Helpers shared by the hand-derived mtf_top2 tests: configs with supplied
-// logits, element access by multi-dimensional index, and a whole-token check of
-// combine_tensor / dispatch_tensor.
+// Helpers shared by the mtf_top2 tests: configs with supplied logits, element
+// access by multi-dimensional index, a whole-token check of combine_tensor /
+// dispatch_tensor, and the layer outputs recomputed from combine_tensor. A test
+// file says `using namespace moeref::testing::mtf;` and has these and the names
+// below from test_support.hpp.
 #pragma once
 
 #include <cmath>
@@ -15,14 +17,14 @@ namespace moeref::testing::mtf {
 
 using moeref::Tensor;
 using moeref::Trace;
+using moeref::testing::loss;
+using moeref::testing::run_json;
+using moeref::testing::step;
+using moeref::testing::tensor_json;
 using nlohmann::json;
 
-inline json tensor_json(const std::vector<std::string>& dims, const std::vector<int64_t>& shape,
-                        const std::vector<float>& data) {
-  json values = json::array();
-  for (float v : data) values.push_back(static_cast<double>(v));
-  return json{{"dims", dims}, {"shape", shape}, {"dtype", "float32"}, {"data", values}};
-}
+// The int32 data of a step.
+inline std::vector<int32_t> ints(const Trace& trace, const std::string& name) { return step(trace, name).i32; }
 
 // Logits [S*E] whose softmax is each row of `probs`: logits = log p.
 inline std::vector<float> log_probs(const std::vector<std::vector<double>>& probs) {
@@ -90,6 +92,37 @@ inline void check_token_slots(const Trace& trace, int64_t g, int64_t s, const st
         CHECK(static_cast<double>(got) == Approx(want).epsilon(1e-5));
       }
       CHECK(i_at(dispatch, {g, s, e, c}) == (got != 0.0f ? 1 : 0));
+    }
+  }
+}
+
+// outputs = einsum([expert_output, combine_tensor]) over E and C (transformer_moe_layer_v1),
+// recomputed in double:
+//   outputs[g, s, n] = sum_{e, c} combine_tensor[g, s, e, c] * expert_outputs[e, g, c, n].
+// Tolerance for a float32 sum of E * C products: 1e-5 x (sum of |terms|), plus 1e-7 absolute
+// for results near 0.
+// The steps combine_tensor [G, S, E, C], expert_outputs [E, G, C, N] and outputs [G, S, N].
+inline void check_outputs_combine_expert_outputs(const Tensor& combine, const Tensor& expert_outputs,
+                                                 const Tensor& outputs) {
+  const int64_t G = combine.shape[0], S = combine.shape[1], E = combine.shape[2], C = combine.shape[3];
+  const int64_t N = outputs.shape[2];
+  for (int64_t g = 0; g < G; ++g) {
+    for (int64_t s = 0; s < S; ++s) {
+      for (int64_t n = 0; n < N; ++n) {
+        double want = 0.0, scale = 0.0;
+        for (int64_t e = 0; e < E; ++e) {
+          for (int64_t c = 0; c < C; ++c) {
+            const double term =
+                static_cast<double>(combine.f32[static_cast<size_t>(((g * S + s) * E + e) * C + c)]) *
+                static_cast<double>(expert_outputs.f32[static_cast<size_t>(((e * G + g) * C + c) * N + n)]);
+            want += term;
+            scale += std::fabs(term);
+          }
+        }
+        INFO("outputs[g=" << g << ", s=" << s << ", n=" << n << "]");
+        CHECK(std::fabs(static_cast<double>(outputs.f32[static_cast<size_t>((g * S + s) * N + n)]) - want) <=
+              1e-5 * scale + 1e-7);
+      }
     }
   }
 }

@@ -7,30 +7,19 @@
 using moeref::CheckOptions;
 using moeref::CheckReport;
 using moeref::Trace;
+using moeref::testing::mutable_step;
 
 namespace {
 
 // G=1, S=4, E=2, C=2, policy all: token 3's first choice (expert 0) is the third for
 // expert 0 and overflows; logits make every decision clear.
 Trace overflow_golden() {
-  return moeref::testing::run_json({{"variant", "mtf_top2"},
-                                    {"scope", "gating"},
-                                    {"dims", {{"G", 1}, {"S", 4}, {"E", 2}}},
-                                    {"hparams", {{"second_policy_train", "all"}, {"expert_capacity", 2}}},
-                                    {"inputs",
-                                     {{"logits",
-                                       {{"dims", {"G", "S", "E"}},
-                                        {"shape", {1, 4, 2}},
-                                        {"dtype", "float32"},
-                                        {"data", {3, 0, 0, 3, 3, 0, 3, 0}}}}}}});
-}
-
-moeref::Tensor& mutable_step(Trace& trace, const std::string& name) {
-  for (moeref::NamedTensor& step : trace.steps) {
-    if (step.name == name) return step.tensor;
-  }
-  FAIL("no step " << name);
-  return trace.steps.front().tensor;
+  return moeref::testing::run_json(
+      {{"variant", "mtf_top2"},
+       {"scope", "gating"},
+       {"dims", {{"G", 1}, {"S", 4}, {"E", 2}}},
+       {"hparams", {{"second_policy_train", "all"}, {"expert_capacity", 2}}},
+       {"inputs", {{"logits", moeref::testing::tensor_json({"G", "S", "E"}, {1, 4, 2}, {3, 0, 0, 3, 3, 0, 3, 0})}}}});
 }
 
 }  // namespace

@@ -6,50 +6,20 @@
 // layer: G = 2 groups of S = 4 tokens, E = 3 experts.
 #include <cmath>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
-#include <stdexcept>
 #include <string>
 
 #include "test_support.hpp"
 
 using Catch::Contains;
 using moeref::Trace;
-using moeref::testing::CommandResult;
-using moeref::testing::run_cli;
-using moeref::testing::temp_dir;
+
+// test_support.hpp: run_cli, temp_dir, read_text, write_text, mutable_step, the tiny layer.
+using namespace moeref::testing;
 
 namespace {
 
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-  REQUIRE(out.good());
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  REQUIRE(in.good());
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
-const Trace& golden_trace() {
-  static const Trace golden = moeref::testing::run_json({{"variant", "mtf_top2"},
-                                                         {"seed", 3},
-                                                         {"dims", {{"B", 2}, {"L", 4}, {"E", 3}, {"M", 4}, {"H", 5}}},
-                                                         {"hparams", {{"group_size", 4}}}});
-  return golden;
-}
-
-moeref::Tensor& mutable_step(Trace& trace, const std::string& name) {
-  for (moeref::NamedTensor& step : trace.steps) {
-    if (step.name == name) return step.tensor;
-  }
-  FAIL("no step named " << name);
-  throw std::logic_error("unreachable");
-}
+// The golden of these tests: the tiny mtf_top2 layer.
+const Trace& golden_trace() { return tiny_mtf_top2_layer_trace(); }
 
 // A directory holding golden.json; candidates are written beside it.
 struct CheckDir {
@@ -65,6 +35,13 @@ struct CheckDir {
 
   CommandResult check(const std::string& options = "") const {
     return run_cli("check " + golden + " " + candidate + (options.empty() ? "" : " " + options));
+  }
+  // Runs `moeref check` with OPTIONS and checks its exit code (the output is printed when it differs).
+  CommandResult check_exits(int exit_code, const std::string& options = "") const {
+    const CommandResult result = check(options);
+    INFO(result.output);
+    CHECK(result.exit_code == exit_code);
+    return result;
   }
   nlohmann::json read_report() const { return nlohmann::json::parse(read_text(report)); }
 };
@@ -83,9 +60,7 @@ Trace raw_gates_moved() {
 TEST_CASE("check cli: an identical candidate exits 0 and the report passes", "[check][cli]") {
   const CheckDir files;
   files.write_candidate(golden_trace());
-  const CommandResult result = files.check("--report " + files.report);
-  INFO(result.output);
-  CHECK(result.exit_code == 0);
+  const CommandResult result = files.check_exits(0, "--report " + files.report);
   CHECK_THAT(result.output, Contains("PASS") && Contains("0 differ"));
   const nlohmann::json report = files.read_report();
   CHECK(report["pass"] == true);
@@ -108,9 +83,7 @@ TEST_CASE("check cli: a changed int32 in index_1 exits 1 naming the tensor and i
   value = (value + 1) % 3;
   const int32_t actual = value;
   files.write_candidate(candidate);
-  const CommandResult result = files.check("--report " + files.report);
-  INFO(result.output);
-  CHECK(result.exit_code == 1);
+  const CommandResult result = files.check_exits(1, "--report " + files.report);
   CHECK_THAT(result.output,
              Contains("FAIL") && Contains("steps.index_1") && Contains("[g=0, s=1]") &&
                  Contains("expected " + std::to_string(expected) + ", actual " + std::to_string(actual)) &&
@@ -144,9 +117,7 @@ TEST_CASE("check cli: a float beyond tolerance exits 1 with first and worst", "[
   gate_1.f32[1] += 1e-4f;
   gate_1.f32[6] += 1e-1f;
   files.write_candidate(candidate);
-  const CommandResult result = files.check("--report " + files.report);
-  INFO(result.output);
-  CHECK(result.exit_code == 1);
+  const CommandResult result = files.check_exits(1, "--report " + files.report);
   CHECK_THAT(result.output, Contains("steps.gate_1: 2 of 8") && Contains("first at [g=0, s=1]") &&
                                 Contains("worst at [g=1, s=2]") && Contains("neighbours:"));
   // Keep the report alive for the loop: ranging over a part of a temporary would dangle.
@@ -164,9 +135,7 @@ TEST_CASE("check cli: a float within tolerance exits 0", "[check][cli]") {
   Trace candidate = golden_trace();
   for (float& value : mutable_step(candidate, "gate_1").f32) value = std::nextafter(value, 0.0f);
   files.write_candidate(candidate);
-  const CommandResult result = files.check();
-  INFO(result.output);
-  CHECK(result.exit_code == 0);
+  files.check_exits(0);
 }
 
 TEST_CASE("check cli: the atol and rtol and tolerance options change the verdict", "[check][cli]") {
@@ -199,9 +168,7 @@ TEST_CASE("check cli: NaN against a number fails but NaN against NaN passes", "[
   Trace candidate = golden_trace();
   mutable_step(candidate, "raw_gates").f32[4] = std::nanf("");
   files.write_candidate(candidate);
-  CommandResult result = files.check("--atol 1e30");
-  INFO(result.output);
-  CHECK(result.exit_code == 1);
+  const CommandResult result = files.check_exits(1, "--atol 1e30");
   CHECK_THAT(result.output, Contains("steps.raw_gates") && Contains("actual NaN"));
 
   // A golden that holds a NaN itself.
@@ -210,9 +177,7 @@ TEST_CASE("check cli: NaN against a number fails but NaN against NaN passes", "[
   mutable_step(nan_golden, "raw_gates").f32[4] = std::nanf("");
   write_text(nan_files.golden, moeref::write_trace(nan_golden));
   nan_files.write_candidate(nan_golden);
-  result = nan_files.check();
-  INFO(result.output);
-  CHECK(result.exit_code == 0);
+  nan_files.check_exits(0);
 }
 
 TEST_CASE("check cli: a step missing from the candidate is reported as not checked with exit 0", "[check][cli]") {
@@ -225,9 +190,7 @@ TEST_CASE("check cli: a step missing from the candidate is reported as not check
     }
   }
   files.write_candidate(candidate);
-  const CommandResult result = files.check("--report " + files.report);
-  INFO(result.output);
-  CHECK(result.exit_code == 0);
+  const CommandResult result = files.check_exits(0, "--report " + files.report);
   CHECK_THAT(result.output, Contains("not checked") && Contains("steps.mask_2"));
   const nlohmann::json report = files.read_report();
   CHECK(report["pass"] == true);
@@ -243,9 +206,7 @@ TEST_CASE("check cli: an extra step or a wrong shape is a structure failure with
     Trace candidate = golden_trace();
     candidate.add_step("backend_scratch", moeref::Tensor::scalar(0.0f));
     files.write_candidate(candidate);
-    const CommandResult result = files.check();
-    INFO(result.output);
-    CHECK(result.exit_code == 1);
+    const CommandResult result = files.check_exits(1);
     CHECK_THAT(result.output, Contains("structure problems") && Contains("steps.backend_scratch"));
   }
   SECTION("wrong shape") {
@@ -253,9 +214,7 @@ TEST_CASE("check cli: an extra step or a wrong shape is a structure failure with
     moeref::Tensor& mask_1 = mutable_step(candidate, "mask_1");  // [G, S, E] = [2, 4, 3]
     mask_1.shape = {2, 3, 4};
     files.write_candidate(candidate);
-    const CommandResult result = files.check("--report " + files.report);
-    INFO(result.output);
-    CHECK(result.exit_code == 1);
+    const CommandResult result = files.check_exits(1, "--report " + files.report);
     CHECK_THAT(result.output, Contains("structure problems") && Contains("steps.mask_1") &&
                                   Contains("[G=2, S=4, E=3]") && Contains("[G=2, S=3, E=4]"));
     const nlohmann::json report = files.read_report();
@@ -269,9 +228,7 @@ TEST_CASE("check cli: later failing steps are marked downstream of the first div
   mutable_step(candidate, "dispatch_tensor").i32[0] ^= 1;
   mutable_step(candidate, "gate_1").f32[0] += 0.25f;
   files.write_candidate(candidate);
-  const CommandResult result = files.check("--report " + files.report);
-  INFO(result.output);
-  CHECK(result.exit_code == 1);
+  const CommandResult result = files.check_exits(1, "--report " + files.report);
   CHECK_THAT(result.output, Contains("first divergent step: gate_1") && Contains("[downstream of gate_1]"));
   const nlohmann::json report = files.read_report();
   CHECK(report["first_divergent_step"] == "gate_1");
@@ -288,9 +245,7 @@ TEST_CASE("check cli: a wrong loss constant is caught", "[check][cli]") {
   const float gating_loss = doc["losses"]["gating_loss"].get<float>();
   doc["losses"]["loss"] = gating_loss * 0.02f;
   files.write_candidate_text(doc.dump());
-  const CommandResult result = files.check("--report " + files.report);
-  INFO(result.output);
-  CHECK(result.exit_code == 1);
+  const CommandResult result = files.check_exits(1, "--report " + files.report);
   CHECK_THAT(result.output, Contains("losses.loss"));
   const nlohmann::json report = files.read_report();
   CHECK(report["pass"] == false);
@@ -345,9 +300,7 @@ TEST_CASE("check cli: unreadable candidates and bad options exit 2", "[check][cl
     message_parts = {"--atol"};
   }
 
-  const CommandResult result = files.check(options);
-  INFO(result.output);
-  CHECK(result.exit_code == 2);
+  const CommandResult result = files.check_exits(2, options);
   for (const std::string& part : message_parts) CHECK_THAT(result.output, Contains(part));
   CHECK_FALSE(std::filesystem::exists(files.report));
 }
@@ -358,9 +311,7 @@ TEST_CASE("check cli: a candidate whose config.variant is not a string exits 2",
   nlohmann::json doc = moeref::parse_json_text(moeref::write_trace(golden_trace()), "golden");
   doc["config"]["variant"] = 5;
   files.write_candidate_text(doc.dump());
-  const CommandResult result = files.check();
-  INFO(result.output);
-  CHECK(result.exit_code == 2);
+  const CommandResult result = files.check_exits(2);
   CHECK_THAT(result.output, Contains("config.variant"));
 }
 
@@ -371,9 +322,7 @@ TEST_CASE("check cli: a candidate without format_version exits 2 saying it is mi
   nlohmann::json doc = moeref::parse_json_text(moeref::write_trace(golden_trace()), "golden");
   doc.erase("format_version");
   files.write_candidate_text(doc.dump());
-  const CommandResult result = files.check();
-  INFO(result.output);
-  CHECK(result.exit_code == 2);
+  const CommandResult result = files.check_exits(2);
   CHECK_THAT(result.output, Contains("format_version") && Contains("missing"));
 }
 
@@ -381,8 +330,6 @@ TEST_CASE("check cli: a candidate without format_version exits 2 saying it is mi
 TEST_CASE("check cli: a --tolerance with trailing junk exits 2", "[check][cli]") {
   const CheckDir files;
   files.write_candidate(golden_trace());
-  const CommandResult result = files.check("--tolerance raw_gates=1e-3junk,0");
-  INFO(result.output);
-  CHECK(result.exit_code == 2);
+  const CommandResult result = files.check_exits(2, "--tolerance raw_gates=1e-3junk,0");
   CHECK_THAT(result.output, Contains("--tolerance"));
 }

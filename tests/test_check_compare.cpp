@@ -4,7 +4,6 @@
 // Dims: G groups, S group size, E experts, C expert capacity. The golden is a
 // tiny mtf_top2 layer: G = 2 groups of S = 4 tokens, E = 3 experts.
 #include <cmath>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -19,24 +18,12 @@ using moeref::TensorResult;
 using moeref::TensorStatus;
 using moeref::Tolerance;
 using moeref::Trace;
+using moeref::testing::mutable_step;
 
 namespace {
 
-const Trace& golden_trace() {
-  static const Trace golden = moeref::testing::run_json({{"variant", "mtf_top2"},
-                                                         {"seed", 3},
-                                                         {"dims", {{"B", 2}, {"L", 4}, {"E", 3}, {"M", 4}, {"H", 5}}},
-                                                         {"hparams", {{"group_size", 4}}}});
-  return golden;
-}
-
-moeref::Tensor& mutable_step(Trace& trace, const std::string& name) {
-  for (moeref::NamedTensor& step : trace.steps) {
-    if (step.name == name) return step.tensor;
-  }
-  FAIL("no step named " << name);
-  throw std::logic_error("unreachable");
-}
+// The golden of these tests: the tiny mtf_top2 layer.
+const Trace& golden_trace() { return moeref::testing::tiny_mtf_top2_layer_trace(); }
 
 const TensorResult& result_for(const CheckReport& report, const std::string& section, const std::string& name) {
   for (const TensorResult& result : report.results) {

@@ -22,8 +22,7 @@ nlohmann::json gating_config(const std::vector<float>& logits, const std::string
           {"train", true},
           {"dims", {{"G", 1}, {"S", 4}, {"E", 3}}},
           {"hparams", {{"second_policy_train", policy}, {"expert_capacity", 4}, {"second_threshold_train", 0.5}}},
-          {"inputs",
-           {{"logits", {{"dims", {"G", "S", "E"}}, {"shape", {1, 4, 3}}, {"dtype", "float32"}, {"data", logits}}}}}};
+          {"inputs", {{"logits", moeref::testing::tensor_json({"G", "S", "E"}, {1, 4, 3}, logits)}}}};
 }
 
 // A "backend" that made other decisions: the reference run with them forced.
@@ -112,8 +111,8 @@ TEST_CASE("near ties: the random policy's draw at its bound is a near tie", "[ch
   nlohmann::json config = gating_config({1, 0, -1, 2, 0, 0, 0, 2, 0, 0, 0, 2}, "random");
   const Trace probe = moeref::testing::run_json(config);
   const float bound = moeref::testing::step(probe, "gate_2_normalized").f32[0] * 2.0f;
-  config["inputs"]["second_policy_uniform"] = {
-      {"dims", {"G", "S"}}, {"shape", {1, 4}}, {"dtype", "float32"}, {"data", {bound, 0.99f, 0.99f, 0.99f}}};
+  config["inputs"]["second_policy_uniform"] =
+      moeref::testing::tensor_json({"G", "S"}, {1, 4}, {bound, 0.99f, 0.99f, 0.99f});
   const Trace golden = moeref::testing::run_json(config);
   REQUIRE(moeref::testing::step(golden, "second_policy_keep").i32[0] == 0);  // U < bound is false at equality
   const CheckReport report =

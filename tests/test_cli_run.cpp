@@ -4,8 +4,6 @@
 // Dims: B batch, L length, G groups, S group size, E experts, M model dim, H expert hidden dim.
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -13,25 +11,11 @@
 #include "test_support.hpp"
 
 using Catch::Contains;
-using moeref::testing::CommandResult;
-using moeref::testing::run_cli;
-using moeref::testing::temp_dir;
+
+// test_support.hpp: run_cli, run_cli_env, temp_dir, read_text, write_text, the tiny layer config.
+using namespace moeref::testing;
 
 namespace {
-
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-  REQUIRE(out.good());
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  REQUIRE(in.good());
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
 
 // The names in a directory, sorted.
 std::vector<std::string> list_dir(const std::string& dir) {
@@ -47,32 +31,11 @@ std::string listing(const std::vector<std::string>& names) {
   return out;
 }
 
-// Runs the CLI with extra environment assignments in front ("OMP_NUM_THREADS=2").
-CommandResult run_cli_env(const std::string& env, const std::string& args) {
-  const std::string command = "env " + env + " " + std::string(MOEREF_CLI_PATH) + " " + args + " 2>&1";
-  CommandResult result{-1, ""};
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  char buffer[4096];
-  size_t got;
-  while ((got = fread(buffer, 1, sizeof(buffer), pipe)) > 0) result.output.append(buffer, got);
-  const int status = pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
-
-nlohmann::json tiny_config() {
-  return {{"variant", "mtf_top2"},
-          {"seed", 3},
-          {"dims", {{"B", 2}, {"L", 4}, {"E", 3}, {"M", 4}, {"H", 5}}},
-          {"hparams", {{"group_size", 4}}}};
-}
-
 }  // namespace
 
 TEST_CASE("cli run: writes a trace and prints its path", "[cli][run]") {
   const std::string dir = temp_dir("cli_run_ok");
-  write_text(dir + "/config.json", tiny_config().dump());
+  write_text(dir + "/config.json", tiny_mtf_top2_layer_config().dump());
   const CommandResult result = run_cli("run " + dir + "/config.json -o " + dir + "/trace.json");
   INFO(result.output);
   REQUIRE(result.exit_code == 0);
@@ -83,7 +46,7 @@ TEST_CASE("cli run: writes a trace and prints its path", "[cli][run]") {
   CHECK_THAT(result.output, Contains(std::to_string(trace.steps.size()) + " steps"));
   CHECK(trace.find_step("combine_tensor") != nullptr);
   // The file holds exactly the trace the library computes for this config.
-  CHECK(read_text(dir + "/trace.json") == moeref::write_trace(moeref::testing::run_json(tiny_config())));
+  CHECK(read_text(dir + "/trace.json") == moeref::write_trace(moeref::testing::run_json(tiny_mtf_top2_layer_config())));
 }
 
 TEST_CASE("cli run: a failing run exits 2 and leaves no output file", "[cli][run]") {
@@ -99,20 +62,20 @@ TEST_CASE("cli run: a failing run exits 2 and leaves no output file", "[cli][run
     message_parts.push_back("not valid JSON");
   }
   SECTION("unknown variant") {
-    nlohmann::json doc = tiny_config();
+    nlohmann::json doc = tiny_mtf_top2_layer_config();
     doc["variant"] = "mtf_top9";
     write_text(config, doc.dump());
     message_parts.push_back("\"mtf_top9\"");
     message_parts.push_back("mtf_top2");
   }
   SECTION("E = 0") {
-    nlohmann::json doc = tiny_config();
+    nlohmann::json doc = tiny_mtf_top2_layer_config();
     doc["dims"]["E"] = 0;
     write_text(config, doc.dump());
     message_parts.push_back("dims.E");
   }
   SECTION("an error raised while the variant runs") {
-    nlohmann::json doc = tiny_config();
+    nlohmann::json doc = tiny_mtf_top2_layer_config();
     doc["hparams"]["mesh_dim_size"] = 3;  // does not divide B*L = 8
     write_text(config, doc.dump());
     message_parts.push_back("hparams.mesh_dim_size");
@@ -123,19 +86,19 @@ TEST_CASE("cli run: a failing run exits 2 and leaves no output file", "[cli][run
     message_parts.push_back(dir + "/absent.json");
   }
   SECTION("output directory that does not exist") {
-    write_text(config, tiny_config().dump());
+    write_text(config, tiny_mtf_top2_layer_config().dump());
     args = "run " + config + " -o " + dir + "/no_such_dir/trace.json";
     message_parts.push_back(dir + "/no_such_dir/trace.json");
   }
   SECTION("output path that is a directory") {
-    write_text(config, tiny_config().dump());
+    write_text(config, tiny_mtf_top2_layer_config().dump());
     std::filesystem::create_directory(dir + "/out_dir");
     args = "run " + config + " -o " + dir + "/out_dir";
     expected_left = {"config.json", "out_dir"};
     message_parts.push_back(dir + "/out_dir");
   }
   SECTION("a thread count of 0") {
-    write_text(config, tiny_config().dump());
+    write_text(config, tiny_mtf_top2_layer_config().dump());
     message_parts = {"--threads"};
     args += " --threads 0";
   }
@@ -152,7 +115,7 @@ TEST_CASE("cli run: a failing run exits 2 and leaves no output file", "[cli][run
 
 TEST_CASE("cli run: a failing run leaves an existing output file untouched", "[cli][run]") {
   const std::string dir = temp_dir("cli_run_keep");
-  nlohmann::json doc = tiny_config();
+  nlohmann::json doc = tiny_mtf_top2_layer_config();
   doc["dims"]["E"] = 0;
   write_text(dir + "/config.json", doc.dump());
   write_text(dir + "/trace.json", "previous contents\n");
@@ -213,7 +176,7 @@ TEST_CASE("cli variants: an unknown id exits 2 naming it and the known ids", "[c
 TEST_CASE("cli run: running a trace as a config reproduces it byte for byte", "[cli][run][replay]") {
   const std::string dir = temp_dir("cli_replay");
   std::vector<nlohmann::json> configs;
-  configs.push_back(tiny_config());
+  configs.push_back(tiny_mtf_top2_layer_config());
   // Gating only, evaluation mode, threshold policy, second-place loss, G and S given.
   configs.push_back(
       {{"variant", "mtf_top2"},

@@ -35,14 +35,11 @@ nlohmann::json base_config() {
 
 moeref::Config parse(const nlohmann::json& doc) { return moeref::config_from_json(doc, "test config"); }
 
-// {"dims": dims, "shape": shape, "dtype": "float32", "data": [fill, ...]}
+// A float32 tensor of the given shape, every element `fill`.
 nlohmann::json float_tensor(const std::vector<std::string>& dims, const std::vector<int64_t>& shape, float fill) {
   int64_t count = 1;
   for (int64_t extent : shape) count *= extent;
-  return {{"dims", dims},
-          {"shape", shape},
-          {"dtype", "float32"},
-          {"data", std::vector<float>(static_cast<size_t>(count), fill)}};
+  return moeref::testing::tensor_json(dims, shape, std::vector<float>(static_cast<size_t>(count), fill));
 }
 
 }  // namespace

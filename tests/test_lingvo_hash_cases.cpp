@@ -9,21 +9,16 @@
 #include "gshard_test_helpers.hpp"
 #include "moeref/atomic_file.hpp"
 
-using moeref::testing::f_at;
-using moeref::testing::float_tensor;
-using moeref::testing::i_at;
-using moeref::testing::int_tensor;
-using moeref::testing::run_json;
-using moeref::testing::step;
+// gshard_test_helpers.hpp and test_support.hpp: run_json, step, tensor_json, int_tensor_json,
+// one_group_config, f_at, i_at.
+using namespace moeref::testing;
 
 namespace {
 
+// lingvo_hash with supplied expert ids [G = 1, S] and capacity C.
 nlohmann::json hash_config(int64_t S, int64_t E, int64_t C, const std::vector<int32_t>& ids) {
-  return {{"variant", "lingvo_hash"},
-          {"scope", "gating"},
-          {"dims", {{"G", 1}, {"S", S}, {"E", E}}},
-          {"hparams", {{"expert_capacity_dim", C}}},
-          {"inputs", {{"expert_id", int_tensor({"G", "S"}, {1, S}, ids)}}}};
+  return one_group_config("lingvo_hash", S, E, {{"expert_capacity_dim", C}},
+                          {{"expert_id", int_tensor_json({"G", "S"}, {1, S}, ids)}});
 }
 
 }  // namespace
@@ -66,9 +61,9 @@ TEST_CASE("lingvo_hash: padded and over-capacity tokens leak into slot 0 of thei
   config["seed"] = 3;
   config["dims"]["M"] = 3;
   config["dims"]["H"] = 4;
-  config["inputs"]["paddings"] = float_tensor({"G", "S"}, {1, 5}, {0, 0, 0, 0, 1});
+  config["inputs"]["paddings"] = tensor_json({"G", "S"}, {1, 5}, {0, 0, 0, 0, 1});
   const std::vector<float> x = {1, 0, 0, 0, 1, 0, 0, 0, 1, 0.5f, 0.5f, 0, 0, 0, 2};
-  config["inputs"]["x"] = float_tensor({"G", "S", "M"}, {1, 5, 3}, x);
+  config["inputs"]["x"] = tensor_json({"G", "S", "M"}, {1, 5, 3}, x);
   const moeref::Trace trace = run_json(config);
   CHECK(step(trace, "mask_1_nonpadding").i32 == std::vector<int32_t>{1, 0, 1, 0, 0, 1, 0, 1, 0, 0});
   CHECK(step(trace, "mask_1_flat").i32 == std::vector<int32_t>{1, 0, 1, 0, 0});
@@ -92,8 +87,8 @@ TEST_CASE("lingvo_hash: importance replaces paddings and only importance == 1 is
   // importance [1, 0.5, 1, 0]: tokens 1 and 3 are masked (and still leak into slot 0). Paddings, when
   // importance is given, are ignored (the source's if/else), here all 1.
   nlohmann::json config = hash_config(4, 2, 2, {0, 0, 0, 1});
-  config["inputs"]["importance"] = float_tensor({"G", "S"}, {1, 4}, {1, 0.5f, 1, 0});
-  config["inputs"]["paddings"] = float_tensor({"G", "S"}, {1, 4}, {1, 1, 1, 1});
+  config["inputs"]["importance"] = tensor_json({"G", "S"}, {1, 4}, {1, 0.5f, 1, 0});
+  config["inputs"]["paddings"] = tensor_json({"G", "S"}, {1, 4}, {1, 1, 1, 1});
   const moeref::Trace trace = run_json(config);
   CHECK(trace.find_step("mask_1_nonpadding") == nullptr);
   CHECK(step(trace, "mask_1_important").i32 == std::vector<int32_t>{1, 0, 0, 0, 1, 0, 0, 0});
@@ -159,10 +154,10 @@ TEST_CASE("lingvo_hash: generated ids lie in 0..E-1 and are recorded as int32 an
 
 TEST_CASE("lingvo_hash: bad inputs are rejected with the field named", "[lingvo_hash][errors]") {
   nlohmann::json fractional = hash_config(2, 2, 1, {0, 1});
-  fractional["inputs"]["paddings"] = float_tensor({"G", "S"}, {1, 2}, {0.5f, 0});
+  fractional["inputs"]["paddings"] = tensor_json({"G", "S"}, {1, 2}, {0.5f, 0});
   CHECK_THROWS_WITH(run_json(fractional), Catch::Contains("inputs.paddings[g=0, s=0]"));
   nlohmann::json float_ids = hash_config(2, 2, 1, {0, 1});
-  float_ids["inputs"]["expert_id"] = float_tensor({"G", "S"}, {1, 2}, {0, 1});
+  float_ids["inputs"]["expert_id"] = tensor_json({"G", "S"}, {1, 2}, {0, 1});
   CHECK_THROWS_WITH(run_json(float_ids), Catch::Contains("inputs.expert_id.dtype"));
   nlohmann::json no_capacity = hash_config(2, 2, 1, {0, 1});
   no_capacity["hparams"] = nlohmann::json::object();

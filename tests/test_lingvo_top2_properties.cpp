@@ -12,6 +12,7 @@
 
 using moeref::testing::run_json;
 using moeref::testing::step;
+using moeref::testing::tensor_json;
 
 TEST_CASE("lingvo capacity rule: auto from capacity_factor, 0 -> 4, round up to 4 only when raised, no cap at S",
           "[lingvo_top2][capacity]") {
@@ -48,7 +49,7 @@ namespace {
 nlohmann::json paddings_json(int64_t G, int64_t S, int64_t period) {
   std::vector<float> data(static_cast<size_t>(G * S));
   for (int64_t k = 0; k < G * S; ++k) data[static_cast<size_t>(k)] = k % period == period - 1 ? 1.0f : 0.0f;
-  return {{"dims", {"G", "S"}}, {"shape", {G, S}}, {"dtype", "float32"}, {"data", data}};
+  return tensor_json({"G", "S"}, {G, S}, data);
 }
 
 }  // namespace
@@ -138,7 +139,7 @@ TEST_CASE("lingvo_top2 rejects configs the source cannot run or moeref does not 
       {"variant", "lingvo_top2"}, {"scope", "gating"}, {"dims", {{"G", 1}, {"S", 2}, {"E", 2}, {"M", 2}}}};
   auto with_input = [&](const std::string& name, const std::vector<float>& data) {
     nlohmann::json config = base;
-    config["inputs"][name] = {{"dims", {"G", "S"}}, {"shape", {1, 2}}, {"dtype", "float32"}, {"data", data}};
+    config["inputs"][name] = tensor_json({"G", "S"}, {1, 2}, data);
     return config;
   };
   // ComputeGating (logits from x) always passes importance=None.
@@ -158,8 +159,7 @@ TEST_CASE("lingvo_top2 rejects configs the source cannot run or moeref does not 
   // local_dispatch belongs to ComputeGating, not to a direct call on supplied logits.
   config = base;
   config["hparams"] = {{"local_dispatch", false}};
-  config["inputs"]["logits"] = {
-      {"dims", {"G", "S", "E"}}, {"shape", {1, 2, 2}}, {"dtype", "float32"}, {"data", {0, 0, 0, 0}}};
+  config["inputs"]["logits"] = tensor_json({"G", "S", "E"}, {1, 2, 2}, {0, 0, 0, 0});
   CHECK_THROWS_WITH(run_json(config), Catch::Contains("hparams.local_dispatch"));
   // A derived C given in dims must agree with the capacity rule.
   config = base;

@@ -24,15 +24,11 @@
 using moeref::testing::loss;
 using moeref::testing::run_json;
 using moeref::testing::step;
+using moeref::testing::tensor_json;
 
 namespace {
 
 constexpr float kNeg = -200.0f;  // a logit whose probability is exactly 0 next to a 0 logit
-
-nlohmann::json tensor_json(const std::vector<std::string>& dims, const std::vector<int64_t>& shape,
-                           const std::vector<float>& data) {
-  return {{"dims", dims}, {"shape", shape}, {"dtype", "float32"}, {"data", data}};
-}
 
 // A direct Top2GatingOnLogits call: scope "gating" with supplied logits [G, S, E].
 nlohmann::json direct_config(int64_t G, int64_t S, int64_t E, const std::vector<float>& logits,

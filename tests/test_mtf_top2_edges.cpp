@@ -17,18 +17,10 @@
 #include "mtf_top2_test_helpers.hpp"
 #include "test_support.hpp"
 
-namespace {
-
-using moeref::Tensor;
-using moeref::Trace;
-using moeref::testing::run_json;
-using moeref::testing::step;
-using nlohmann::json;
-
-// tensor_json, log_probs, gating_config, f_at, i_at, check_token_slots.
+// run_json, step, tensor_json, ints, log_probs, gating_config, f_at, i_at, check_token_slots.
 using namespace moeref::testing::mtf;
 
-std::vector<int32_t> ints(const Trace& trace, const std::string& name) { return step(trace, name).i32; }
+namespace {
 
 // A config whose x (and router weights) are generated from the seed.
 json generated_config(const json& dims, const json& hparams, bool train = true, const char* scope = "gating") {

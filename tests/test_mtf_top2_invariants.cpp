@@ -12,35 +12,15 @@
 #include <string>
 #include <vector>
 
-#include "test_support.hpp"
+#include "mtf_top2_test_helpers.hpp"
+#include "portable_random.hpp"
+
+// run_json, step, tensor_json, check_outputs_combine_expert_outputs.
+using namespace moeref::testing::mtf;
+using moeref::testing::pick;
+using moeref::testing::unit_interval;
 
 namespace {
-
-using moeref::Tensor;
-using moeref::Trace;
-using moeref::testing::run_json;
-using moeref::testing::step;
-using nlohmann::json;
-
-json tensor_json(const std::vector<std::string>& dims, const std::vector<int64_t>& shape,
-                 const std::vector<float>& data) {
-  json values = json::array();
-  for (float v : data) values.push_back(static_cast<double>(v));
-  return json{{"dims", dims}, {"shape", shape}, {"dtype", "float32"}, {"data", values}};
-}
-
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-int64_t pick(uint64_t& state, int64_t lo, int64_t hi) {  // inclusive
-  return lo + static_cast<int64_t>(splitmix64(state) % static_cast<uint64_t>(hi - lo + 1));
-}
-
-double unit(uint64_t& state) { return static_cast<double>(splitmix64(state) >> 40) / 16777216.0; }
 
 struct Drawn {
   json config;
@@ -53,7 +33,7 @@ Drawn draw_config(uint64_t seed) {
   const char* policies[4] = {"all", "none", "threshold", "random"};
   const std::string policy = policies[pick(state, 0, 3)];
   const bool train = pick(state, 0, 1) == 1;
-  const double threshold = 0.6 * unit(state);
+  const double threshold = 0.6 * unit_interval(state);
   json hp = {{"second_policy_train", policy},
              {"second_policy_eval", policy},
              {"second_threshold_train", threshold},
@@ -65,8 +45,8 @@ Drawn draw_config(uint64_t seed) {
     hp["expert_capacity"] = pick(state, 0, S + 1);
   } else if (capacity_mode == 1) {
     hp["min_expert_capacity"] = 0;
-    hp["capacity_factor_train"] = 0.5 + 2.0 * unit(state);
-    hp["capacity_factor_eval"] = 0.5 + 2.0 * unit(state);
+    hp["capacity_factor_train"] = 0.5 + 2.0 * unit_interval(state);
+    hp["capacity_factor_eval"] = 0.5 + 2.0 * unit_interval(state);
   }  // else: the default rule (min_expert_capacity 4)
   json config = {{"variant", "mtf_top2"},
                  {"scope", "layer"},
@@ -164,28 +144,7 @@ TEST_CASE("mtf_top2 invariants hold on random configs", "[mtf_top2][invariant]")
       }
     }
 
-    // outputs[g,s,n] = sum_{e,c} combine[g,s,e,c] * expert_outputs[e,g,c,n], in double.
-    const Tensor& expert_outputs = step(trace, "expert_outputs");
-    const Tensor& outputs = step(trace, "outputs");
-    const int64_t N = outputs.shape[2];
-    for (int64_t g = 0; g < G; ++g) {
-      for (int64_t s = 0; s < S; ++s) {
-        for (int64_t n = 0; n < N; ++n) {
-          double want = 0.0, scale = 0.0;
-          for (int64_t e = 0; e < E; ++e) {
-            for (int64_t c = 0; c < C; ++c) {
-              const double term =
-                  static_cast<double>(combine.f32[at(g, s, e, c)]) *
-                  static_cast<double>(expert_outputs.f32[static_cast<size_t>(((e * G + g) * C + c) * N + n)]);
-              want += term;
-              scale += std::fabs(term);
-            }
-          }
-          const double got = static_cast<double>(outputs.f32[static_cast<size_t>((g * S + s) * N + n)]);
-          CHECK(std::fabs(got - want) <= 1e-5 * scale + 1e-7);
-        }
-      }
-    }
+    check_outputs_combine_expert_outputs(combine, step(trace, "expert_outputs"), step(trace, "outputs"));
   }
   CHECK(with_drops > 0);
   CHECK(with_half_importance_routed > 0);

@@ -14,22 +14,12 @@
 #include <string>
 #include <vector>
 
-#include "test_support.hpp"
+#include "mtf_top2_test_helpers.hpp"
+
+// run_json, step, tensor_json, check_outputs_combine_expert_outputs.
+using namespace moeref::testing::mtf;
 
 namespace {
-
-using moeref::Tensor;
-using moeref::Trace;
-using moeref::testing::run_json;
-using moeref::testing::step;
-using nlohmann::json;
-
-json tensor_json(const std::vector<std::string>& dims, const std::vector<int64_t>& shape,
-                 const std::vector<float>& data) {
-  json values = json::array();
-  for (float v : data) values.push_back(static_cast<double>(v));
-  return json{{"dims", dims}, {"shape", shape}, {"dtype", "float32"}, {"data", values}};
-}
 
 constexpr int64_t kG = 2, kS = 4, kE = 3, kC = 4, kM = 4, kH = 5;
 
@@ -207,25 +197,7 @@ TEST_CASE("mtf_top2 layer: outputs combine the expert outputs with combine_tenso
   const Tensor& expert_outputs = step(trace, "expert_outputs");
   const Tensor& outputs = step(trace, "outputs");
   REQUIRE(outputs.shape == std::vector<int64_t>{kG, kS, kM});  // N = M when output_dim is null
-  for (int64_t g = 0; g < kG; ++g) {
-    for (int64_t s = 0; s < kS; ++s) {
-      for (int64_t n = 0; n < kM; ++n) {
-        double want = 0.0, scale = 0.0;
-        for (int64_t e = 0; e < kE; ++e) {
-          for (int64_t c = 0; c < kC; ++c) {
-            const double term =
-                static_cast<double>(combine.f32[static_cast<size_t>(((g * kS + s) * kE + e) * kC + c)]) *
-                static_cast<double>(expert_outputs.f32[static_cast<size_t>(((e * kG + g) * kC + c) * kM + n)]);
-            want += term;
-            scale += std::fabs(term);
-          }
-        }
-        INFO("outputs[g=" << g << ", s=" << s << ", n=" << n << "]");
-        CHECK(std::fabs(static_cast<double>(outputs.f32[static_cast<size_t>((g * kS + s) * kM + n)]) - want) <=
-              1e-5 * scale + 1e-7);
-      }
-    }
-  }
+  check_outputs_combine_expert_outputs(combine, expert_outputs, outputs);
 }
 
 TEST_CASE("mtf_top2 layer: output_dim sets N", "[mtf_top2][layer]") {

@@ -13,34 +13,15 @@
 #include <string>
 #include <vector>
 
-#include "test_support.hpp"
+#include "mtf_top2_test_helpers.hpp"
+#include "portable_random.hpp"
+
+// run_json, step, loss, gating_config.
+using namespace moeref::testing::mtf;
+using moeref::testing::splitmix64;
+using moeref::testing::uniform_float;
 
 namespace {
-
-using moeref::Trace;
-using moeref::testing::loss;
-using moeref::testing::run_json;
-using moeref::testing::step;
-using nlohmann::json;
-
-json tensor_json(const std::vector<std::string>& dims, const std::vector<int64_t>& shape,
-                 const std::vector<float>& data) {
-  json values = json::array();
-  for (float v : data) values.push_back(static_cast<double>(v));
-  return json{{"dims", dims}, {"shape", shape}, {"dtype", "float32"}, {"data", values}};
-}
-
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-float uniform_float(uint64_t& state, double lo, double hi) {
-  const double u = static_cast<double>(splitmix64(state) >> 40) / 16777216.0;
-  return static_cast<float>(lo + (hi - lo) * u);
-}
 
 struct Problem {
   int64_t G = 2, S = 8, E = 4;
@@ -65,13 +46,7 @@ Problem make_problem(uint64_t seed, int64_t G, int64_t S, int64_t E, bool with_i
 }
 
 json config_of(const Problem& problem, const json& hparams) {
-  json config = {{"variant", "mtf_top2"},
-                 {"scope", "gating"},
-                 {"train", true},
-                 {"seed", 0},
-                 {"dims", {{"G", problem.G}, {"S", problem.S}, {"E", problem.E}}},
-                 {"hparams", hparams}};
-  config["inputs"]["logits"] = tensor_json({"G", "S", "E"}, {problem.G, problem.S, problem.E}, problem.logits);
+  json config = gating_config(problem.G, problem.S, problem.E, problem.logits, hparams);
   if (!problem.importance.empty()) {
     config["inputs"]["importance"] = tensor_json({"G", "S"}, {problem.G, problem.S}, problem.importance);
   }

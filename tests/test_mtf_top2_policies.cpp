@@ -18,18 +18,10 @@
 #include "mtf_top2_test_helpers.hpp"
 #include "test_support.hpp"
 
-namespace {
-
-using moeref::Tensor;
-using moeref::Trace;
-using moeref::testing::run_json;
-using moeref::testing::step;
-using nlohmann::json;
-
-// tensor_json, log_probs, gating_config, f_at, i_at, check_token_slots.
+// run_json, step, tensor_json, ints, log_probs, gating_config, f_at, i_at, check_token_slots.
 using namespace moeref::testing::mtf;
 
-std::vector<int32_t> ints(const Trace& trace, const std::string& name) { return step(trace, name).i32; }
+namespace {
 
 // Two tokens, E = 3, C = 4 (no capacity drops):
 //   T0: p = [0.5, 0.3, 0.2]   -> index_1 = 0, index_2 = 1, gate_1_n = 0.5/0.8 = 0.625, gate_2_n = 0.3/0.8 = 0.375
@@ -168,6 +160,41 @@ TEST_CASE("mtf_top2 policy random: a draw equal to the scaled gate is dropped",
     const Trace trace = run_json(config);
     CHECK(ints(trace, "second_policy_keep") == std::vector<int32_t>{1, 1});
   }
+}
+
+TEST_CASE("mtf_top2 policy random with threshold 0 divides by max(0, 1e-9): a gate_2 below 1e-9 is dropped",
+          "[mtf_top2][policy][random][boundary]") {
+  // _top_2_gating: mask_2 *= less(random_uniform, gate_2 / mtf.maximum(threshold, 1e-9)).
+  // Threshold 0 becomes 1e-9, so the scale is f32(1 / 1e-9) = 1e9, not infinity: a second
+  // gate below 0.5e-9 scales to less than the draw U = 0.5 and is dropped.
+  // Logits [0, x]: raw gates [f32(1 / (1 + e^x)) = 1, e^x]; denom = f32(1 + e^x + 1e-9) = 1,
+  // so gate_2_normalized = f32(e^x).
+  //   T0 x = -22: 2.79e-10 * 1e9 = 0.279 < 0.5: dropped. A floor of 5.6e-10 or less (1e-12,
+  //               or none: 1 / 0 = inf) would scale it above 0.5 and keep it.
+  //   T1 x = -20: 2.06e-9 * 1e9 = 2.06 > 0.5: kept. A floor of 4.2e-9 or more would drop it.
+  //   T2 x = 0:   an ordinary tie, gate_2_normalized = 0.5 exactly (see tie_config): kept.
+  json config =
+      gating_config(1, 3, 2, {0.0f, -22.0f, 0.0f, -20.0f, 0.0f, 0.0f},
+                    {{"second_policy_train", "random"}, {"second_threshold_train", 0.0}, {"expert_capacity", 4}});
+  config["inputs"]["second_policy_uniform"] = uniform_input(1, 3, {0.5f, 0.5f, 0.5f});
+  const Trace trace = run_json(config);
+  const std::vector<float>& gate_2_normalized = step(trace, "gate_2_normalized").f32;
+  REQUIRE(gate_2_normalized.size() == 3);
+  CHECK(static_cast<double>(gate_2_normalized[0]) == Approx(std::exp(-22.0)).epsilon(1e-5));
+  CHECK(static_cast<double>(gate_2_normalized[1]) == Approx(std::exp(-20.0)).epsilon(1e-5));
+  CHECK(gate_2_normalized[2] == 0.5f);
+  REQUIRE(gate_2_normalized[0] > 0.0f);
+  REQUIRE(gate_2_normalized[0] < 1e-9f);
+  REQUIRE(gate_2_normalized[0] * static_cast<float>(1.0 / 1e-9) < 0.5f);
+  REQUIRE(gate_2_normalized[1] * static_cast<float>(1.0 / 1e-9) > 0.5f);
+  CHECK(ints(trace, "index_2") == std::vector<int32_t>{1, 1, 1});
+  CHECK(ints(trace, "second_policy_keep") == std::vector<int32_t>{0, 1, 1});
+  CHECK(ints(trace, "mask_2") == std::vector<int32_t>{0, 1, 0, 1, 0, 1});
+  CHECK(ints(trace, "mask_2_policy") == std::vector<int32_t>{0, 0, 0, 1, 0, 1});
+  // First choices fill expert 0 in token order; the kept second choices (T1, T2) fill expert 1.
+  check_token_slots(trace, 0, 0, {{0, 0, 1.0}});
+  check_token_slots(trace, 0, 1, {{0, 1, 1.0}, {1, 0, std::exp(-20.0)}});
+  check_token_slots(trace, 0, 2, {{0, 2, 0.5}, {1, 1, 0.5}});
 }
 
 TEST_CASE("mtf_top2 random draws are recorded as second_policy_uniform and replay", "[mtf_top2][policy][random]") {

@@ -20,13 +20,9 @@ using moeref::Config;
 using moeref::Tensor;
 using moeref::Trace;
 using moeref::testing::step;
+using moeref::testing::tensor_json;
 
 namespace {
-
-nlohmann::json tensor_json(const std::vector<std::string>& dims, const std::vector<int64_t>& shape,
-                           const std::vector<float>& data) {
-  return {{"dims", dims}, {"shape", shape}, {"dtype", "float32"}, {"data", data}};
-}
 
 // One group of 4 tokens, 3 experts, supplied logits, scope "gating", capacity 4.
 nlohmann::json top2_config(const std::string& variant, const std::vector<float>& logits, nlohmann::json hparams) {
@@ -64,6 +60,12 @@ Trace forced_run(const nlohmann::json& config_doc, const Trace& golden,
     config.decision_overrides[name] = overrides_like(step(golden, name), choices);
   }
   return moeref::run_config(config);
+}
+
+// The checker's verdict on such a backend.
+CheckReport check_forced(const nlohmann::json& config_doc, const Trace& golden,
+                         const std::vector<std::pair<std::string, Choices>>& decisions) {
+  return moeref::check_traces(golden, forced_run(config_doc, golden, decisions), CheckOptions{});
 }
 
 void require_consistent_alternative(const CheckReport& report, size_t decisions) {
@@ -143,8 +145,7 @@ TEST_CASE("near ties lineage: a top-2 clear loser is a real difference at index_
     const nlohmann::json config = top2_config(variant, kTop2Logits, {{"second_expert_policy", "all"}});
     const Trace golden = moeref::testing::run_json(config);
     // Token 2 routed to e=1 first: raw_gates 0.787 vs 0.107.
-    const CheckReport report =
-        moeref::check_traces(golden, forced_run(config, golden, {{"index_1", {{2, 1}}}}), CheckOptions{});
+    const CheckReport report = check_forced(config, golden, {{"index_1", {{2, 1}}}});
     require_real_difference(report, "index_1");
   }
 }
@@ -163,14 +164,12 @@ TEST_CASE("near ties lineage: under sampling index_2 is decided over logits plus
     REQUIRE(noised.f32[7] == noised.f32[8]);
     REQUIRE(step(golden, "index_2").i32[2] == 1);
 
-    const CheckReport report =
-        moeref::check_traces(golden, forced_run(config, golden, {{"index_2", {{2, 2}}}}), CheckOptions{});
+    const CheckReport report = check_forced(config, golden, {{"index_2", {{2, 2}}}});
     require_consistent_alternative(report, 1);
     CHECK_THAT(report.near_ties.at(0).detail, Catch::Matchers::Contains("noised_logits"));
 
     // Token 2 drawing its own first choice e=0 (logit replaced by -0.7 * float32 max): a bug.
-    const CheckReport bug =
-        moeref::check_traces(golden, forced_run(config, golden, {{"index_2", {{2, 0}}}}), CheckOptions{});
+    const CheckReport bug = check_forced(config, golden, {{"index_2", {{2, 0}}}});
     require_real_difference(bug, "index_2");
   }
 }
@@ -195,14 +194,12 @@ TEST_CASE("near ties lineage: the random policy's draw at its bound is a near ti
       const Trace golden = moeref::testing::run_json(config);
       REQUIRE(step(golden, "sampled_2").i32 == std::vector<int32_t>{1, 1, 0, 0});  // U < bound is false at equality
 
-      const CheckReport report =
-          moeref::check_traces(golden, forced_run(config, golden, {{"sampled_2", {{2, 1}}}}), CheckOptions{});
+      const CheckReport report = check_forced(config, golden, {{"sampled_2", {{2, 1}}}});
       require_consistent_alternative(report, 1);
       CHECK(report.near_ties.at(0).step == "sampled_2");
       CHECK(report.near_ties.at(0).margin == 0.0);
 
-      const CheckReport bug =
-          moeref::check_traces(golden, forced_run(config, golden, {{"sampled_2", {{3, 1}}}}), CheckOptions{});
+      const CheckReport bug = check_forced(config, golden, {{"sampled_2", {{3, 1}}}});
       require_real_difference(bug, "sampled_2");
     }
   }
@@ -366,8 +363,7 @@ TEST_CASE("near ties lineage: an expert taking a clear loser is a real differenc
     const nlohmann::json config = expert_choice_config(variant, kChoiceLogits);
     const Trace golden = moeref::testing::run_json(config);
     // Expert 1 takes t0 (score s(-2) = 0.12) instead of t5 (0.62).
-    const CheckReport report = moeref::check_traces(
-        golden, forced_run(config, golden, {{"mask_ges", {{at(1, 0), 1}, {at(1, 5), 0}}}}), CheckOptions{});
+    const CheckReport report = check_forced(config, golden, {{"mask_ges", {{at(1, 0), 1}, {at(1, 5), 0}}}});
     require_real_difference(report, "mask_ges");
   }
 }

@@ -22,6 +22,9 @@
 #include "moeref/ops/mtf_softmax.hpp"
 #include "moeref/ops/top1.hpp"
 #include "moeref/rng.hpp"
+#include "portable_random.hpp"
+
+using moeref::testing::uniform_float;
 
 namespace {
 
@@ -32,20 +35,6 @@ double ulps_from(float actual, double expected) {
   const double spacing =
       static_cast<double>(std::nextafter(magnitude, std::numeric_limits<float>::infinity()) - magnitude);
   return std::fabs(static_cast<double>(actual) - expected) / spacing;
-}
-
-// splitmix64: a portable generator, so test data are identical with any standard library.
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-// A float32 in [lo, hi) with 24 random bits.
-float uniform_float(uint64_t& state, double lo, double hi) {
-  const double u = static_cast<double>(splitmix64(state) >> 40) / 16777216.0;
-  return static_cast<float>(lo + (hi - lo) * u);
 }
 
 // Half the float32 spacing at |v| (v rounded to float32 first).

@@ -5,31 +5,9 @@
 
 #include "gshard_test_helpers.hpp"
 
-using moeref::testing::f_at;
-using moeref::testing::float_tensor;
-using moeref::testing::i_at;
-using moeref::testing::run_json;
-using moeref::testing::step;
-using moeref::testing::tokens_of_expert;
-
-namespace {
-
-nlohmann::json gating_config(const std::string& variant, int64_t S, int64_t E, const std::vector<float>& logits,
-                             const nlohmann::json& hparams) {
-  return {{"variant", variant},
-          {"scope", "gating"},
-          {"dims", {{"G", 1}, {"S", S}, {"E", E}}},
-          {"hparams", hparams},
-          {"inputs", {{"logits", float_tensor({"G", "S", "E"}, {1, S, E}, logits)}}}};
-}
-
-nlohmann::json praxis(int64_t S, int64_t E, const std::vector<float>& logits, const nlohmann::json& hparams) {
-  return gating_config("praxis_expert_choice", S, E, logits, hparams);
-}
-
-std::vector<int64_t> tokens(std::initializer_list<int64_t> list) { return std::vector<int64_t>(list); }
-
-}  // namespace
+// gshard_test_helpers.hpp and test_support.hpp: run_json, step, tensor_json, lingvo_expert_choice_config,
+// praxis_expert_choice_config, tokens_of_expert, tokens, f_at, i_at, check_expert_choice_invariants.
+using namespace moeref::testing;
 
 TEST_CASE("praxis_expert_choice and lingvo_expert_choice take different tokens on exact ties",
           "[praxis_expert_choice][lingvo_expert_choice][ties]") {
@@ -38,9 +16,9 @@ TEST_CASE("praxis_expert_choice and lingvo_expert_choice take different tokens o
   // praxis (top_k: stable ascending sort, last k): higher indices win -> tokens {2, 3}.
   // praxis with capacity_factor null and C0 = 2 has the same C as lingvo with C0 = 2.
   const std::vector<float> logits(8, 0.0f);
-  const moeref::Trace lingvo =
-      run_json(gating_config("lingvo_expert_choice", 4, 2, logits, {{"expert_capacity_dim", 2}}));
-  const moeref::Trace prax = run_json(praxis(4, 2, logits, {{"expert_capacity_dim", 2}, {"capacity_factor", nullptr}}));
+  const moeref::Trace lingvo = run_json(lingvo_expert_choice_config(4, 2, logits, {{"expert_capacity_dim", 2}}));
+  const moeref::Trace prax =
+      run_json(praxis_expert_choice_config(4, 2, logits, {{"expert_capacity_dim", 2}, {"capacity_factor", nullptr}}));
   REQUIRE(lingvo.capacity["expert_capacity"] == 2);
   REQUIRE(prax.capacity["expert_capacity"] == 2);
   for (int64_t e = 0; e < 2; ++e) {
@@ -64,9 +42,9 @@ TEST_CASE("praxis_expert_choice and lingvo_expert_choice differ on a tie at the 
   // ([0, 0] -> 0.5 each), token 4 low ([-2, 0]). C = 2: both take token 0; the second slot is a tie
   // among tokens 1, 2, 3. lingvo takes token 1, praxis takes token 3.
   const std::vector<float> logits = {2, 0, 0, 0, 0, 0, 0, 0, -2, 0};
-  const moeref::Trace lingvo =
-      run_json(gating_config("lingvo_expert_choice", 5, 2, logits, {{"expert_capacity_dim", 2}}));
-  const moeref::Trace prax = run_json(praxis(5, 2, logits, {{"expert_capacity_dim", 2}, {"capacity_factor", nullptr}}));
+  const moeref::Trace lingvo = run_json(lingvo_expert_choice_config(5, 2, logits, {{"expert_capacity_dim", 2}}));
+  const moeref::Trace prax =
+      run_json(praxis_expert_choice_config(5, 2, logits, {{"expert_capacity_dim", 2}, {"capacity_factor", nullptr}}));
   CHECK(tokens_of_expert(lingvo, 0, 0) == tokens({0, 1}));
   CHECK(tokens_of_expert(prax, 0, 0) == tokens({0, 3}));
   // Expert 1's probabilities: token 4 highest (0.881), then the tie 1, 2, 3 at 0.5.
@@ -85,9 +63,10 @@ TEST_CASE("praxis_expert_choice: padded tokens lose ties to real zero-score toke
   // Tokens 0 and 1 padded (score 0), token 2 real; C = 2. Each expert must take a padded token:
   // praxis takes token 1 (higher index), lingvo token 0. Both are removed by mask *= nonpaddings.
   const std::vector<float> logits(6, 0.0f);
-  nlohmann::json prax_config = praxis(3, 2, logits, {{"expert_capacity_dim", 2}, {"capacity_factor", nullptr}});
-  prax_config["inputs"]["paddings"] = float_tensor({"G", "S"}, {1, 3}, {1, 1, 0});
-  nlohmann::json lingvo_config = gating_config("lingvo_expert_choice", 3, 2, logits, {{"expert_capacity_dim", 2}});
+  nlohmann::json prax_config =
+      praxis_expert_choice_config(3, 2, logits, {{"expert_capacity_dim", 2}, {"capacity_factor", nullptr}});
+  prax_config["inputs"]["paddings"] = tensor_json({"G", "S"}, {1, 3}, {1, 1, 0});
+  nlohmann::json lingvo_config = lingvo_expert_choice_config(3, 2, logits, {{"expert_capacity_dim", 2}});
   lingvo_config["inputs"]["paddings"] = prax_config["inputs"]["paddings"];
   const moeref::Trace prax = run_json(prax_config);
   const moeref::Trace lingvo = run_json(lingvo_config);
@@ -103,11 +82,13 @@ TEST_CASE("praxis_expert_choice: the layer defaults give C = roundup4(int(2 S / 
           "[praxis_expert_choice][capacity]") {
   // TransformerFeedForwardMoe: expert_capacity_dim 0, unadjusted_expert_capacity_factor 2.0.
   // S = 8, E = 4: auto = int(8 * 2.0 / 4) = 4 > 0, so C = 4.
-  const moeref::Trace trace = run_json(praxis(8, 4, std::vector<float>(32, 0.0f), nlohmann::json::object()));
+  const moeref::Trace trace =
+      run_json(praxis_expert_choice_config(8, 4, std::vector<float>(32, 0.0f), nlohmann::json::object()));
   CHECK(trace.capacity["expert_capacity"] == 4);
   CHECK(trace.config["hparams"]["capacity_factor"] == 2.0);
   // S = 12, E = 4, factor 2.0: auto 6 -> C = 8.
-  const moeref::Trace rounded = run_json(praxis(12, 4, std::vector<float>(48, 0.0f), nlohmann::json::object()));
+  const moeref::Trace rounded =
+      run_json(praxis_expert_choice_config(12, 4, std::vector<float>(48, 0.0f), nlohmann::json::object()));
   CHECK(rounded.capacity["expert_capacity"] == 8);
 }
 
@@ -116,38 +97,38 @@ TEST_CASE("praxis_expert_choice: C = 0 and C > S run because top_k slices (lingv
   // C = 0: S = 4, E = 8, factor 1.0: auto = int(0.5) = 0, no floor, C0 = 0 -> C = 0. The assert
   // `capacity_factor or expert_capacity_dim` passes (1.0). top_k(k=0) is sorted[..., -0:], i.e. ALL
   // S tokens: every expert "takes" every token, but one_hot(pos, 0) is empty and combine is [G,S,E,0].
-  const moeref::Trace zero =
-      run_json(praxis(4, 8, std::vector<float>(32, 0.0f), {{"expert_capacity_dim", 0}, {"capacity_factor", 1.0}}));
+  const moeref::Trace zero = run_json(praxis_expert_choice_config(
+      4, 8, std::vector<float>(32, 0.0f), {{"expert_capacity_dim", 0}, {"capacity_factor", 1.0}}));
   CHECK(zero.capacity["expert_capacity"] == 0);
   CHECK(step(zero, "token_indices").shape == std::vector<int64_t>{1, 8, 4});
   CHECK(tokens_of_expert(zero, 0, 5) == tokens({0, 1, 2, 3}));
   CHECK(step(zero, "combine_tensor").shape == std::vector<int64_t>{1, 4, 8, 0});
   // C > S: S = 4, E = 2, C0 = 6, no factor. top_k(k=6) returns all 4 tokens; slots 4 and 5 stay empty.
-  const moeref::Trace wide =
-      run_json(praxis(4, 2, {1, 0, 2, 0, 3, 0, 4, 0}, {{"expert_capacity_dim", 6}, {"capacity_factor", nullptr}}));
+  const moeref::Trace wide = run_json(praxis_expert_choice_config(
+      4, 2, {1, 0, 2, 0, 3, 0, 4, 0}, {{"expert_capacity_dim", 6}, {"capacity_factor", nullptr}}));
   CHECK(wide.capacity["expert_capacity"] == 6);
   CHECK(step(wide, "token_indices").shape == std::vector<int64_t>{1, 2, 4});
   CHECK(tokens_of_expert(wide, 0, 0) == tokens({0, 1, 2, 3}));
   CHECK(f_at(step(wide, "combine_tensor"), {0, 3, 0, 3}) == f_at(step(wide, "gates"), {0, 3, 0}));
   moeref::testing::check_expert_choice_invariants(wide);
   // capacity_factor 0.0 "is not None": auto = 0, C = C0 = 3.
-  const moeref::Trace zero_factor =
-      run_json(praxis(4, 2, std::vector<float>(8, 0.0f), {{"expert_capacity_dim", 3}, {"capacity_factor", 0.0}}));
+  const moeref::Trace zero_factor = run_json(praxis_expert_choice_config(
+      4, 2, std::vector<float>(8, 0.0f), {{"expert_capacity_dim", 3}, {"capacity_factor", 0.0}}));
   CHECK(zero_factor.capacity["expert_capacity"] == 3);
   CHECK(zero_factor.capacity["auto_expert_capacity"] == 0);
   // The source asserts `capacity_factor or expert_capacity_dim`.
-  CHECK_THROWS_WITH(
-      run_json(praxis(4, 2, std::vector<float>(8, 0.0f), {{"expert_capacity_dim", 0}, {"capacity_factor", 0.0}})),
-      Catch::Contains("capacity_factor or expert_capacity_dim"));
+  CHECK_THROWS_WITH(run_json(praxis_expert_choice_config(4, 2, std::vector<float>(8, 0.0f),
+                                                         {{"expert_capacity_dim", 0}, {"capacity_factor", 0.0}})),
+                    Catch::Contains("capacity_factor or expert_capacity_dim"));
 }
 
 TEST_CASE("praxis_expert_choice: gates are jax.nn.softmax (a true division)", "[praxis_expert_choice][softmax]") {
   // Row [0, -0.5, 0] (E = 3): JAX gives 0.232696533203125 for the middle expert; lingvo's TF CPU
   // softmax gives 0.2326965481042862 (tests/test_ops_gshard.cpp derives both).
   const std::vector<float> logits = {0, -0.5f, 0};
-  const moeref::Trace prax = run_json(praxis(1, 3, logits, {{"expert_capacity_dim", 1}, {"capacity_factor", nullptr}}));
-  const moeref::Trace lingvo =
-      run_json(gating_config("lingvo_expert_choice", 1, 3, logits, {{"expert_capacity_dim", 1}}));
+  const moeref::Trace prax =
+      run_json(praxis_expert_choice_config(1, 3, logits, {{"expert_capacity_dim", 1}, {"capacity_factor", nullptr}}));
+  const moeref::Trace lingvo = run_json(lingvo_expert_choice_config(1, 3, logits, {{"expert_capacity_dim", 1}}));
   CHECK(f_at(step(prax, "gates"), {0, 0, 1}) == 0.232696533203125f);
   CHECK(f_at(step(lingvo, "gates"), {0, 0, 1}) == 0.2326965481042862f);
   CHECK(f_at(step(prax, "combine_tensor"), {0, 0, 1, 0}) == 0.232696533203125f);
@@ -155,12 +136,12 @@ TEST_CASE("praxis_expert_choice: gates are jax.nn.softmax (a true division)", "[
 
 TEST_CASE("praxis_expert_choice: gating_logit_cap applies cap * tanh(logits / cap)", "[praxis_expert_choice][cap]") {
   // cap 2: logits [4, 0] -> [2 * tanh(2), 0] = [1.9280552, 0] (2 * 0.9640275800758169).
-  const moeref::Trace trace = run_json(
-      praxis(1, 2, {4, 0}, {{"expert_capacity_dim", 1}, {"capacity_factor", nullptr}, {"gating_logit_cap", 2.0}}));
+  const moeref::Trace trace = run_json(praxis_expert_choice_config(
+      1, 2, {4, 0}, {{"expert_capacity_dim", 1}, {"capacity_factor", nullptr}, {"gating_logit_cap", 2.0}}));
   CHECK(f_at(step(trace, "logits_capped"), {0, 0, 0}) == Approx(1.9280552).margin(1e-6));
   CHECK(f_at(step(trace, "logits_capped"), {0, 0, 1}) == 0.0f);
   // Without a cap the step is absent.
-  const moeref::Trace plain = run_json(praxis(1, 2, {4, 0}, {{"expert_capacity_dim", 1}}));
+  const moeref::Trace plain = run_json(praxis_expert_choice_config(1, 2, {4, 0}, {{"expert_capacity_dim", 1}}));
   CHECK(plain.find_step("logits_capped") == nullptr);
 }
 
@@ -170,25 +151,14 @@ TEST_CASE("praxis_expert_choice: lingvo's testExpertChoiceV2 configuration takes
   // tests/test_lingvo_expert_choice_cases.cpp). praxis with capacity_factor 1 and C0 = 3: auto =
   // int(6 * 1 / 4) = 1 <= 3, so C = 3 as in lingvo. The input has no ties at any cut, so the tie
   // rules agree and the expected sets are lingvo's.
-  const nlohmann::json config = {
-      {"variant", "praxis_expert_choice"},
-      {"scope", "gating"},
-      {"dims", {{"G", 2}, {"S", 6}, {"E", 4}, {"M", 8}}},
-      {"hparams", {{"expert_capacity_dim", 3}, {"capacity_factor", 1.0}}},
-      {"inputs",
-       {{"x", float_tensor({"G", "S", "M"}, {2, 6, 8}, moeref::testing::lingvo_gating_test_x())},
-        {"router_weights", float_tensor({"M", "E"}, {8, 4}, moeref::testing::lingvo_gating_test_w())},
-        {"paddings", float_tensor({"G", "S"}, {2, 6}, {0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 1})}}}};
+  const nlohmann::json config = {{"variant", "praxis_expert_choice"},
+                                 {"scope", "gating"},
+                                 {"dims", {{"G", 2}, {"S", 6}, {"E", 4}, {"M", 8}}},
+                                 {"hparams", {{"expert_capacity_dim", 3}, {"capacity_factor", 1.0}}},
+                                 {"inputs", lingvo_gating_test_inputs()}};
   const moeref::Trace trace = run_json(config);
   CHECK(trace.capacity["expert_capacity"] == 3);
-  const std::vector<std::vector<std::vector<int64_t>>> expected = {{{1, 2, 3}, {0, 1, 3}, {0, 1, 2}, {0, 1, 3}},
-                                                                   {{1, 3, 4}, {0, 1, 4}, {1, 2, 4}, {0, 1, 4}}};
-  for (int64_t g = 0; g < 2; ++g) {
-    for (int64_t e = 0; e < 4; ++e) {
-      INFO("g=" << g << " e=" << e);
-      CHECK(tokens_of_expert(trace, g, e) == expected[static_cast<size_t>(g)][static_cast<size_t>(e)]);
-    }
-  }
+  check_lingvo_gating_test_selection(trace);
   moeref::testing::check_expert_choice_invariants(trace);
 }
 
@@ -228,7 +198,7 @@ TEST_CASE("praxis_expert_choice: invariants over generated inputs with paddings"
                                    {"scope", seed % 2 == 0 ? "gating" : "layer"},
                                    {"seed", seed},
                                    {"dims", {{"G", 2}, {"S", 20}, {"E", 4}, {"M", 6}, {"H", 5}}},
-                                   {"inputs", {{"paddings", float_tensor({"G", "S"}, {2, 20}, paddings)}}}};
+                                   {"inputs", {{"paddings", tensor_json({"G", "S"}, {2, 20}, paddings)}}}};
     const moeref::Trace trace = run_json(config);
     CHECK(trace.capacity["expert_capacity"] == 12);  // auto = int(20 * 2.0 / 4) = 10 -> 12
     moeref::testing::check_expert_choice_invariants(trace);

@@ -21,12 +21,9 @@
 using moeref::testing::loss;
 using moeref::testing::run_json;
 using moeref::testing::step;
+using moeref::testing::tensor_json;
 
 namespace {
-
-nlohmann::json tensor(std::vector<std::string> dims, std::vector<int64_t> shape, const std::vector<float>& data) {
-  return {{"dims", dims}, {"shape", shape}, {"dtype", "float32"}, {"data", data}};
-}
 
 // A scope "gating" config with supplied logits [G, S, E].
 nlohmann::json gating(int64_t G, int64_t S, int64_t E, const std::vector<float>& logits, nlohmann::json hparams) {
@@ -34,7 +31,7 @@ nlohmann::json gating(int64_t G, int64_t S, int64_t E, const std::vector<float>&
           {"scope", "gating"},
           {"dims", {{"G", G}, {"S", S}, {"E", E}}},
           {"hparams", std::move(hparams)},
-          {"inputs", {{"logits", tensor({"G", "S", "E"}, {G, S, E}, logits)}}}};
+          {"inputs", {{"logits", tensor_json({"G", "S", "E"}, {G, S, E}, logits)}}}};
 }
 
 // jax.nn.softmax of one row, restated from jax/_src/nn/functions.py `_softmax`:
@@ -229,7 +226,7 @@ nlohmann::json padded_config(bool legacy) {
   nlohmann::json config =
       gating(1, 4, 3, {2, 1, 0, 0, 2, 1, 1, 0, 2, 2, 0, 1},
              {{"capacity_factor", nullptr}, {"expert_capacity_dim", 4}, {"legacy_mtf_behavior", legacy}});
-  config["inputs"]["paddings"] = tensor({"G", "S"}, {1, 4}, {0.0f, 0.5f, 1.0f, std::ldexp(1.0f, -26)});
+  config["inputs"]["paddings"] = tensor_json({"G", "S"}, {1, 4}, {0.0f, 0.5f, 1.0f, std::ldexp(1.0f, -26)});
   return config;
 }
 }  // namespace
@@ -291,14 +288,14 @@ TEST_CASE("importance (direct callers only): masks mask_2 only when paddings are
   // G=1, S=3, E=2, logits [2,0] each; importance [1, 0.5, 0]. Without paddings, mask_2 is not
   // masked at all, so the importance-0 token still gets a second choice with weight ~1.
   nlohmann::json config = gating(1, 3, 2, {2, 0, 2, 0, 2, 0}, {});
-  config["inputs"]["importance"] = tensor({"G", "S"}, {1, 3}, {1.0f, 0.5f, 0.0f});
+  config["inputs"]["importance"] = tensor_json({"G", "S"}, {1, 3}, {1.0f, 0.5f, 0.0f});
   const moeref::Trace trace = run_json(config);
   CHECK(ints(step(trace, "mask_1_important")) == std::vector<int32_t>{1, 0, 0, 0, 0, 0});
   CHECK(trace.find_step("mask_2_nonpadding") == nullptr);
   CHECK(ints(step(trace, "index_2")) == std::vector<int32_t>{1, 0, 0});
   CHECK(ints(step(trace, "dispatch_count_tensor")) == std::vector<int32_t>{2, 1, 1});
   // With paddings passed too (all 0), mask_2 *= (importance > 0): the importance-0 token is out.
-  config["inputs"]["paddings"] = tensor({"G", "S"}, {1, 3}, {0.0f, 0.0f, 0.0f});
+  config["inputs"]["paddings"] = tensor_json({"G", "S"}, {1, 3}, {0.0f, 0.0f, 0.0f});
   const moeref::Trace with_paddings = run_json(config);
   CHECK(ints(step(with_paddings, "mask_2_nonpadding")) == std::vector<int32_t>{0, 1, 1, 0, 0, 0});
   CHECK(ints(step(with_paddings, "dispatch_count_tensor")) == std::vector<int32_t>{2, 1, 0});
@@ -327,7 +324,7 @@ TEST_CASE("random policy: legacy compares the normalised gate, non-legacy the ra
                                     {"legacy_mtf_behavior", legacy},
                                     {"capacity_factor", nullptr},
                                     {"expert_capacity_dim", 4}});
-    config["inputs"]["random_uniform"] = tensor({"G", "S"}, {1, 1}, {draw});
+    config["inputs"]["random_uniform"] = tensor_json({"G", "S"}, {1, 1}, {draw});
     return run_json(config);
   };
   CHECK(int_step(run(true, u), "sampled_2") == 1);
@@ -344,12 +341,12 @@ TEST_CASE("random policy: legacy compares the normalised gate, non-legacy the ra
 TEST_CASE("random policy with the layer's threshold 0.0 keeps every non-zero second gate", "[praxis_top2][policy]") {
   // max(0.0, 1e-9) = 1e-9: U < gate_2 / f32(1e-9) holds even for the largest draw below 1.
   nlohmann::json config = gating(1, 2, 2, {2, 0, 0, 2}, {{"second_expert_policy", "random"}});
-  config["inputs"]["random_uniform"] = tensor({"G", "S"}, {1, 2}, {0.99999994f, 0.5f});
+  config["inputs"]["random_uniform"] = tensor_json({"G", "S"}, {1, 2}, {0.99999994f, 0.5f});
   const moeref::Trace trace = run_json(config);
   CHECK(ints(step(trace, "sampled_2")) == std::vector<int32_t>{1, 1});
   // E=1: gate_2 = 0 and 0 / t = 0, U < 0 never holds: always dropped.
   nlohmann::json single = gating(1, 1, 1, {0.5f}, {{"second_expert_policy", "random"}});
-  single["inputs"]["random_uniform"] = tensor({"G", "S"}, {1, 1}, {0.0f});
+  single["inputs"]["random_uniform"] = tensor_json({"G", "S"}, {1, 1}, {0.0f});
   CHECK(int_step(run_json(single), "sampled_2") == 0);
 }
 
@@ -361,7 +358,8 @@ TEST_CASE("sampling policy: Gumbel noise can pick a non-greedy second expert", "
   nlohmann::json config =
       gating(1, 2, 3, {2, 0, 0.5f, 2, 0, 0.5f},
              {{"second_expert_policy", "sampling"}, {"capacity_factor", nullptr}, {"expert_capacity_dim", 4}});
-  config["inputs"]["sampling_uniform"] = tensor({"G", "S", "E"}, {1, 2, 3}, {0.5f, 0.99f, 0.01f, 0.5f, 0.0f, 0.0f});
+  config["inputs"]["sampling_uniform"] =
+      tensor_json({"G", "S", "E"}, {1, 2, 3}, {0.5f, 0.99f, 0.01f, 0.5f, 0.0f, 0.0f});
   const moeref::Trace trace = run_json(config);
   auto gumbel = [](float u) {
     const float log_u = static_cast<float>(std::log(static_cast<double>(u)));
@@ -447,7 +445,7 @@ TEST_CASE("praxis_top2 rejects what the source rejects", "[praxis_top2][errors]"
   CHECK_THROWS_AS(run_json(gating(1, 1, 2, {0, 0}, {{"capacity_factor", 0.0}})), moeref::InputError);
   // Paddings outside [0, 1] (moeref restriction; see the spec).
   nlohmann::json bad = gating(1, 1, 2, {0, 0}, {});
-  bad["inputs"]["paddings"] = tensor({"G", "S"}, {1, 1}, {1.5f});
+  bad["inputs"]["paddings"] = tensor_json({"G", "S"}, {1, 1}, {1.5f});
   CHECK_THROWS_AS(run_json(bad), moeref::InputError);
   // B and L without num_groups; num_groups not dividing B*L.
   const nlohmann::json layer = {{"variant", "praxis_top2"},

@@ -9,14 +9,7 @@
 using moeref::testing::loss;
 using moeref::testing::run_json;
 using moeref::testing::step;
-
-namespace {
-
-nlohmann::json tensor(std::vector<std::string> dims, std::vector<int64_t> shape, const std::vector<float>& data) {
-  return {{"dims", dims}, {"shape", shape}, {"dtype", "float32"}, {"data", data}};
-}
-
-}  // namespace
+using moeref::testing::tensor_json;
 
 TEST_CASE("layer: B, L grouped by num_groups, summaries, padding applied to the outputs", "[praxis_top2][layer]") {
   // B=2, L=3, num_groups 2 -> G=2, S=3 (6 / 2 = 3 is not below min_group_size null).
@@ -25,7 +18,7 @@ TEST_CASE("layer: B, L grouped by num_groups, summaries, padding applied to the 
                                  {"seed", 5},
                                  {"dims", {{"B", 2}, {"L", 3}, {"E", 3}, {"M", 4}, {"H", 6}}},
                                  {"hparams", {{"num_groups", 2}, {"moe_load_balance_loss_weight", 0.5}}},
-                                 {"inputs", {{"paddings", tensor({"B", "L"}, {2, 3}, {0, 0.5f, 1, 0, 0, 0})}}}};
+                                 {"inputs", {{"paddings", tensor_json({"B", "L"}, {2, 3}, {0, 0.5f, 1, 0, 0, 0})}}}};
   const moeref::Trace trace = run_json(config);
   CHECK(trace.config["dims"]["G"] == 2);
   CHECK(trace.config["dims"]["S"] == 3);
@@ -90,7 +83,7 @@ TEST_CASE("invariants over generated inputs, every policy and both legacy settin
                                          {"legacy_mtf_behavior", legacy},
                                          {"capacity_factor", 1.0},
                                          {"gating_logit_cap", seed % 2 == 0 ? 1.5 : 0.0}}},
-                                       {"inputs", {{"paddings", tensor({"G", "S"}, {G, S}, paddings)}}}};
+                                       {"inputs", {{"paddings", tensor_json({"G", "S"}, {G, S}, paddings)}}}};
         const moeref::Trace trace = run_json(config);
         INFO("seed " << seed << " policy " << policy << " legacy " << legacy);
         const int64_t C = trace.capacity["expert_capacity"].get<int64_t>();

@@ -1,12 +1,17 @@
-// Small helpers shared by the tests: run a config given as JSON text, read a
-// step, run the CLI.
+// Small helpers shared by the tests: build config tensors, run a config given as
+// JSON, read (or edit) a step, the tiny mtf_top2 layer several tests start from,
+// read and write files, run the CLI.
 #pragma once
 
 #include <catch2/catch.hpp>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -15,6 +20,18 @@
 #include "moeref/trace.hpp"
 
 namespace moeref::testing {
+
+// A float32 tensor as a config input: {"dims", "shape", "dtype": "float32", "data"}.
+inline nlohmann::json tensor_json(const std::vector<std::string>& dims, const std::vector<int64_t>& shape,
+                                  const std::vector<float>& data) {
+  return {{"dims", dims}, {"shape", shape}, {"dtype", "float32"}, {"data", data}};
+}
+
+// An int32 tensor as a config input.
+inline nlohmann::json int_tensor_json(const std::vector<std::string>& dims, const std::vector<int64_t>& shape,
+                                      const std::vector<int32_t>& data) {
+  return {{"dims", dims}, {"shape", shape}, {"dtype", "int32"}, {"data", data}};
+}
 
 inline Trace run_json(const nlohmann::json& config_doc) {
   return run_config(config_from_json(config_doc, "test config"));
@@ -28,6 +45,15 @@ inline const Tensor& step(const Trace& trace, const std::string& name) {
   return *found;
 }
 
+// The named step, to edit (a hand-made candidate); fails the test when there is none.
+inline Tensor& mutable_step(Trace& trace, const std::string& name) {
+  for (NamedTensor& named : trace.steps) {
+    if (named.name == name) return named.tensor;
+  }
+  FAIL("no step named " << name);
+  throw std::logic_error("unreachable");
+}
+
 inline float loss(const Trace& trace, const std::string& name) {
   for (const auto& [loss_name, value] : trace.losses) {
     if (loss_name == name) return value;
@@ -36,14 +62,43 @@ inline float loss(const Trace& trace, const std::string& name) {
   return 0.0f;
 }
 
+// A tiny mtf_top2 layer: B = 2, L = 4 grouped into G = 2 groups of S = 4 tokens, E = 3
+// experts, M = 4, H = 5. The smoke, CLI and checker tests start from it.
+inline nlohmann::json tiny_mtf_top2_layer_config() {
+  return {{"variant", "mtf_top2"},
+          {"seed", 3},
+          {"dims", {{"B", 2}, {"L", 4}, {"E", 3}, {"M", 4}, {"H", 5}}},
+          {"hparams", {{"group_size", 4}}}};
+}
+
+// The trace of tiny_mtf_top2_layer_config(), run once per test binary.
+inline const Trace& tiny_mtf_top2_layer_trace() {
+  static const Trace trace = run_json(tiny_mtf_top2_layer_config());
+  return trace;
+}
+
+inline void write_text(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+  REQUIRE(out.good());
+}
+
+inline std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  REQUIRE(in.good());
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
 struct CommandResult {
   int exit_code;
   std::string output;  // stdout and stderr together
 };
 
-// Runs `moeref ARGS` through the shell; ARGS is already shell-quoted.
-inline CommandResult run_cli(const std::string& args) {
-  const std::string command = std::string(MOEREF_CLI_PATH) + " " + args + " 2>&1";
+// Runs a shell command line, capturing stdout and stderr together.
+inline CommandResult run_shell(const std::string& command_line) {
+  const std::string command = command_line + " 2>&1";
   CommandResult result{-1, ""};
   FILE* pipe = popen(command.c_str(), "r");
   REQUIRE(pipe != nullptr);
@@ -53,6 +108,14 @@ inline CommandResult run_cli(const std::string& args) {
   const int status = pclose(pipe);
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return result;
+}
+
+// Runs `moeref ARGS` through the shell; ARGS is already shell-quoted.
+inline CommandResult run_cli(const std::string& args) { return run_shell(std::string(MOEREF_CLI_PATH) + " " + args); }
+
+// Runs the CLI with extra environment assignments in front ("OMP_NUM_THREADS=2").
+inline CommandResult run_cli_env(const std::string& env, const std::string& args) {
+  return run_shell("env " + env + " " + std::string(MOEREF_CLI_PATH) + " " + args);
 }
 
 // Removes every directory made by temp_dir when the test binary exits.

@@ -23,13 +23,9 @@
 using moeref::testing::loss;
 using moeref::testing::run_json;
 using moeref::testing::step;
+using moeref::testing::tensor_json;
 
 namespace {
-
-nlohmann::json tensor_json(const std::vector<std::string>& dims, const std::vector<int64_t>& shape,
-                           const std::vector<float>& data) {
-  return {{"dims", dims}, {"shape", shape}, {"dtype", "float32"}, {"data", data}};
-}
 
 // Scope "gating" with supplied logits [G, S, E]: for lingvo_top2 this is a direct
 // Top2GatingOnLogits call, for mtf_top2 and praxis_top2 the gating function on those logits.
