@@ -12,4 +12,12 @@ void exclusive_cumsum_over_s(const int32_t* mask, int64_t group_size, int64_t nu
   }
 }
 
+Tensor exclusive_cumsum_over_s(const Tensor& mask) {
+  const int64_t G = mask.shape[0], S = mask.shape[1], E = mask.shape[2];
+  Tensor out = Tensor::int32(mask.dims, mask.shape);  // [G, S, E]
+  for (int64_t g = 0; g < G; ++g)
+    exclusive_cumsum_over_s(mask.i32.data() + g * S * E, S, E, out.i32.data() + g * S * E);
+  return out;
+}
+
 }  // namespace moeref::ops

@@ -46,28 +46,6 @@ void force_top_1(const int32_t* forced, int64_t rows, int64_t n, int32_t* index)
   }
 }
 
-bool force_top_k_selection(const int32_t* order, int64_t n, int64_t k, const int32_t* forced, int32_t* indices) {
-  if (forced == nullptr) return false;
-  std::vector<int32_t> taken(static_cast<size_t>(n), 0);
-  for (int64_t i = 0; i < k; ++i) taken[static_cast<size_t>(indices[i])] = 1;
-  bool any = false;
-  int64_t count = 0;
-  for (int64_t s = 0; s < n; ++s) {
-    if (forced[s] == 0 || forced[s] == 1) {
-      any = any || forced[s] != taken[static_cast<size_t>(s)];
-      taken[static_cast<size_t>(s)] = forced[s];
-    }
-    count += taken[static_cast<size_t>(s)];
-  }
-  if (!any || count != k) return false;
-  int64_t next = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const int32_t s = order[i];
-    if (taken[static_cast<size_t>(s)] != 0) indices[next++] = s;
-  }
-  return true;
-}
-
 std::string float_text(double value) {
   char buffer[40];
   std::snprintf(buffer, sizeof(buffer), "%.9g", value);
@@ -110,46 +88,6 @@ std::optional<NearTie> random_keep_near_tie(const Trace& reference, const std::s
   tie.tolerance = tolerance_for(gate_step).allowed(gate) / static_cast<double>(divisor);
   tie.detail =
       uniform_input + " " + float_text(uniform) + " vs " + gate_step + " / max(threshold, 1e-9) " + float_text(bound);
-  return tie;
-}
-
-std::optional<NearTie> top_k_selection_near_tie(const Trace& reference, const std::string& selection_step,
-                                                const std::string& scores_step, int64_t flat, int64_t n,
-                                                int32_t candidate_value, const ToleranceFor& tolerance_for) {
-  const Tensor* selection = reference.find_step(selection_step);
-  const Tensor* scores = float_step(reference, scores_step, flat + 1);
-  if (selection == nullptr || selection->dtype != DType::kInt32 || scores == nullptr || n <= 0) return std::nullopt;
-  if (candidate_value != 0 && candidate_value != 1) return std::nullopt;
-  const int64_t row = flat - flat % n;
-  const float own = scores->f32[static_cast<size_t>(flat)];
-  // The reference's side of the comparison: its weakest taken entry when the
-  // candidate took this one, its strongest left-out entry when the candidate left
-  // this one out.
-  const bool candidate_took = candidate_value == 1;
-  std::optional<int64_t> rival;
-  for (int64_t i = row; i < row + n; ++i) {
-    const bool taken = selection->i32[static_cast<size_t>(i)] != 0;
-    if (taken != candidate_took || i == flat) continue;
-    const float value = scores->f32[static_cast<size_t>(i)];
-    if (!rival || (candidate_took ? value < scores->f32[static_cast<size_t>(*rival)]
-                                  : value > scores->f32[static_cast<size_t>(*rival)])) {
-      rival = i;
-    }
-  }
-  if (!rival) return std::nullopt;
-  const float other = scores->f32[static_cast<size_t>(*rival)];
-  NearTie tie;
-  // The reference's choice wins by (taken score) - (left-out score).
-  const float winner = candidate_took ? other : own;
-  const float loser = candidate_took ? own : other;
-  tie.margin = static_cast<double>(winner) - static_cast<double>(loser);
-  tie.tolerance = tolerance_for(scores_step).allowed(winner);
-  const std::string winner_index = scores->named_index(candidate_took ? *rival : flat);
-  const std::string loser_index = scores->named_index(candidate_took ? flat : *rival);
-  tie.detail = scores_step + ": " + (candidate_took ? "the reference's weakest taken " : "taken by the reference ") +
-               winner_index + " " + float_text(winner) + " vs " +
-               (candidate_took ? "taken by the candidate " : "the reference's strongest left out ") + loser_index +
-               " " + float_text(loser);
   return tie;
 }
 

@@ -41,4 +41,17 @@ GshardCapacity praxis_expert_choice_capacity(int64_t group_size, int64_t num_exp
   return out;
 }
 
+nlohmann::json gshard_capacity_record(const GshardCapacity& capacity, const std::string& rule,
+                                      int64_t expert_capacity_dim, const nlohmann::json& capacity_factor,
+                                      int64_t group_size, int64_t num_groups) {
+  return {{"expert_capacity", capacity.expert_capacity},
+          {"rule", rule},
+          {"expert_capacity_dim", expert_capacity_dim},
+          {"capacity_factor", capacity_factor},
+          {"auto_expert_capacity",
+           capacity.rule_applied ? nlohmann::json(capacity.auto_expert_capacity) : nlohmann::json(nullptr)},
+          {"group_size", group_size},
+          {"num_groups", num_groups}};
+}
+
 }  // namespace moeref::ops

@@ -15,4 +15,14 @@ void router_logits(const float* x, const float* router_weights, int64_t tokens, 
   }
 }
 
+Tensor router_logits(const Tensor& x, const Tensor& router_weights) {
+  const int64_t G = x.shape[0], S = x.shape[1], M = x.shape[2], E = router_weights.shape[1];
+  Tensor logits = Tensor::float32({"G", "S", "E"}, {G, S, E});  // [G, S, E]
+#pragma omp parallel for schedule(static)
+  for (int64_t g = 0; g < G; ++g) {
+    router_logits(x.f32.data() + g * S * M, router_weights.f32.data(), S, M, E, logits.f32.data() + g * S * E);
+  }
+  return logits;
+}
+
 }  // namespace moeref::ops

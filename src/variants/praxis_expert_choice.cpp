@@ -19,408 +19,137 @@
 // token's slot is the number of earlier tokens (token order) the expert also
 // picked. combine and dispatch are [G, S, E, C]. Masks, indices and positions
 // are int32 in the source (compute_gating hard-wires mask_dtype=jnp.int32).
+// lingvo_expert_choice restates the same rule; the steps both share from the
+// gates on are recorded by layers/gshard_expert_choice.hpp.
 
-#include <cmath>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "moeref/dims.hpp"
 #include "moeref/error.hpp"
-#include "moeref/inputs.hpp"
-#include "moeref/json_number.hpp"
-#include "moeref/ops/activations.hpp"
-#include "moeref/ops/cumsum.hpp"
-#include "moeref/ops/decisions.hpp"
-#include "moeref/ops/expert_layer.hpp"
+#include "moeref/frame/define_variant.hpp"
+#include "moeref/layers/grouped_tokens.hpp"
+#include "moeref/layers/gshard_expert_choice.hpp"
 #include "moeref/ops/gshard_capacity.hpp"
 #include "moeref/ops/jax_softmax.hpp"
-#include "moeref/ops/router.hpp"
+#include "moeref/ops/praxis_cap_logits.hpp"
 #include "moeref/ops/top_k.hpp"
-#include "moeref/variant.hpp"
 
 namespace moeref {
 
 namespace {
 
-// The largest [G, S, E, C] routing tensor moeref will build.
-constexpr int64_t kMaxRoutingElements = int64_t{1} << 31;
-
-struct Shape {
-  int64_t G = 0, S = 0, E = 0, C = 0, K = 0, M = 0, H = 0, N = 0;
+// expert_choice_gating_on_logits_v2's arguments as TransformerFeedForwardMoe passes
+// them, and the experts' activation.
+struct PraxisExpertChoiceHparams {
   int64_t expert_capacity_dim = 0;
   std::optional<double> capacity_factor;
-  ops::GshardCapacity capacity;
+  double gating_logit_cap = 0.0;
+  std::vector<std::string> activation;
 };
 
-Shape resolve_shape(const Config& config, bool logits_supplied) {
-  const nlohmann::json& hp = config.hparams;
-  Shape shape;
-  for (const char* letter : {"B", "L"}) {
-    if (config.dims.count(letter)) {
-      fail_input(std::string("dims.") + letter, "given",
-                 "G and S only: praxis_expert_choice routes the groups it is given (the layer's num_groups / "
-                 "min_group_size grouping is not modelled)");
-    }
-  }
-  require_dim(config, "G", "the number of groups, an integer >= 1");
-  require_dim(config, "S", "the group size, an integer >= 1");
-  require_dim(config, "E", "the number of experts, an integer >= 1");
-  shape.G = config.dims.at("G");
-  shape.S = config.dims.at("S");
-  shape.E = config.dims.at("E");
-  if (config.scope == "layer" || !logits_supplied) {
-    require_dim(config, "M", "the model dim, needed for the router or the experts");
-    shape.M = config.dims.at("M");
-  } else if (config.dims.count("M")) {
-    shape.M = config.dims.at("M");
-  }
-  if (config.scope == "layer") {
-    require_dim(config, "H", "the expert hidden dim, needed with scope \"layer\"");
-    shape.H = config.dims.at("H");
-    shape.N = shape.M;
-    check_derived_dim(config, "N", shape.N, "the experts' output dim is M (wo is [E, H, M])");
-  }
+void declare_hparams(HparamTable<PraxisExpertChoiceHparams>& table) {
+  using P = PraxisExpertChoiceHparams;
+  const char* gating = "gshard_utils.py: expert_choice_gating_on_logits_v2";
+  table.integer("expert_capacity_dim", &P::expert_capacity_dim)
+      .defaults_to(0)
+      .between(0, kMaxHparamExtent)
+      .means("C0, tokens each expert takes per group unless capacity_factor raises it (layer default 0).")
+      .cites(gating);
+  table.optional_number("capacity_factor", &P::capacity_factor)
+      .defaults_to(2.0)
+      .between(0.0, static_cast<double>(kMaxHparamExtent))
+      .means(
+          "If not null, C is raised to int(S * capacity_factor / E) rounded up to a multiple of 4 when C0 is smaller "
+          "(layer default 2.0).")
+      .cites(gating)
+      .known_as({"unadjusted_expert_capacity_factor"});
+  table.number("gating_logit_cap", &P::gating_logit_cap)
+      .defaults_to(0.0)
+      .between(0.0, 1e38)
+      .means("If > 0, logits become cap * tanh(logits / cap) (compute_gating always passes 0.0).")
+      .cites(gating);
+  declare_grouped_activation(table, &P::activation, "transformers.py: TransformerFeedForwardMoe", {"activation_tpl"});
+}
 
-  shape.expert_capacity_dim = hp["expert_capacity_dim"].get<int64_t>();
-  if (!hp["capacity_factor"].is_null()) shape.capacity_factor = hp["capacity_factor"].get<double>();
+// expert_choice_gating_on_logits_v2(paddings, logits, experts_dim, expert_capacity_dim, fprop_dtype,
+// capacity_factor, mask_dtype=jnp.int32, gating_logit_cap), with the layer's router before it and
+// its experts after it.
+void expert_choice_gating_on_logits_v2(Frame& f, const PraxisExpertChoiceHparams& hp) {
+  resolve_grouped_dims(f, grouped_router_runs(f),
+                       "G and S only: praxis_expert_choice routes the groups it is given (the layer's num_groups / "
+                       "min_group_size grouping is not modelled)");
+  const int64_t G = f.dim("G"), S = f.dim("S"), E = f.dim("E");
+
   // assert capacity_factor or expert_capacity_dim
-  if ((!shape.capacity_factor || *shape.capacity_factor == 0.0) && shape.expert_capacity_dim == 0) {
-    fail_input("hparams.capacity_factor", hp["capacity_factor"].dump() + " with expert_capacity_dim 0",
+  const nlohmann::json& capacity_factor_given = f.config().hparams.at("capacity_factor");
+  if ((!hp.capacity_factor || *hp.capacity_factor == 0.0) && hp.expert_capacity_dim == 0) {
+    fail_input("hparams.capacity_factor", capacity_factor_given.dump() + " with expert_capacity_dim 0",
                "a non-zero capacity_factor or a non-zero expert_capacity_dim (the source asserts "
                "`capacity_factor or expert_capacity_dim`)");
   }
-  shape.capacity =
-      ops::praxis_expert_choice_capacity(shape.S, shape.E, shape.expert_capacity_dim, shape.capacity_factor);
-  shape.C = shape.capacity.expert_capacity;
-  check_derived_dim(config, "C", shape.C,
-                    "praxis: C0 = expert_capacity_dim; with a capacity_factor, auto = int(S * cf / E) (no floor) and "
-                    "C = ((auto + 3) // 4) * 4 when C0 < auto");
-  shape.K = ops::praxis_top_k_count(shape.S, shape.C);
-  const double routing_elements = static_cast<double>(shape.G) * static_cast<double>(shape.S) *
-                                  static_cast<double>(shape.E) * static_cast<double>(shape.C > 0 ? shape.C : 1);
-  const double selection_elements =
-      static_cast<double>(shape.G) * static_cast<double>(shape.E) * static_cast<double>(shape.K);
-  if (routing_elements > static_cast<double>(kMaxRoutingElements) ||
-      selection_elements > static_cast<double>(kMaxRoutingElements)) {
-    fail_input("dims", "G*S*E*C = " + std::to_string(static_cast<long long>(routing_elements)),
-               "at most 2^31 elements in combine_tensor");
-  }
-  return shape;
-}
+  // The capacity rule, which the source applies after token_scores; moeref resolves C with
+  // the dims so that a config that cannot run fails before any step.
+  const ops::GshardCapacity capacity =
+      ops::praxis_expert_choice_capacity(S, E, hp.expert_capacity_dim, hp.capacity_factor);
+  const int64_t C = f.derived_dim("C", capacity.expert_capacity,
+                                  "praxis: C0 = expert_capacity_dim; with a capacity_factor, auto = int(S * cf / E) "
+                                  "(no floor) and C = ((auto + 3) // 4) * 4 when C0 < auto");
+  // top_k's sorted[..., -k:] returns K = C entries, or all S when C > S or C == 0. The
+  // selection [G, E, K] is no larger than combine_tensor, so one size check covers both.
+  const int64_t K = ops::praxis_top_k_count(S, C);
+  f.check_routing_size();
+  nlohmann::json capacity_record = ops::gshard_capacity_record(
+      capacity,
+      capacity.rule_applied ? "praxis: auto = int(S * capacity_factor / E); C = ((auto + 3) // 4) * 4 if "
+                              "expert_capacity_dim < auto, else expert_capacity_dim"
+                            : "praxis: capacity_factor None, C = expert_capacity_dim",
+      hp.expert_capacity_dim, capacity_factor_given, S, G);
+  capacity_record["top_k_returned"] = K;
+  f.capacity(std::move(capacity_record));
 
-nlohmann::json resolved_config(const Config& config, const Shape& shape) {
-  nlohmann::json dims = nlohmann::json::object();
-  dims["G"] = shape.G;
-  dims["S"] = shape.S;
-  dims["E"] = shape.E;
-  dims["C"] = shape.C;
-  if (shape.M > 0) dims["M"] = shape.M;
-  if (config.scope == "layer") {
-    dims["H"] = shape.H;
-    dims["N"] = shape.N;
-  }
-  return {{"variant", config.variant}, {"scope", config.scope}, {"train", config.train},
-          {"seed", config.seed},       {"dims", dims},          {"hparams", config.hparams}};
-}
+  // TransformerFeedForwardMoe: logits = einsum('gsm,me->gse', reshaped_inputs, gate); astype(float32).
+  const Tensor* x = take_grouped_x(f, grouped_router_runs(f));
+  const Tensor& logits = grouped_router_logits(f, x);                                                  // [G, S, E]
+  const Tensor* paddings = take_grouped_paddings(f, false, "a padding in [0, 1] (1 = padded token)");  // [G, S]
 
-}  // namespace
-
-void run_praxis_expert_choice(const Config& config, Trace& trace) {
-  const nlohmann::json& hp = config.hparams;
-  const bool logits_supplied = config.inputs.count("logits") > 0;
-  const Shape shape = resolve_shape(config, logits_supplied);
-  const int64_t G = shape.G, S = shape.S, E = shape.E, C = shape.C, K = shape.K, M = shape.M;
-  trace.config = resolved_config(config, shape);
-  trace.capacity = {
-      {"expert_capacity", C},
-      {"rule", shape.capacity.rule_applied
-                   ? "praxis: auto = int(S * capacity_factor / E); C = ((auto + 3) // 4) * 4 if "
-                     "expert_capacity_dim < auto, else expert_capacity_dim"
-                   : "praxis: capacity_factor None, C = expert_capacity_dim"},
-      {"expert_capacity_dim", shape.expert_capacity_dim},
-      {"capacity_factor", hp["capacity_factor"]},
-      {"auto_expert_capacity",
-       shape.capacity.rule_applied ? nlohmann::json(shape.capacity.auto_expert_capacity) : nlohmann::json(nullptr)},
-      {"top_k_returned", K},
-      {"group_size", S},
-      {"num_groups", G}};
-
-  // ---- Inputs ------------------------------------------------------------------
-  InputSet inputs(config, trace);
-  const Tensor* x = nullptr;
-  if (config.scope == "layer" || !logits_supplied || inputs.supplied("x")) {
-    x = &inputs.float_input("x", {"G", "S", "M"}, {G, S, M}, -1.0, 1.0);
-  }
-  const Tensor* logits_given = inputs.optional_input("logits", {"G", "S", "E"}, {G, S, E});
-  const Tensor* router_weights = nullptr;
-  if (logits_given == nullptr) {
-    // Uniform with variance 2/M, as for mtf_top2: logits of order one.
-    const double bound = std::sqrt(6.0 / static_cast<double>(M));
-    router_weights = &inputs.float_input("router_weights", {"M", "E"}, {M, E}, -bound, bound);
-  }
-  const Tensor* paddings = inputs.optional_input("paddings", {"G", "S"}, {G, S});
-  if (paddings != nullptr) {
-    for (size_t i = 0; i < paddings->f32.size(); ++i) {
-      if (!(paddings->f32[i] >= 0.0f && paddings->f32[i] <= 1.0f)) {
-        std::string value;
-        append_float32(value, paddings->f32[i]);
-        fail_input("inputs.paddings" + paddings->named_index(static_cast<int64_t>(i)), value,
-                   "a padding in [0, 1] (1 = padded token)");
-      }
-    }
-  }
-  const double gating_logit_cap = hp["gating_logit_cap"].get<double>();
-  const bool cap_logits = gating_logit_cap > 0.0;
-
-  Tensor logits = Tensor::float32({"G", "S", "E"}, {G, S, E});                     // [G, S, E]
-  Tensor logits_capped = Tensor::float32({"G", "S", "E"}, {G, S, E});              // [G, S, E]
-  Tensor gates = Tensor::float32({"G", "S", "E"}, {G, S, E});                      // [G, S, E]
-  Tensor nonpaddings = Tensor::float32({"G", "S"}, {G, S});                        // [G, S]
-  Tensor token_scores = Tensor::float32({"G", "E", "S"}, {G, E, S});               // [G, E, S]
-  Tensor token_indices = Tensor::int32({"G", "E", "K"}, {G, E, K});                // [G, E, K]
-  Tensor mask_ges = Tensor::int32({"G", "E", "S"}, {G, E, S});                     // [G, E, S]
-  Tensor mask = Tensor::int32({"G", "S", "E"}, {G, S, E});                         // [G, S, E]
-  Tensor mask_nonpadding = Tensor::int32({"G", "S", "E"}, {G, S, E});              // [G, S, E]
-  Tensor expert_indices = Tensor::int32({"G", "S", "E"}, {G, S, E});               // [G, S, E]
-  Tensor position_in_expert = Tensor::int32({"G", "S", "E"}, {G, S, E});           // [G, S, E]
-  Tensor position_in_expert_capacity = Tensor::int32({"G", "S", "E"}, {G, S, E});  // [G, S, E]
-  Tensor position_in_expert_masked = Tensor::int32({"G", "S", "E"}, {G, S, E});    // [G, S, E]
-  Tensor gate_i = Tensor::float32({"G", "S", "E"}, {G, S, E});                     // [G, S, E] (i along E)
-  Tensor combine_tensor = Tensor::float32({"G", "S", "E", "C"}, {G, S, E, C});     // [G, S, E, C]
-  Tensor dispatch_tensor = Tensor::int32({"G", "S", "E", "C"}, {G, S, E, C});      // [G, S, E, C]
-
-  // _cap_logits: cap = jnp.array(gating_logit_cap, float32); logits = cap * tanh(logits / cap).
-  const float cap = static_cast<float>(gating_logit_cap);
-
-  // The selection the checker's near-tie analysis forces (never set by a config):
-  // 1 take, 0 leave, -1 as the reference, per (g, e, s), applied at the top_k.
-  const Tensor* forced_selection = ops::forced_decision(config, "mask_ges", {G, E, S});
-
-#pragma omp parallel for schedule(static)
-  for (int64_t g = 0; g < G; ++g) {
-    const int64_t gs = g * S, gse = g * S * E, ges = g * E * S, gek = g * E * K;
-
-    // TransformerFeedForwardMoe: logits = einsum('gsm,me->gse', reshaped_inputs, gate); astype(float32).
-    if (logits_given != nullptr) {
-      for (int64_t k = 0; k < S * E; ++k) logits.f32[gse + k] = logits_given->f32[gse + k];
-    } else {
-      ops::router_logits(x->f32.data() + gs * M, router_weights->f32.data(), S, M, E, logits.f32.data() + gse);
-    }
-    const float* logits_now = logits.f32.data() + gse;
-    if (cap_logits) {
-      for (int64_t k = 0; k < S * E; ++k) {
-        const float scaled = logits.f32[gse + k] / cap;                                       // logits / cap
-        const float tanh_value = static_cast<float>(std::tanh(static_cast<double>(scaled)));  // jnp.tanh
-        logits_capped.f32[gse + k] = cap * tanh_value;                                        // cap * tanh(...)
-      }
-      logits_now = logits_capped.f32.data() + gse;
-    }
-
-    // gates = jax.nn.softmax(logits, axis=-1)
-    ops::jax_softmax(logits_now, gates.f32.data() + gse, S, E);
-
-    // nonpaddings = jnp.ones([G, S]); with paddings: nonpaddings = 1.0 - paddings
-    for (int64_t s = 0; s < S; ++s) {
-      nonpaddings.f32[gs + s] = paddings != nullptr ? 1.0f - paddings->f32[gs + s] : 1.0f;
-    }
-
-    // token_scores = gates (*= nonpaddings with paddings); token_scores = jnp.transpose(token_scores, [0, 2, 1])
-    for (int64_t s = 0; s < S; ++s) {
-      for (int64_t e = 0; e < E; ++e) {
-        const float score = gates.f32[gse + s * E + e];
-        token_scores.f32[ges + e * S + s] = paddings != nullptr ? score * nonpaddings.f32[gs + s] : score;
-      }
-    }
-
-    // _, token_indices = top_k(token_scores, k=expert_capacity_dim)
-    for (int64_t e = 0; e < E; ++e) {
-      const float* scores = token_scores.f32.data() + ges + e * S;
-      int32_t* picked = token_indices.i32.data() + gek + e * K;
-      ops::praxis_top_k_indices(scores, S, C, picked);
-      if (forced_selection != nullptr) {
-        // The checker forced which tokens this expert takes: the same K-token set
-        // rule, in top_k's order (ascending score, ascending index among equals).
-        std::vector<int32_t> order(static_cast<size_t>(S));
-        ops::praxis_top_k_indices(scores, S, S, order.data());
-        ops::force_top_k_selection(order.data(), S, K, forced_selection->i32.data() + ges + e * S, picked);
-      }
-    }
-
-    // mask = one_hot(token_indices, S, int32) [G,E,K,S] -> transpose [G,E,S,K] -> sum over K:
-    // mask_ges [G,E,S] "records which expert selects which tokens" (0 or 1: top_k indices
-    // are distinct); -> transpose [G,S,E]: mask[g, s, e].
-    for (int64_t e = 0; e < E; ++e) {
-      for (int64_t k = 0; k < K; ++k) {
-        const int64_t s = token_indices.i32[gek + e * K + k];
-        mask_ges.i32[ges + e * S + s] += 1;
-      }
-    }
-    for (int64_t s = 0; s < S; ++s) {
-      for (int64_t e = 0; e < E; ++e) mask.i32[gse + s * E + e] = mask_ges.i32[ges + e * S + s];
-    }
-
-    // mask *= expand_dims(nonpaddings.astype(int32), -1): the cast truncates toward zero.
-    for (int64_t s = 0; s < S; ++s) {
-      const int32_t nonpadding_int = static_cast<int32_t>(nonpaddings.f32[gs + s]);
-      for (int64_t e = 0; e < E; ++e) {
-        mask_nonpadding.i32[gse + s * E + e] = mask.i32[gse + s * E + e] * nonpadding_int;
-        // expert_indices = reshape(arange(E), [1, 1, E]).astype(mask.dtype) * mask
-        expert_indices.i32[gse + s * E + e] = static_cast<int32_t>(e) * mask_nonpadding.i32[gse + s * E + e];
-      }
-    }
-
-    // position_in_expert = cum_sum(mask, exclusive=True, axis=-2) (jnp.cumsum(x) - x): token order.
-    ops::exclusive_cumsum_over_s(mask_nonpadding.i32.data() + gse, S, E, position_in_expert.i32.data() + gse);
-    for (int64_t k = 0; k < S * E; ++k) {
-      const int32_t position = position_in_expert.i32[gse + k];
-      // position_in_expert *= jnp.less(position_in_expert, expert_capacity_dim)
-      position_in_expert_capacity.i32[gse + k] = position * (position < C ? 1 : 0);
-      // position_in_expert *= mask
-      position_in_expert_masked.i32[gse + k] = position_in_expert_capacity.i32[gse + k] * mask_nonpadding.i32[gse + k];
-    }
-
-    // for i in range(E): combine_tensor += einsum('GSE,GSC->GSEC', gate_i, pos_i_indicator)
-    float* combine_g = combine_tensor.f32.data() + g * S * E * C;
-    for (int64_t i = 0; i < E; ++i) {
-      for (int64_t s = 0; s < S; ++s) {
-        const int32_t selected = mask_nonpadding.i32[gse + s * E + i];
-        // expert_indicator = jax.nn.one_hot(expert_indices[:, :, i], E): expert i when selected, else expert 0.
-        const int32_t indicated = expert_indices.i32[gse + s * E + i];
-        // gate_i = einsum('...GSE,...GSE->...GS', gates, expert_indicator): one product with 1.0, the rest + 0.
-        float gate = gates.f32[gse + s * E + indicated];
-        // gate_i *= mask[:, :, i]
-        gate = gate * static_cast<float>(selected);
-        gate_i.f32[gse + s * E + i] = gate;
-        const int32_t pos_i = position_in_expert_masked.i32[gse + s * E + i];
-        for (int64_t e = 0; e < E; ++e) {
-          // gate_i = expand_dims(gate_i, -1) * expert_indicator   [G, S, E]
-          const float gate_e = gate * (e == indicated ? 1.0f : 0.0f);
-          for (int64_t c = 0; c < C; ++c) {
-            // pos_i_indicator = one_hot(pos_i, C) * expand_dims(mask[:, :, i], -1)   [G, S, C]
-            const float pos_indicator = (c == pos_i ? 1.0f : 0.0f) * static_cast<float>(selected);
-            combine_g[(s * E + e) * C + c] += gate_e * pos_indicator;
-          }
-        }
-      }
-    }
-    // dispatch_tensor = combine_tensor.astype(bool).astype(fprop_dtype): nonzero means dispatched.
-    for (int64_t k = 0; k < S * E * C; ++k) {
-      dispatch_tensor.i32[static_cast<size_t>(g * S * E * C + k)] = combine_g[k] != 0.0f ? 1 : 0;
-    }
+  // logits = _cap_logits(logits): if gating_logit_cap > 0.0: cap = jnp.array(gating_logit_cap,
+  // dtype=logits.dtype); logits = cap * jnp.tanh(logits / cap)
+  const Tensor* logits_now = &logits;
+  if (hp.gating_logit_cap > 0.0) {
+    logits_now = &f.step("logits_capped", {logits},
+                         ops::praxis_cap_logits(logits, static_cast<float>(hp.gating_logit_cap)));  // [G, S, E]
   }
 
-  // ---- Record the steps in source order -----------------------------------------
-  trace.add_step("logits", std::move(logits));
-  if (cap_logits) trace.add_step("logits_capped", std::move(logits_capped));
-  trace.add_step("gates", std::move(gates));
-  trace.add_step("nonpaddings", std::move(nonpaddings));
-  trace.add_step("token_scores", std::move(token_scores));
-  // top_k returns (values, indices) and the mask follows; the selection is recorded
-  // first because it is the decision: a token taken instead of another at the cut
-  // shows up as mask_ges (and the near-tie analysis can judge it), while the order
-  // of token_indices follows from the selected set.
-  trace.add_step("mask_ges", std::move(mask_ges));
-  trace.add_step("token_indices", std::move(token_indices));
-  trace.add_step("mask", std::move(mask));
-  trace.add_step("mask_nonpadding", std::move(mask_nonpadding));
-  trace.add_step("expert_indices", std::move(expert_indices));
-  trace.add_step("position_in_expert", std::move(position_in_expert));
-  trace.add_step("position_in_expert_capacity", std::move(position_in_expert_capacity));
-  trace.add_step("position_in_expert_masked", std::move(position_in_expert_masked));
-  trace.add_step("gate_i", std::move(gate_i));
-  trace.add_step("combine_tensor", std::move(combine_tensor));
-  trace.add_step("dispatch_tensor", std::move(dispatch_tensor));
-  const Tensor& combine_ref = *trace.find_step("combine_tensor");
-  const Tensor& dispatch_ref = *trace.find_step("dispatch_tensor");
+  // gates = jax.nn.softmax(logits, axis=-1)
+  Tensor& gates = f.float32_step("gates", {logits_now}, {"G", "S", "E"});  // [G, S, E]
+  ops::jax_softmax(logits_now->f32.data(), gates.f32.data(), G * S, E);
 
-  // ---- TransformerFeedForwardMoe: experts and combine in the returned [G, S, E, C] layout --
-  if (config.scope == "layer") {
-    ops::ExpertLayerInputs layer;
-    layer.inputs = x;
-    layer.dispatch_tensor = &dispatch_ref;
-    layer.combine_tensor = &combine_ref;
-    layer.activations = ops::parse_activations(hp["activation"]);
-    ops::add_mtf_expert_weights(layer, inputs, E, M, shape.H, shape.N);
-    ops::mtf_expert_layer(layer, trace);
-  }
-  inputs.check_all_used();
+  // nonpaddings, token_scores, _, token_indices = top_k(token_scores, k=expert_capacity_dim),
+  // mask, mask *= nonpaddings, expert_indices.
+  const ExpertChoiceSelection selection =
+      gshard_expert_choice_selection(f, logits, gates, paddings, C, {ops::praxis_top_k_indices, K, "K"});
+
+  // position_in_expert = cum_sum(mask, exclusive=True, axis=-2) (capacity, mask), for i in
+  // range(E): gate_i, combine_tensor += ...; dispatch_tensor = combine_tensor.astype(bool).
+  const ExpertChoiceRouting routing = gshard_expert_choice_routing(f, gates, selection, C);
+
+  // TransformerFeedForwardMoe: experts and combine in the returned [G, S, E, C] layout.
+  if (f.layer_scope()) grouped_expert_layer(f, *x, *routing.dispatch_tensor, *routing.combine_tensor, hp.activation);
 
   // return jnp.asarray(0.0, dtype=fprop_dtype), combine_tensor, dispatch_tensor
-  trace.add_loss("aux_loss", 0.0f);
-}
-
-}  // namespace moeref
-
-namespace moeref {
-
-namespace {
-
-// The one decision of the gating function: which tokens each expert takes
-// (top_k(token_scores, k)). At a near tie at the cut (the k-th and (k+1)-th
-// scores within float tolerance, exact ties included) a backend may take another
-// token; mask_ges [G, E, S] lines up with token_scores [G, E, S] element by element.
-std::optional<NearTie> praxis_expert_choice_near_tie(const Trace& reference, const std::string& step, int64_t flat,
-                                                     int32_t candidate_value, const ToleranceFor& tolerance_for) {
-  if (step != "mask_ges") return std::nullopt;
-  const int64_t S = reference.config["dims"]["S"].get<int64_t>();
-  return ops::top_k_selection_near_tie(reference, step, "token_scores", flat, S, candidate_value, tolerance_for);
+  f.loss("aux_loss", 0.0f);
 }
 
 }  // namespace
 
 VariantSpec praxis_expert_choice_variant() {
-  VariantSpec spec;
-  spec.id = "praxis_expert_choice";
-  spec.summary =
-      "praxis expert-choice gating v2 (experts pick their top-C tokens; ties at the cut go to higher "
-      "token indices)";
-  spec.source = "google/praxis praxis/gshard_utils.py: expert_choice_gating_on_logits_v2, top_k via compute_gating";
-  spec.spec_page = "spec/variants/praxis_expert_choice.md";
-  spec.run = run_praxis_expert_choice;
-  spec.near_tie = [](const NearTieQuery& q) {
-    return praxis_expert_choice_near_tie(q.reference, q.step, q.flat, q.candidate, q.tolerance_for);
-  };
-  auto add = [&spec](HparamSpec hparam) { spec.hparams.push_back(std::move(hparam)); };
-  HparamSpec h;
-  h = HparamSpec{};
-  h.name = "expert_capacity_dim";
-  h.kind = HparamKind::kInt;
-  h.default_value = 0;
-  h.nullable = false;
-  h.min_value = 0;
-  h.max_value = 1 << 24;
-  h.meaning = "C0, tokens each expert takes per group unless capacity_factor raises it (layer default 0).";
-  add(h);
-  h = HparamSpec{};
-  h.name = "capacity_factor";
-  h.kind = HparamKind::kFloat;
-  h.default_value = 2.0;
-  h.nullable = true;
-  h.min_value = 0.0;
-  h.max_value = 1 << 24;
-  h.meaning =
-      "If not null, C is raised to int(S * capacity_factor / E) rounded up to a multiple of 4 when C0 is smaller "
-      "(layer default 2.0).";
-  add(h);
-  h = HparamSpec{};
-  h.name = "gating_logit_cap";
-  h.kind = HparamKind::kFloat;
-  h.default_value = 0.0;
-  h.nullable = false;
-  h.min_value = 0.0;
-  h.max_value = 1e38;
-  h.meaning = "If > 0, logits become cap * tanh(logits / cap) (compute_gating always passes 0.0).";
-  add(h);
-  h = HparamSpec{};
-  h.name = "activation";
-  h.kind = HparamKind::kStringList;
-  h.default_value = "relu";
-  h.nullable = false;
-  h.choices = ops::activation_names();
-  h.meaning = "Expert activation (scope layer); a list multiplies one dense factor per entry (GLU style).";
-  add(h);
-  return spec;
+  return define_variant<PraxisExpertChoiceHparams>(
+      {"praxis_expert_choice",
+       "praxis expert-choice gating v2 (experts pick their top-C tokens; ties at the cut go to higher token indices)",
+       "google/praxis praxis/gshard_utils.py: expert_choice_gating_on_logits_v2, top_k via compute_gating",
+       "spec/variants/praxis_expert_choice.md"},
+      declare_hparams, expert_choice_gating_on_logits_v2, gshard_expert_choice_near_tie<PraxisExpertChoiceHparams>);
 }
 
 }  // namespace moeref

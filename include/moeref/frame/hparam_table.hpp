@@ -58,6 +58,13 @@ class HparamTable {
     return add(name, HparamKind::kIntList, field, true);
   }
 
+  // Required: the source's argument has no default. Null (unset) until a config
+  // gives it, and a given null is refused; reads as nullopt while unset, so the
+  // variant fails with the source's own reason.
+  HparamSpec& required_integer(const char* name, std::optional<int64_t> P::*field) {
+    return add(name, HparamKind::kInt, field, false);
+  }
+
   std::vector<HparamSpec> specs() const { return {specs_.begin(), specs_.end()}; }
 
   // P from a resolved hparams object (every declared name present, values valid).

@@ -6,7 +6,9 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
+#include <string>
 
 namespace moeref::ops {
 
@@ -30,5 +32,13 @@ GshardCapacity lingvo_token_shuffling_capacity(int64_t group_size, int64_t num_e
 // C = C0.
 GshardCapacity praxis_expert_choice_capacity(int64_t group_size, int64_t num_experts, int64_t expert_capacity_dim,
                                              std::optional<double> capacity_factor);
+
+// The trace's capacity record of a rule above: expert_capacity, `rule` (the
+// text of the branch that ran), expert_capacity_dim, capacity_factor as the
+// config spells it (1 and 1.0 stay apart), auto_expert_capacity (null unless
+// the capacity_factor branch ran), group_size and num_groups.
+nlohmann::json gshard_capacity_record(const GshardCapacity& capacity, const std::string& rule,
+                                      int64_t expert_capacity_dim, const nlohmann::json& capacity_factor,
+                                      int64_t group_size, int64_t num_groups);
 
 }  // namespace moeref::ops
