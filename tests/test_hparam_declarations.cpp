@@ -110,3 +110,22 @@ TEST_CASE("hparam table: declarations parse into the typed struct, null as nullo
   CHECK_THROWS_WITH(moeref::resolve_hparams(specs, {{"count", 10}}),
                     Contains("hparams.count") && Contains("10") && Contains("[0, 9]"));
 }
+
+TEST_CASE("hparam table: an old name is read as the new one, with a warning", "[hparams]") {
+  moeref::HparamTable<Example> table;
+  table.number("rate", &Example::rate)
+      .defaults_to(0.5)
+      .at_least(0.0)
+      .means("a rate")
+      .renamed({"old_rate"}, "commit abc (old became new)");
+  const std::vector<moeref::HparamSpec> specs = table.specs();
+  std::vector<std::string> warnings;
+  const nlohmann::json resolved = moeref::resolve_hparams(specs, {{"old_rate", 0.25}}, &warnings);
+  CHECK(resolved == nlohmann::json{{"rate", 0.25}});
+  REQUIRE(warnings.size() == 1);
+  CHECK_THAT(warnings[0], Contains("hparams.old_rate") && Contains("rate") && Contains("commit abc"));
+  // The old name's value obeys the new name's rule, and both at once are refused.
+  CHECK_THROWS_WITH(moeref::resolve_hparams(specs, {{"old_rate", -1.0}}), Contains("hparams.rate") && Contains(">= 0"));
+  CHECK_THROWS_WITH(moeref::resolve_hparams(specs, {{"old_rate", 0.25}, {"rate", 0.5}}),
+                    Contains("hparams.old_rate") && Contains("one of the two"));
+}

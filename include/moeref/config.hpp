@@ -12,6 +12,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "moeref/tensor.hpp"
 
@@ -32,6 +33,8 @@ struct Config {
   // Never read from JSON: a forced run is the checker's "what if", not a config.
   std::map<std::string, Tensor> decision_overrides;
   const VariantSpec* spec = nullptr;
+  // What reading the config noticed but accepted (an hparam under its old name).
+  std::vector<std::string> warnings;
 };
 
 }  // namespace moeref

@@ -45,8 +45,9 @@ struct HparamSpec {
   std::optional<double> max_value;   // inclusive; kInt / kFloat / kIntList items
   std::string meaning;               // one sentence for `moeref variants ID`
   HparamMode mode = HparamMode::kAlways;
-  std::string cited_source;          // where the source reads it: "moe.py: _top_2_gating"
-  std::vector<std::string> aliases;  // the sources' other spellings (prefixed, renamed)
+  std::string cited_source;               // where the source reads it: "moe.py: _top_2_gating"
+  std::vector<std::string> aliases;       // the sources' other spellings: "did you mean" only
+  std::vector<std::string> renamed_from;  // the source's own old names: accepted, with a warning
 
   // Builders, so that a declaration reads as named fields.
   HparamSpec& defaults_to(nlohmann::json value);
@@ -58,6 +59,10 @@ struct HparamSpec {
   HparamSpec& eval_only();
   HparamSpec& cites(std::string where);
   HparamSpec& known_as(std::vector<std::string> names);
+  // Old names the source itself used before a rename (mtf's rand_1_* before b1b5364):
+  // a config may still use them; the resolved config holds the new name.
+  HparamSpec& renamed(std::vector<std::string> old_names, std::string when);
+  std::string renamed_when;  // e.g. "tensorflow/mesh commit b1b5364 (rand_1 became switch)"
 };
 
 // "0 <= x <= 1", "one of all, none", ... for messages and listings.
@@ -68,7 +73,9 @@ void check_hparam_value(const HparamSpec& spec, const nlohmann::json& value);
 
 // Validates `given` (an object, or null for none) against `specs` and returns an
 // object holding every hparam, defaults filled in. Throws InputError naming
-// "hparams.NAME" for unknown names and bad values.
-nlohmann::json resolve_hparams(const std::vector<HparamSpec>& specs, const nlohmann::json& given);
+// "hparams.NAME" for unknown names and bad values. An old name (renamed_from)
+// is read as its new name, with one line in `warnings` (when not null).
+nlohmann::json resolve_hparams(const std::vector<HparamSpec>& specs, const nlohmann::json& given,
+                               std::vector<std::string>* warnings = nullptr);
 
 }  // namespace moeref

@@ -27,6 +27,7 @@ void add_run_command(CLI::App& app, int& exit_code) {
   run->callback([options, &exit_code]() {
     if (options->threads > 0) omp_set_num_threads(options->threads);
     const Config config = load_config_file(options->config_path);
+    for (const std::string& warning : config.warnings) std::cerr << "moeref: warning: " << warning << "\n";
     const Trace trace = run_config(config);
     write_file_atomically(options->output_path, write_trace(trace));
     std::cout << "wrote " << options->output_path << " (" << trace.config["variant"].get<std::string>() << ", "

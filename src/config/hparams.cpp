@@ -163,6 +163,12 @@ HparamSpec& HparamSpec::known_as(std::vector<std::string> names) {
   return *this;
 }
 
+HparamSpec& HparamSpec::renamed(std::vector<std::string> old_names, std::string when) {
+  renamed_from = std::move(old_names);
+  renamed_when = std::move(when);
+  return *this;
+}
+
 std::string describe_allowed(const HparamSpec& spec) {
   std::string text;
   switch (spec.kind) {
@@ -199,7 +205,8 @@ std::string describe_allowed(const HparamSpec& spec) {
   return text;
 }
 
-nlohmann::json resolve_hparams(const std::vector<HparamSpec>& specs, const nlohmann::json& given) {
+nlohmann::json resolve_hparams(const std::vector<HparamSpec>& specs, const nlohmann::json& given,
+                               std::vector<std::string>* warnings) {
   if (!given.is_null() && !given.is_object()) {
     fail_input("hparams", given.dump(), "an object of hyperparameters");
   }
@@ -208,8 +215,26 @@ nlohmann::json resolve_hparams(const std::vector<HparamSpec>& specs, const nlohm
   if (given.is_object()) {
     for (auto it = given.begin(); it != given.end(); ++it) {
       const HparamSpec* found = nullptr;
+      const HparamSpec* renamed = nullptr;
       for (const HparamSpec& spec : specs) {
         if (spec.name == it.key()) found = &spec;
+        for (const std::string& old_name : spec.renamed_from) {
+          if (old_name == it.key()) renamed = &spec;
+        }
+      }
+      if (found == nullptr && renamed != nullptr) {
+        if (given.contains(renamed->name)) {
+          fail_input("hparams." + it.key(), "given together with " + renamed->name,
+                     "one of the two: " + it.key() + " is the old name of " + renamed->name + " (renamed in " +
+                         renamed->renamed_when + ")");
+        }
+        check_hparam_value(*renamed, it.value());
+        resolved[renamed->name] = it.value();
+        if (warnings != nullptr) {
+          warnings->push_back("hparams." + it.key() + " is the old name of " + renamed->name + " (renamed in " +
+                              renamed->renamed_when + "); read as " + renamed->name);
+        }
+        continue;
       }
       if (found == nullptr) {
         std::vector<std::string> names;

@@ -100,7 +100,8 @@ Config config_from_json(const nlohmann::json& input_doc, const std::string& sour
   }
   if (!doc.contains("dims")) fail_input("dims", "missing", "an object of dim sizes");
   config.dims = read_dims(doc["dims"]);
-  config.hparams = resolve_hparams(config.spec->hparams, doc.contains("hparams") ? doc["hparams"] : nlohmann::json());
+  config.hparams = resolve_hparams(config.spec->hparams, doc.contains("hparams") ? doc["hparams"] : nlohmann::json(),
+                                   &config.warnings);
 
   if (!inputs.is_null()) {
     if (!inputs.is_object()) fail_input("inputs", inputs.dump().substr(0, 60), "an object of named tensors");
