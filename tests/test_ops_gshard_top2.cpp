@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "moeref/ops/dispatch_tensor.hpp"
 #include "moeref/ops/elementwise.hpp"
 #include "moeref/ops/forced_choice.hpp"
 #include "moeref/ops/gshard_balance_loss.hpp"

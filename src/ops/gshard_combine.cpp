@@ -23,10 +23,4 @@ Tensor gshard_combine_tensor(const GshardRank& first, const GshardRank& second, 
   return combine;
 }
 
-Tensor dispatch_from_combine(const Tensor& combine_tensor) {
-  Tensor dispatch = Tensor::int32(combine_tensor.dims, combine_tensor.shape);
-  for (size_t k = 0; k < dispatch.i32.size(); ++k) dispatch.i32[k] = combine_tensor.f32[k] != 0.0f ? 1 : 0;
-  return dispatch;
-}
-
 }  // namespace moeref::ops

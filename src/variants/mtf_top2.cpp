@@ -22,6 +22,7 @@
 #include "moeref/frame/define_variant.hpp"
 #include "moeref/frame/routing_index_form.hpp"
 #include "moeref/layers/mtf_moe_layer.hpp"
+#include "moeref/ops/dispatch_tensor.hpp"
 #include "moeref/ops/mtf_balance_loss.hpp"
 #include "moeref/ops/mtf_position_in_expert.hpp"
 #include "moeref/ops/mtf_softmax.hpp"
@@ -292,8 +293,8 @@ MtfGatingOutputs top_2_gating(Frame& f, const MtfGatingInputs& in, const MtfTop2
     }
   }
   // dispatch_tensor = cast(cast(combine_tensor, bool)): nonzero (or NaN) means dispatched.
-  Tensor& dispatch_tensor = f.int32_step("dispatch_tensor", {combine_tensor}, {"G", "S", "E", "C"});
-  for (size_t k = 0; k < combine_tensor.f32.size(); ++k) dispatch_tensor.i32[k] = combine_tensor.f32[k] != 0.0f;
+  const Tensor& dispatch_tensor =
+      f.step("dispatch_tensor", {combine_tensor}, ops::dispatch_from_combine(combine_tensor));  // [G, S, E, C]
   return {&dispatch_tensor, &combine_tensor, loss};
 }
 

@@ -30,6 +30,7 @@
 #include "moeref/frame/define_variant.hpp"
 #include "moeref/layers/gshard_top2_gating.hpp"
 #include "moeref/layers/praxis_moe_layer.hpp"
+#include "moeref/ops/dispatch_tensor.hpp"
 #include "moeref/ops/elementwise.hpp"
 #include "moeref/ops/gshard_combine.hpp"
 #include "moeref/ops/gshard_over_capacity.hpp"

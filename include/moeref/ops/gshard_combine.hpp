@@ -31,7 +31,4 @@ struct GshardRank {
 // combine_tensor float32 [G, S, E, C].
 Tensor gshard_combine_tensor(const GshardRank& first, const GshardRank& second, int64_t E, int64_t C);
 
-// cast(cast(combine_tensor, bool)): 1 where combine_tensor != 0 (NaN included), int32.
-Tensor dispatch_from_combine(const Tensor& combine_tensor);
-
 }  // namespace moeref::ops
