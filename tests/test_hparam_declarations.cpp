@@ -25,6 +25,16 @@ TEST_CASE("hparam declarations: every default is allowed by its own declaration"
   }
 }
 
+TEST_CASE("hparam declarations: every hparam says what it means and where the source reads it", "[hparams]") {
+  for (const moeref::VariantSpec& variant : moeref::all_variants()) {
+    for (const moeref::HparamSpec& hparam : variant.hparams) {
+      INFO(variant.id << " hparam " << hparam.name);
+      CHECK_FALSE(hparam.meaning.empty());
+      CHECK_FALSE(hparam.cited_source.empty());
+    }
+  }
+}
+
 TEST_CASE("hparam declarations: *_train and *_eval hparams are read only in their mode", "[hparams]") {
   for (const moeref::VariantSpec& variant : moeref::all_variants()) {
     for (const moeref::HparamSpec& hparam : variant.hparams) {

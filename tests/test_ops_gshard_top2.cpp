@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "moeref/frame/forced_choice.hpp"
 #include "moeref/ops/dispatch_tensor.hpp"
 #include "moeref/ops/elementwise.hpp"
-#include "moeref/ops/forced_choice.hpp"
 #include "moeref/ops/gshard_balance_loss.hpp"
 #include "moeref/ops/gshard_combine.hpp"
 #include "moeref/ops/gshard_over_capacity.hpp"
@@ -94,7 +94,7 @@ TEST_CASE("gshard random policy: U < gate_2 / f32(max(t, 1e-9)) is strict", "[op
   CHECK(ops::gshard_random_divisor(0.0) == 1e-9f);
   // The checker's forced keep (-1: as the reference) applies where the source decides.
   const Tensor forced = ints({"G", "S"}, {1, 3}, {0, -1, 1});
-  CHECK(ops::with_forced_keep(ops::gshard_sampled_2(uniform, gate_2, 0.5), &forced).i32 ==
+  CHECK(moeref::with_forced_keep(ops::gshard_sampled_2(uniform, gate_2, 0.5), &forced).i32 ==
         std::vector<int32_t>{0, 0, 1});
 }
 

@@ -36,6 +36,34 @@ int64_t Frame::derived_dim(const char* letter, int64_t value, const std::string&
   return value;
 }
 
+bool Frame::batch_length_layout(const std::string& grouped_by) {
+  const auto& given = config_.dims;
+  const bool has_bl = given.count("B") && given.count("L");
+  if (!has_bl && !(given.count("G") && given.count("S"))) {
+    fail_input("dims", "neither B and L nor G and S",
+               "B and L (x is [B, L, M], grouped by " + grouped_by + ") or G and S");
+  }
+  if (given.count("B") != given.count("L")) fail_input("dims", "only one of B and L", "both B and L, or neither");
+  if (has_bl) {
+    required_dim("B", "the batch size");
+    required_dim("L", "the length");
+  } else {
+    required_dim("G", "the number of groups");
+    required_dim("S", "the group size");
+  }
+  return has_bl;
+}
+
+void Frame::resolve_model_dims(bool needs_router, const std::string& model_name, const std::string& hidden_name) {
+  auto named = [](const std::string& name) { return name.empty() ? std::string() : " (" + name + ")"; };
+  if (layer_scope() || needs_router) {
+    required_dim("M", "the model dim" + named(model_name) + ", needed for the router or the experts");
+  } else {
+    optional_dim("M");
+  }
+  if (layer_scope()) required_dim("H", "the expert hidden dim" + named(hidden_name) + ", needed with scope \"layer\"");
+}
+
 int64_t Frame::dim(const char* letter) const {
   auto it = resolved_dims_.find(letter);
   if (it == resolved_dims_.end()) throw std::logic_error(std::string("dim ") + letter + " was never resolved");

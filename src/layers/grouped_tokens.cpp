@@ -16,13 +16,8 @@ void resolve_grouped_dims(Frame& f, bool needs_router, const std::string& why_no
   f.required_dim("G", "the number of groups, an integer >= 1");
   f.required_dim("S", "the group size, an integer >= 1");
   f.required_dim("E", "the number of experts, an integer >= 1");
-  if (f.layer_scope() || needs_router) {
-    f.required_dim("M", "the model dim, needed for the router or the experts");
-  } else {
-    f.optional_dim("M");
-  }
+  f.resolve_model_dims(needs_router, "", "");
   if (f.layer_scope()) {
-    f.required_dim("H", "the expert hidden dim, needed with scope \"layer\"");
     f.derived_dim("N", f.dim("M"), "the experts' output dim is M (wo is [E, H, M])");
   }
 }

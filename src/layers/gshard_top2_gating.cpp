@@ -1,8 +1,8 @@
 #include "moeref/layers/gshard_top2_gating.hpp"
 
+#include "moeref/frame/forced_choice.hpp"
 #include "moeref/frame/routing_index_form.hpp"
 #include "moeref/ops/elementwise.hpp"
-#include "moeref/ops/forced_choice.hpp"
 #include "moeref/ops/gshard_balance_loss.hpp"
 #include "moeref/ops/gshard_combine.hpp"
 #include "moeref/ops/gshard_gates.hpp"
@@ -21,7 +21,7 @@ namespace {
 // that decided otherwise diverges there first.
 const Tensor& argmax_step(Frame& f, const std::string& name, const Tensor& scores) {
   const Tensor* forced = f.forced_decision(name, {scores.shape[0], scores.shape[1]});
-  return f.step(name, {scores}, ops::with_forced_top_1(ops::argmax_lowest_index(scores), forced, scores.shape.back()));
+  return f.step(name, {scores}, with_forced_top_1(ops::argmax_lowest_index(scores), forced, scores.shape.back()));
 }
 
 }  // namespace
@@ -115,7 +115,7 @@ GshardSecondKept gshard_second_expert_policy(Frame& f, const GshardTop2PolicyHpa
   const Tensor* forced = f.forced_decision("sampled_2", gate_2.shape);
   const Tensor& sampled_2 =
       f.step("sampled_2", {uniform, gate_2},
-             ops::with_forced_keep(ops::gshard_sampled_2(uniform, gate_2, hp.second_expert_threshold), forced));
+             with_forced_keep(ops::gshard_sampled_2(uniform, gate_2, hp.second_expert_threshold), forced));
   GshardSecondKept kept;
   kept.gate_2 = &f.step("gate_2_sampled", {gate_2, sampled_2}, ops::scale_by(gate_2, sampled_2));
   kept.mask_2 = &f.step("mask_2_sampled", {mask_2, sampled_2}, ops::scale_by(mask_2, sampled_2));

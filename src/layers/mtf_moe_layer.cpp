@@ -16,29 +16,14 @@ namespace {
 // capacity comes from the rule or from the expert_capacity hparam.
 void resolve_dims(Frame& f, const MtfLayerHparams& hp) {
   f.required_dim("E", "the number of experts, an integer >= 1");
-  const auto& given = f.config().dims;
-  const bool has_bl = given.count("B") && given.count("L");
-  if (!has_bl && !(given.count("G") && given.count("S"))) {
-    fail_input("dims", "neither B and L nor G and S", "B and L (x is [B, L, M], grouped by group_size) or G and S");
-  }
-  if (given.count("B") != given.count("L")) fail_input("dims", "only one of B and L", "both B and L, or neither");
-  if (has_bl) {
-    const int64_t B = f.required_dim("B", "the batch size"), L = f.required_dim("L", "the length");
+  if (f.batch_length_layout("group_size")) {
     // n = product of batch and length dims; _split_into_groups(n, group_size, mesh_dim_size).
-    const ops::Grouping grouping = ops::mtf_split_into_groups(B * L, hp.group_size, hp.mesh_dim_size);
+    const ops::Grouping grouping = ops::mtf_split_into_groups(f.dim("B") * f.dim("L"), hp.group_size, hp.mesh_dim_size);
     f.derived_dim("G", grouping.num_groups, "_split_into_groups(B*L, group_size, mesh_dim_size)");
     f.derived_dim("S", grouping.group_size, "_split_into_groups(B*L, group_size, mesh_dim_size)");
-  } else {
-    f.required_dim("G", "the number of groups");
-    f.required_dim("S", "the group size");
   }
-  if (f.layer_scope() || !f.supplied("logits")) {
-    f.required_dim("M", "the model dim, needed for the router or the experts");
-  } else {
-    f.optional_dim("M");
-  }
+  f.resolve_model_dims(!f.supplied("logits"), "", "mtf hidden_size");
   if (f.layer_scope()) {
-    f.required_dim("H", "the expert hidden dim (mtf hidden_size), needed with scope \"layer\"");
     f.derived_dim("N", hp.output_dim ? *hp.output_dim : f.dim("M"), "output_dim, or M when output_dim is null");
   }
   // The capacity factor by train/eval, then the capacity rule.

@@ -29,14 +29,8 @@ double uniform_scale(int64_t fan_in) { return std::sqrt(1.0 / static_cast<double
 
 void resolve_praxis_layer_dims(Frame& f, const PraxisLayerHparams& hp) {
   f.required_dim("E", "the number of experts (num_experts), an integer >= 1");
-  const auto& given = f.config().dims;
-  const bool has_bl = given.count("B") && given.count("L");
-  if (!has_bl && !(given.count("G") && given.count("S"))) {
-    fail_input("dims", "neither B and L nor G and S", "B and L (x is [B, L, M], grouped by num_groups) or G and S");
-  }
-  if (given.count("B") != given.count("L")) fail_input("dims", "only one of B and L", "both B and L, or neither");
-  if (has_bl) {
-    const int64_t B = f.required_dim("B", "the batch size"), L = f.required_dim("L", "the length");
+  if (f.batch_length_layout("num_groups")) {
+    const int64_t B = f.dim("B"), L = f.dim("L");
     if (!hp.num_groups) {
       fail_input("hparams.num_groups", "null",
                  "an integer >= 1 when dims give B and L (TransformerFeedForwardMoe asserts num_groups > 0)");
@@ -44,17 +38,9 @@ void resolve_praxis_layer_dims(Frame& f, const PraxisLayerHparams& hp) {
     const ops::PraxisGrouping grouping = ops::praxis_moe_groups(B * L, *hp.num_groups, hp.min_group_size);
     f.derived_dim("G", grouping.num_groups, "num_groups, lowered by min_group_size");
     f.derived_dim("S", grouping.group_size, "B*L / G");
-  } else {
-    f.required_dim("G", "the number of groups");
-    f.required_dim("S", "the group size");
   }
-  if (f.layer_scope() || !f.supplied("logits")) {
-    f.required_dim("M", "the model dim (input_dims), needed for the router or the experts");
-  } else {
-    f.optional_dim("M");
-  }
+  f.resolve_model_dims(!f.supplied("logits"), "input_dims", "hidden_dims");
   if (f.layer_scope()) {
-    f.required_dim("H", "the expert hidden dim (hidden_dims), needed with scope \"layer\"");
     // TransformerFeedForwardMoe: "Assume output_dims == input_dims".
     f.derived_dim("N", f.dim("M"), "N = M in TransformerFeedForwardMoe");
   }

@@ -6,25 +6,6 @@
 
 namespace moeref::ops {
 
-void record_routing_index_form(int64_t G, int64_t S, const std::vector<RankDecisions>& ranks, Trace& trace) {
-  const int64_t K = static_cast<int64_t>(ranks.size());
-  Tensor routing_expert = Tensor::int32({"G", "S", "K"}, {G, S, K});    // [G, S, K]
-  Tensor routing_slot = Tensor::int32({"G", "S", "K"}, {G, S, K});      // [G, S, K]
-  Tensor routing_weight = Tensor::float32({"G", "S", "K"}, {G, S, K});  // [G, S, K]
-  for (int64_t t = 0; t < G * S; ++t) {
-    for (int64_t k = 0; k < K; ++k) {
-      const RankDecisions& rank = ranks[static_cast<size_t>(k)];
-      const size_t at = static_cast<size_t>(t * K + k);
-      routing_expert.i32[at] = rank.expert[t];
-      routing_slot.i32[at] = rank.occupies_slot[t] != 0 ? rank.position[t] : -1;
-      routing_weight.f32[at] = rank.occupies_slot[t] != 0 ? rank.weight[t] : 0.0f;
-    }
-  }
-  trace.add_step("routing_expert", std::move(routing_expert));
-  trace.add_step("routing_slot", std::move(routing_slot));
-  trace.add_step("routing_weight", std::move(routing_weight));
-}
-
 void dense_from_index_form(const Tensor& routing_expert, const Tensor& routing_slot, const Tensor& routing_weight,
                            int64_t E, int64_t C, Tensor& combine_tensor, Tensor& dispatch_tensor) {
   const int64_t G = routing_expert.shape[0], S = routing_expert.shape[1], K = routing_expert.shape[2];

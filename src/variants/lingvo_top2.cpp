@@ -29,13 +29,13 @@
 
 #include "moeref/error.hpp"
 #include "moeref/frame/define_variant.hpp"
+#include "moeref/frame/forced_choice.hpp"
 #include "moeref/json_number.hpp"
 #include "moeref/layers/grouped_tokens.hpp"
 #include "moeref/layers/gshard_top2_gating.hpp"
 #include "moeref/ops/activations.hpp"
 #include "moeref/ops/dispatch_tensor.hpp"
 #include "moeref/ops/elementwise.hpp"
-#include "moeref/ops/forced_choice.hpp"
 #include "moeref/ops/gshard_combine.hpp"
 #include "moeref/ops/gshard_over_capacity.hpp"
 #include "moeref/ops/gshard_position_in_expert.hpp"
@@ -295,7 +295,7 @@ void lingvo_top2(Frame& f, const LingvoTop2Hparams& hp) {
     // top1_expert_per_example = tf.math.argmax(logits, -1): a tpu_summary only.
     const Tensor* forced = f.forced_decision("top1_expert_per_example", {gating_groups, gating_group_size});
     f.step("top1_expert_per_example", {logits},
-           ops::with_forced_top_1(ops::argmax_lowest_index(*logits), forced, E));  // [G, S]
+           with_forced_top_1(ops::argmax_lowest_index(*logits), forced, E));  // [G, S]
   }
   // Top2GatingOnLogits(inputs, paddings, logits, ..., importance=None)
   const Top2Gating gating = top2_gating_on_logits(f, hp, logits, paddings, direct_call);

@@ -68,6 +68,14 @@ class Frame {
   // A dim the source derives by `rule`. A config may give it too (a trace's
   // resolved config gives every dim); then it must agree.
   int64_t derived_dim(const char* letter, int64_t value, const std::string& rule);
+  // Tokens given as B and L (true; B and L are resolved, the caller derives G and
+  // S by its source's grouping rule `grouped_by`) or as G and S (false; both
+  // resolved). Fails when neither pair, or only one of B and L, is given.
+  bool batch_length_layout(const std::string& grouped_by);
+  // M and H as every layer resolves them: M is required in scope "layer" or when
+  // the router runs (`needs_router`), optional otherwise; H is required in scope
+  // "layer". The names are the source's, for messages ("input_dims").
+  void resolve_model_dims(bool needs_router, const std::string& model_name, const std::string& hidden_name);
   // A resolved dim; throws std::logic_error when the variant never resolved it.
   int64_t dim(const char* letter) const;
   // A resolved dim, or `fallback` when the variant did not resolve it.

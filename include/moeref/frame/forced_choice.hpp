@@ -8,7 +8,7 @@
 
 #include "moeref/tensor.hpp"
 
-namespace moeref::ops {
+namespace moeref {
 
 // A top-1 choice per row, int32 [...]: where forced holds an index in [0, n),
 // it replaces the choice. forced may be nullptr (nothing forced).
@@ -18,4 +18,4 @@ Tensor with_forced_top_1(Tensor index, const Tensor* forced, int64_t n);
 // decision becomes forced != 0. forced may be nullptr.
 Tensor with_forced_keep(Tensor keep, const Tensor* forced);
 
-}  // namespace moeref::ops
+}  // namespace moeref

@@ -1,6 +1,6 @@
-#include "moeref/ops/forced_choice.hpp"
+#include "moeref/frame/forced_choice.hpp"
 
-namespace moeref::ops {
+namespace moeref {
 
 Tensor with_forced_top_1(Tensor index, const Tensor* forced, int64_t n) {
   if (forced == nullptr) return index;
@@ -18,4 +18,4 @@ Tensor with_forced_keep(Tensor keep, const Tensor* forced) {
   return keep;
 }
 
-}  // namespace moeref::ops
+}  // namespace moeref
