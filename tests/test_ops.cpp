@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "moeref/error.hpp"
-#include "moeref/ops/activations.hpp"
+#include "moeref/ops/mtf_activations.hpp"
 #include "moeref/ops/mtf_capacity.hpp"
 #include "moeref/ops/cumsum.hpp"
 #include "moeref/ops/mtf_grouping.hpp"

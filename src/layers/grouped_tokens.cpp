@@ -5,7 +5,7 @@
 #include "moeref/error.hpp"
 #include "moeref/frame/mtf_expert_layer.hpp"
 #include "moeref/json_number.hpp"
-#include "moeref/ops/activations.hpp"
+#include "moeref/ops/mtf_activations.hpp"
 #include "moeref/ops/router.hpp"
 
 namespace moeref {

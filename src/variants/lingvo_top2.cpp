@@ -33,7 +33,7 @@
 #include "moeref/json_number.hpp"
 #include "moeref/layers/grouped_tokens.hpp"
 #include "moeref/layers/gshard_top2_gating.hpp"
-#include "moeref/ops/activations.hpp"
+#include "moeref/ops/mtf_activations.hpp"
 #include "moeref/ops/dispatch_tensor.hpp"
 #include "moeref/ops/elementwise.hpp"
 #include "moeref/ops/gshard_combine.hpp"

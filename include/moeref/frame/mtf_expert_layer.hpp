@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "moeref/frame/frame.hpp"
-#include "moeref/ops/activations.hpp"
+#include "moeref/ops/mtf_activations.hpp"
 #include "moeref/tensor.hpp"
 
 namespace moeref {

@@ -15,7 +15,7 @@
 
 #include "moeref/frame/frame.hpp"
 #include "moeref/frame/hparam_table.hpp"
-#include "moeref/ops/activations.hpp"
+#include "moeref/ops/mtf_activations.hpp"
 
 namespace moeref {
 

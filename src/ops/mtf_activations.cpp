@@ -1,4 +1,4 @@
-#include "moeref/ops/activations.hpp"
+#include "moeref/ops/mtf_activations.hpp"
 
 #include <cmath>
 
