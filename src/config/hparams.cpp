@@ -114,6 +114,17 @@ void check_hparam_value(const HparamSpec& spec, const nlohmann::json& value) {
         }
       }
       return;
+    case HparamKind::kFloatOrList: {
+      auto allowed_number = [&](const nlohmann::json& item) {
+        return item.is_number() && std::isfinite(item.get<double>()) && !outside_bounds(spec, item.get<double>());
+      };
+      if (allowed_number(value)) return;
+      if (!value.is_array() || value.empty()) fail_input(field, value_text(value), describe_allowed(spec));
+      for (const nlohmann::json& item : value) {
+        if (!allowed_number(item)) fail_input(field, value_text(value), describe_allowed(spec));
+      }
+      return;
+    }
   }
 }
 
@@ -194,6 +205,16 @@ std::string describe_allowed(const HparamSpec& spec) {
     case HparamKind::kStringList:
       text = "one of " + join(spec.choices, ", ") + ", or a non-empty list of them";
       break;
+    case HparamKind::kFloatOrList: {
+      std::string bounds;
+      if (spec.min_value && spec.max_value) {
+        bounds = " in [" + number_text(*spec.min_value, false) + ", " + number_text(*spec.max_value, false) + "]";
+      } else if (spec.min_value) {
+        bounds = " >= " + number_text(*spec.min_value, false);
+      }
+      text = "a finite number" + bounds + ", or a non-empty list of them";
+      break;
+    }
     case HparamKind::kIntList:
       text = "a list (possibly empty) of integers";
       if (spec.min_value && spec.max_value) {

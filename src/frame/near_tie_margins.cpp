@@ -55,6 +55,32 @@ std::optional<NearTie> top_1_near_tie(const NearTieQuery& query, const std::stri
   return tie;
 }
 
+std::optional<NearTie> ranked_choice_near_tie(const NearTieQuery& query, const std::string& scores_step,
+                                              bool rank_major) {
+  const Tensor* choices = query.reference.find_step(query.step);
+  const Tensor* scores = query.reference.find_step(scores_step);
+  if (choices == nullptr || choices->dtype != DType::kInt32 || choices->shape.empty() || scores == nullptr ||
+      scores->dtype != DType::kFloat32 || query.flat >= choices->num_elements()) {
+    return std::nullopt;
+  }
+  const int64_t K = rank_major ? choices->shape.front() : choices->shape.back();
+  const int64_t rows = K > 0 ? choices->num_elements() / K : 0;
+  const int64_t n = last_extent(*scores);
+  if (rows <= 0 || scores->num_elements() != rows * n) return std::nullopt;
+  const int64_t row = rank_major ? query.flat % rows : query.flat / K;
+  const int32_t chosen = choices->i32[static_cast<size_t>(query.flat)];
+  const int32_t candidate = query.candidate;
+  if (candidate < 0 || candidate >= n || chosen < 0 || chosen >= n) return std::nullopt;
+  const float best = scores->f32[static_cast<size_t>(row * n + chosen)];
+  const float other = scores->f32[static_cast<size_t>(row * n + candidate)];
+  NearTie tie;
+  tie.margin = static_cast<double>(best) - static_cast<double>(other);
+  tie.tolerance = query.tolerance_for(scores_step).allowed(best);
+  tie.detail = scores_step + " " + scores->named_index(row * n + chosen) + " " + float_text(best) + " vs " +
+               scores->named_index(row * n + candidate) + " " + float_text(other);
+  return tie;
+}
+
 std::optional<NearTie> random_keep_near_tie(const NearTieQuery& query, const std::string& uniform_input,
                                             const std::string& gate_step, const std::function<float(float)>& bound,
                                             double slope, const std::string& bound_text) {
