@@ -12,7 +12,8 @@
   ROW(lingvo_expert_choice)  \
   ROW(praxis_expert_choice)  \
   ROW(lingvo_hash)           \
-  ROW(stmoe_topn)
+  ROW(stmoe_topn)            \
+  ROW(flaxformer_tokens_choose)
 
 namespace moeref {
 
