@@ -5,6 +5,7 @@
 
 #include "moeref/error.hpp"
 #include "moeref/frame/mtf_expert_layer.hpp"
+#include "moeref/ops/bfloat16.hpp"
 #include "moeref/ops/flaxformer_grouping.hpp"
 #include "moeref/ops/jax_softmax.hpp"
 #include "moeref/ops/mtf_activations.hpp"
@@ -118,10 +119,14 @@ void sow_expert_metrics(Frame& f, const FlaxformerLayerHparams& hp, const Flaxfo
                 1.0f - static_cast<float>(somewhere) / num_tokens);
   // router_confidence = combine.sum() / num_tokens_dispatched
   const Tensor& weights = scatter ? *routing.combine_weights : *routing.combine_tensor;
+  // In bfloat16 (Router.dtype), jnp.sum computes in float32 and returns bfloat16, and the
+  // division by the int32 count stays bfloat16.
+  const bool bfloat16 = hp.dtype == "bfloat16";
+  auto in_dtype = [&](float v) { return bfloat16 ? ops::round_to_bfloat16(v) : v; };
   double weight_sum = 0.0;
   for (float w : weights.f32) weight_sum += static_cast<double>(w);
   f.scalar_step("router_confidence", {&weights, dispatched_step},
-                static_cast<float>(weight_sum) / static_cast<float>(dispatched));
+                in_dtype(in_dtype(static_cast<float>(weight_sum)) / static_cast<float>(dispatched)));
   // expert_usage = num_tokens_dispatched / (num_experts * expert_capacity * num_groups), or 1.0
   // for experts-choose routing.
   f.scalar_step("expert_usage", {dispatched_step},
@@ -129,6 +134,14 @@ void sow_expert_metrics(Frame& f, const FlaxformerLayerHparams& hp, const Flaxfo
 }
 
 }  // namespace
+
+const Tensor& convert_to_router_dtype(Frame& f, const std::string& name, const Tensor& combine,
+                                      const std::string& dtype) {
+  if (dtype != "bfloat16") return combine;
+  Tensor rounded = combine;
+  for (float& v : rounded.f32) v = ops::round_to_bfloat16(v);
+  return f.step(name + "_dtype", {combine}, std::move(rounded));
+}
 
 void resolve_flaxformer_layer_dims(Frame& f, const FlaxformerLayerHparams& hp) {
   const int64_t E = f.required_dim("E", "the number of experts (num_experts), an integer >= 1");

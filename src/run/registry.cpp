@@ -5,15 +5,16 @@
 
 // One row per variant, in the order `moeref variants` lists them. Each id names
 // src/variants/ID.cpp, which defines `VariantSpec ID_variant()`.
-#define MOEREF_VARIANTS(ROW) \
-  ROW(mtf_top2)              \
-  ROW(lingvo_top2)           \
-  ROW(praxis_top2)           \
-  ROW(lingvo_expert_choice)  \
-  ROW(praxis_expert_choice)  \
-  ROW(lingvo_hash)           \
-  ROW(stmoe_topn)            \
-  ROW(flaxformer_tokens_choose)
+#define MOEREF_VARIANTS(ROW)    \
+  ROW(mtf_top2)                 \
+  ROW(lingvo_top2)              \
+  ROW(praxis_top2)              \
+  ROW(lingvo_expert_choice)     \
+  ROW(praxis_expert_choice)     \
+  ROW(lingvo_hash)              \
+  ROW(stmoe_topn)               \
+  ROW(flaxformer_tokens_choose) \
+  ROW(flaxformer_experts_choose)
 
 namespace moeref {
 

@@ -54,7 +54,7 @@ void declare_hparams(HparamTable<FlaxformerTokensChooseHparams>& table) {
       .defaults_to(true)
       .means("Tokens claim slots in descending order of their top-1 probability (stable argsort).")
       .cites(routing);
-  declare_flaxformer_layer_hparams(table, 1.25, 2.0);
+  declare_flaxformer_layer_hparams(table, 1.25, 2.0, "float32");
 }
 
 // _top_k(router_probs, k) = jax.lax.top_k: the k largest in descending order, equal values in
@@ -195,7 +195,7 @@ FlaxformerRouting masked_router(Frame& f, const FlaxformerTokensChooseHparams& h
     combine.f32[i] = probs->f32[i / static_cast<size_t>(C)] * static_cast<float>(dispatch.i32[i]);
   }
   out.dispatch_tensor = &dispatch;
-  out.combine_tensor = &combine;
+  out.combine_tensor = &convert_to_router_dtype(f, "combine_array", combine, hp.dtype);
   return out;
 }
 
@@ -229,6 +229,8 @@ FlaxformerRouting scatter_router(Frame& f, const FlaxformerTokensChooseHparams& 
   for (int64_t i = 0; i < G * S * K; ++i) {
     weights.f32[i] = combine_weights->f32[i] * (token_priority.i32[i] < C ? 1.0f : 0.0f);
   }
+  // combine_weights = jax.lax.convert_element_type(combine_weights, self.dtype)
+  const Tensor& converted = convert_to_router_dtype(f, "combine_weights_capacity", weights, hp.dtype);
   // MoeLayer._scatter_to_experts: successfully_routed = (expert < E) & (priority < C).
   Tensor& routed = f.int32_step("successfully_routed", {expert_indices, token_priority}, {"G", "S", "K"});
   for (int64_t i = 0; i < G * S * K; ++i) routed.i32[i] = token_priority.i32[i] < C ? 1 : 0;
@@ -236,17 +238,17 @@ FlaxformerRouting scatter_router(Frame& f, const FlaxformerTokensChooseHparams& 
   // combine, as the dense tensors the expert layer reads: (expert, slot) of every routed choice,
   // weighted by combine_weights.
   Tensor& dispatch = f.int32_step("dispatch_mask", {expert_indices, routed}, {"G", "S", "E", "C"});
-  Tensor& combine = f.float32_step("combine_array", {expert_indices, token_priority, weights}, {"G", "S", "E", "C"});
+  Tensor& combine = f.float32_step("combine_array", {expert_indices, token_priority, &converted}, {"G", "S", "E", "C"});
   for (int64_t i = 0; i < G * S * K; ++i) {
     if (routed.i32[i] == 0) continue;
     const size_t at = static_cast<size_t>(((i / K) * E + expert_indices->i32[i]) * C + token_priority.i32[i]);
     dispatch.i32[at] = 1;
-    combine.f32[at] = weights.f32[i];
+    combine.f32[at] = converted.f32[i];
   }
   out.dispatch_tensor = &dispatch;
   out.combine_tensor = &combine;
   out.successfully_routed = &routed;
-  out.combine_weights = &weights;
+  out.combine_weights = &converted;
   return out;
 }
 

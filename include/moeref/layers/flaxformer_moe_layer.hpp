@@ -37,13 +37,14 @@ struct FlaxformerLayerHparams {
   bool ignore_padding_tokens = false;
   bool use_bias = false;
   std::vector<std::string> activations;
+  std::string dtype;  // Router.dtype: the returned combine array's dtype, "float32" or "bfloat16"
 };
 
 // Declares the hyperparameters above under the source's names; the capacity factors' defaults
 // are the T5X gin configs' for the variant's router.
 template <typename P>
-void declare_flaxformer_layer_hparams(HparamTable<P>& table, double train_capacity_factor,
-                                      double eval_capacity_factor) {
+void declare_flaxformer_layer_hparams(HparamTable<P>& table, double train_capacity_factor, double eval_capacity_factor,
+                                      const char* dtype) {
   const char* router = "routing.py: Router";
   const char* layer = "moe_layers.py: MoeLayer";
   table.number("jitter_noise", &P::jitter_noise)
@@ -90,6 +91,10 @@ void declare_flaxformer_layer_hparams(HparamTable<P>& table, double train_capaci
       .defaults_to(false)
       .means("Fail unless every group has exactly max_group_size tokens.")
       .cites(layer);
+  table.choice("dtype", &P::dtype, {"float32", "bfloat16"})
+      .defaults_to(dtype)
+      .means("Router.dtype: the combine array is converted to it (bfloat16 rounds to nearest even).")
+      .cites(router);
   table.choice_list("activations", &P::activations, {"relu", "linear"})
       .defaults_to(nlohmann::json::array({"relu"}))
       .means("The expert MlpBlock's activations: one dense layer each, multiplied elementwise.")
@@ -107,6 +112,11 @@ struct FlaxformerRouting {
   const Tensor* combine_weights = nullptr;
   bool experts_choose = false;  // expert_usage = 1.0
 };
+
+// jax.lax.convert_element_type(combine, self.dtype): a step `NAME_dtype` holding the values
+// rounded to bfloat16 when `dtype` is "bfloat16"; `combine` itself when it is "float32".
+const Tensor& convert_to_router_dtype(Frame& frame, const std::string& name, const Tensor& combine,
+                                      const std::string& dtype);
 
 // router_probs [G, S, E]; padding_mask [G, S] float32 or nullptr (ignore_padding_tokens off).
 using FlaxformerInstructions = std::function<FlaxformerRouting(const Tensor& router_probs, const Tensor* padding_mask)>;
