@@ -45,8 +45,14 @@ Tensor grouped_inputs(const Frame& f, const Tensor& x, const ops::FlaxformerPadd
 // RouterWeights, jax.nn.softmax. Returns router_logits.
 const Tensor& router_logits(Frame& f, const FlaxformerLayerHparams& hp, const Tensor* token_inputs) {
   const int64_t G = f.dim("G"), S = f.dim("S"), E = f.dim("E");
+  const bool bfloat16 = hp.router_weights_dtype == "bfloat16";
+  auto rounded = [&](const Tensor& tensor) {
+    Tensor out = tensor;
+    for (float& v : out.f32) v = bfloat16 ? ops::round_to_bfloat16(v) : v;
+    return out;
+  };
   const Tensor* given = f.inputs().optional_input("router_logits", {"G", "S", "E"}, {G, S, E});
-  if (given != nullptr) return f.step("router_logits", {given}, *given);
+  if (given != nullptr) return f.step("router_logits", {given}, rounded(*given));
   const int64_t M = f.dim("M");
   const Tensor* inputs = token_inputs;
   // if apply_jitter and self.jitter_noise > 0: token_inputs *= jax.random.uniform(make_rng('jitter'),
@@ -71,6 +77,18 @@ const Tensor& router_logits(Frame& f, const FlaxformerLayerHparams& hp, const Te
   const double bound = 0.02 * std::sqrt(3.0);
   const Tensor& kernel = f.inputs().float_input("router_weights", {"M", "E"}, {M, E}, -bound, bound);
   const Tensor* bias = hp.use_bias ? &f.inputs().float_input("router_bias", {"E"}, {E}, -bound, bound) : nullptr;
+  if (bfloat16) {
+    // DenseGeneral: inputs = jnp.asarray(inputs, dtype); kernel = jnp.asarray(kernel, dtype);
+    // lax.dot_general in bfloat16; bias = jnp.asarray(bias, dtype); out + bias in bfloat16.
+    const Tensor& inputs_bf16 = f.step("token_inputs_bfloat16", {inputs}, rounded(*inputs));    // [G, S, M]
+    const Tensor& kernel_bf16 = f.step("router_weights_bfloat16", {&kernel}, rounded(kernel));  // [M, E]
+    Tensor& logits = f.float32_step("router_logits", {inputs_bf16, kernel_bf16, bias}, {"G", "S", "E"});
+    ops::bfloat16_matmul(inputs_bf16.f32.data(), kernel_bf16.f32.data(), G * S, M, E, logits.f32.data());
+    for (int64_t i = 0; bias != nullptr && i < G * S * E; ++i) {
+      logits.f32[i] = ops::round_to_bfloat16(logits.f32[i] + ops::round_to_bfloat16(bias->f32[i % E]));
+    }
+    return logits;
+  }
   Tensor& logits = f.float32_step("router_logits", {inputs, &kernel, bias}, {"G", "S", "E"});  // [G, S, E]
   ops::router_logits(inputs->f32.data(), kernel.f32.data(), G * S, M, E, logits.f32.data());
   for (int64_t i = 0; bias != nullptr && i < G * S * E; ++i) logits.f32[i] = logits.f32[i] + bias->f32[i % E];
@@ -183,15 +201,20 @@ void flaxformer_moe_layer(Frame& f, const FlaxformerLayerHparams& hp, const Flax
 
   // ---- Router.__call__ -------------------------------------------------------------
   const Tensor& logits = router_logits(f, hp, token_inputs);
-  // router_probabilities = jax.nn.softmax(router_logits, axis=-1)
+  // router_probabilities = jax.nn.softmax(router_logits, axis=-1), in the logits' dtype
+  const bool bfloat16 = hp.router_weights_dtype == "bfloat16";
   Tensor& router_probs = f.float32_step("router_probs", {logits}, {"G", "S", "E"});  // [G, S, E]
-  ops::jax_softmax(logits.f32.data(), router_probs.f32.data(), G * S, E);
+  if (bfloat16) {
+    ops::jax_softmax_bfloat16(logits.f32.data(), router_probs.f32.data(), G * S, E);
+  } else {
+    ops::jax_softmax(logits.f32.data(), router_probs.f32.data(), G * S, E);
+  }
   const Tensor* padding_mask = nullptr;
   const Tensor* z_logits = &logits;
   if (hp.ignore_padding_tokens) {
     // padding_mask = jnp.array(jnp.sum(jnp.abs(token_inputs), axis=-1) > 0, dtype=token_inputs.dtype):
     // from the un-jittered inputs; router_logits *= padding_mask[..., None] (after the softmax,
-    // so it reaches only the z-loss).
+    // so it reaches only the z-loss). The mask is float32, so bfloat16 logits become float32.
     const int64_t M = token_inputs->shape.back();
     Tensor& mask = f.float32_step("padding_mask", {token_inputs}, {"G", "S"});  // [G, S]
     for (int64_t t = 0; t < G * S; ++t) {
@@ -207,10 +230,16 @@ void flaxformer_moe_layer(Frame& f, const FlaxformerLayerHparams& hp, const Flax
   const FlaxformerRouting routing = instructions(router_probs, padding_mask);
   // _router_z_loss: log_z = jax.nn.logsumexp(router_logits, axis=-1); z_loss = log_z ** 2;
   // jnp.sum(z_loss, dtype=float32) / (num_groups * tokens_per_group)
-  Tensor& log_z = f.float32_step("log_z", {z_logits}, {"G", "S"});         // [G, S]
-  ops::torch_logsumexp(z_logits->f32.data(), log_z.f32.data(), G * S, E);  // jax's logsumexp: the same ops
+  Tensor& log_z = f.float32_step("log_z", {z_logits}, {"G", "S"});  // [G, S]
+  const bool bfloat16_z = bfloat16 && padding_mask == nullptr;
+  if (bfloat16_z) {
+    ops::jax_logsumexp_bfloat16(z_logits->f32.data(), log_z.f32.data(), G * S, E);
+  } else {
+    ops::torch_logsumexp(z_logits->f32.data(), log_z.f32.data(), G * S, E);  // jax's logsumexp: the same ops
+  }
+  // z_loss = log_z ** 2 in the logits' dtype; jnp.sum(z_loss, dtype=float32)
   double z_sum = 0.0;
-  for (float v : log_z.f32) z_sum += static_cast<double>(v * v);
+  for (float v : log_z.f32) z_sum += static_cast<double>(bfloat16_z ? ops::round_to_bfloat16(v * v) : v * v);
   const float router_z_loss = static_cast<float>(z_sum) / static_cast<float>(G * S);
   f.scalar_step("router_z_loss", {log_z}, router_z_loss);
 

@@ -21,4 +21,50 @@ float round_to_bfloat16(float x) {
   return out;
 }
 
+void bfloat16_matmul(const float* x, const float* w, int64_t rows, int64_t model_dim, int64_t num_experts, float* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t e = 0; e < num_experts; ++e) {
+      double sum = 0.0;
+      for (int64_t m = 0; m < model_dim; ++m) {
+        sum += static_cast<double>(x[r * model_dim + m]) * static_cast<double>(w[m * num_experts + e]);
+      }
+      out[r * num_experts + e] = round_to_bfloat16(static_cast<float>(sum));
+    }
+  }
+}
+
+void jax_softmax_bfloat16(const float* logits, float* probs, int64_t rows, int64_t num_experts) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = logits + r * num_experts;
+    float* out = probs + r * num_experts;
+    float x_max = row[0];
+    for (int64_t e = 1; e < num_experts; ++e) x_max = row[e] > x_max ? row[e] : x_max;
+    double sum = 0.0;
+    for (int64_t e = 0; e < num_experts; ++e) {
+      const float shifted = round_to_bfloat16(row[e] - x_max);
+      out[e] = round_to_bfloat16(static_cast<float>(std::exp(static_cast<double>(shifted))));
+      sum += static_cast<double>(out[e]);
+    }
+    const float z = round_to_bfloat16(static_cast<float>(sum));
+    for (int64_t e = 0; e < num_experts; ++e) out[e] = round_to_bfloat16(out[e] / z);
+  }
+}
+
+void jax_logsumexp_bfloat16(const float* x, float* out, int64_t rows, int64_t num_experts) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = x + r * num_experts;
+    float amax = row[0];
+    for (int64_t e = 1; e < num_experts; ++e) amax = row[e] > amax ? row[e] : amax;
+    if (!std::isfinite(amax)) amax = 0.0f;
+    double sum = 0.0;
+    for (int64_t e = 0; e < num_experts; ++e) {
+      const float shifted = round_to_bfloat16(row[e] - amax);
+      sum += static_cast<double>(round_to_bfloat16(static_cast<float>(std::exp(static_cast<double>(shifted)))));
+    }
+    const float sumexp = round_to_bfloat16(static_cast<float>(sum));
+    const float log_sum = round_to_bfloat16(static_cast<float>(std::log(static_cast<double>(sumexp))));
+    out[r] = round_to_bfloat16(log_sum + amax);
+  }
+}
+
 }  // namespace moeref::ops

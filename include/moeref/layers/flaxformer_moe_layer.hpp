@@ -37,7 +37,8 @@ struct FlaxformerLayerHparams {
   bool ignore_padding_tokens = false;
   bool use_bias = false;
   std::vector<std::string> activations;
-  std::string dtype;  // Router.dtype: the returned combine array's dtype, "float32" or "bfloat16"
+  std::string dtype;                 // Router.dtype: the returned combine array's dtype, "float32" or "bfloat16"
+  std::string router_weights_dtype;  // RouterWeights.dtype: logits and softmax, "float32" or "bfloat16"
 };
 
 // Declares the hyperparameters above under the source's names; the capacity factors' defaults
@@ -91,6 +92,10 @@ void declare_flaxformer_layer_hparams(HparamTable<P>& table, double train_capaci
       .defaults_to(false)
       .means("Fail unless every group has exactly max_group_size tokens.")
       .cites(layer);
+  table.choice("router_weights_dtype", &P::router_weights_dtype, {"float32", "bfloat16"})
+      .defaults_to("float32")
+      .means("RouterWeights.dtype: inputs, kernel, logits and softmax in it (class default bfloat16, gin float32).")
+      .cites("routing.py: RouterWeights; spec/bfloat16.md");
   table.choice("dtype", &P::dtype, {"float32", "bfloat16"})
       .defaults_to(dtype)
       .means("Router.dtype: the combine array is converted to it (bfloat16 rounds to nearest even).")
