@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "moeref/ops/jax_softmax.hpp"
+
 namespace moeref::ops {
 
 float round_to_bfloat16(float x) {
@@ -34,20 +36,7 @@ void bfloat16_matmul(const float* x, const float* w, int64_t rows, int64_t model
 }
 
 void jax_softmax_bfloat16(const float* logits, float* probs, int64_t rows, int64_t num_experts) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* row = logits + r * num_experts;
-    float* out = probs + r * num_experts;
-    float x_max = row[0];
-    for (int64_t e = 1; e < num_experts; ++e) x_max = row[e] > x_max ? row[e] : x_max;
-    double sum = 0.0;
-    for (int64_t e = 0; e < num_experts; ++e) {
-      const float shifted = round_to_bfloat16(row[e] - x_max);
-      out[e] = round_to_bfloat16(static_cast<float>(std::exp(static_cast<double>(shifted))));
-      sum += static_cast<double>(out[e]);
-    }
-    const float z = round_to_bfloat16(static_cast<float>(sum));
-    for (int64_t e = 0; e < num_experts; ++e) out[e] = round_to_bfloat16(out[e] / z);
-  }
+  jax_softmax(logits, probs, rows, num_experts, round_to_bfloat16);
 }
 
 void jax_logsumexp_bfloat16(const float* x, float* out, int64_t rows, int64_t num_experts) {
