@@ -12,7 +12,8 @@
   ROW(lingvo_expert_choice)  \
   ROW(praxis_expert_choice)  \
   ROW(lingvo_hash)           \
-  ROW(mtf_switch)
+  ROW(mtf_switch)            \
+  ROW(mtf_switch_max)
 
 namespace moeref {
 
