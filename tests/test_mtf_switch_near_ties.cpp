@@ -84,8 +84,8 @@ TEST_CASE("mtf_switch_max near ties: the token an expert keeps at a slot, at an 
   // expert 0 keeps t0, t1 (lower indices at the tie); keeping t2 at slot 1 is as good.
   // Expert 1's slot 1 is a zero filler (t0); putting t3 there is a clear difference.
   json hp = {{"switch_policy_eval", "argmax"}, {"expert_capacity", 2}};
-  const json config = variant_config("mtf_switch_max", 1, 4, 2, {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.0f, 3.0f},
-                                     hp, false);
+  const json config =
+      variant_config("mtf_switch_max", 1, 4, 2, {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.0f, 3.0f}, hp, false);
   const Trace golden = run_json(config);
   REQUIRE(ints(golden, "expert_gate_indices") == std::vector<int32_t>{0, 1, 3, 0});
   // [g=0, e=0, c=1] is flat 1.
@@ -94,4 +94,21 @@ TEST_CASE("mtf_switch_max near ties: the token an expert keeps at a slot, at an 
   CHECK_THAT(report.near_ties.at(0).detail, Catch::Matchers::Contains("expert_masked_probs"));
   // Expert 0 keeping t3 (gate 0 at expert 0) instead of t1 (0.5): a bug.
   require_real_difference(check_forced(config, golden, "expert_gate_indices", {{1, 3}}), "expert_gate_indices");
+}
+
+TEST_CASE("mtf_expert_selection near ties: equal probabilities over the tokens at the cut",
+          "[mtf_expert_selection][near_tie][check]") {
+  // Expert 0's softmax over the tokens: t0 0.5, t1 0.25, t2 0.25 (logits log 2, 0, 0); C = 2:
+  // the reference keeps t0, t1; a backend keeping t2 at slot 1 decided an exact tie.
+  const json config = variant_config("mtf_expert_selection", 1, 3, 2, {0.6931472f, 0.0f, 0.0f, 1.0f, 0.0f, 2.0f},
+                                     {{"switch_policy_eval", "argmax"}, {"expert_capacity", 2}}, false, ones(3));
+  const Trace golden = run_json(config);
+  REQUIRE(ints(golden, "expert_gate_indices")[1] == 1);
+  const Tensor& raw_gates = step(golden, "raw_gates");
+  REQUIRE(f_at(raw_gates, {0, 1, 0}) == f_at(raw_gates, {0, 2, 0}));
+  const CheckReport report = check_forced(config, golden, "expert_gate_indices", {{1, 2}});
+  require_consistent_alternative(report, "expert_gate_indices");
+  CHECK_THAT(report.near_ties.at(0).detail, Catch::Matchers::Contains("raw_gates"));
+  // Slot 0 holding t1 instead of t0 (0.25 vs 0.5): a bug.
+  require_real_difference(check_forced(config, golden, "expert_gate_indices", {{0, 1}}), "expert_gate_indices");
 }

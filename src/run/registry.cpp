@@ -13,7 +13,8 @@
   ROW(praxis_expert_choice)  \
   ROW(lingvo_hash)           \
   ROW(mtf_switch)            \
-  ROW(mtf_switch_max)
+  ROW(mtf_switch_max)        \
+  ROW(mtf_expert_selection)
 
 namespace moeref {
 
