@@ -112,3 +112,16 @@ TEST_CASE("mtf_expert_selection near ties: equal probabilities over the tokens a
   // Slot 0 holding t1 instead of t0 (0.25 vs 0.5): a bug.
   require_real_difference(check_forced(config, golden, "expert_gate_indices", {{0, 1}}), "expert_gate_indices");
 }
+
+TEST_CASE("mtf_ntlb near ties: the ranking of a token's experts at an exact tie", "[mtf_ntlb][near_tie][check]") {
+  // t0 logits (1, 0, 0): rank 1 is an exact tie between experts 1 and 2 (reference: 1).
+  const json config =
+      variant_config("mtf_ntlb", 1, 2, 3, {1, 0, 0, 0, 2, 1},
+                     {{"switch_policy_eval", "argmax"}, {"ntlb_top_k", 2}, {"expert_capacity", 2}}, false);
+  const Trace golden = run_json(config);
+  REQUIRE(ints(golden, "expert_index") == std::vector<int32_t>{0, 1, 1, 2});
+  const CheckReport report = check_forced(config, golden, "expert_index", {{1, 2}});
+  require_consistent_alternative(report, "expert_index");
+  // t1 ranking expert 0 first (raw_gates 0.09 against 0.67): a bug.
+  require_real_difference(check_forced(config, golden, "expert_index", {{2, 0}}), "expert_index");
+}

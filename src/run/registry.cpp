@@ -14,7 +14,8 @@
   ROW(lingvo_hash)           \
   ROW(mtf_switch)            \
   ROW(mtf_switch_max)        \
-  ROW(mtf_expert_selection)
+  ROW(mtf_expert_selection)  \
+  ROW(mtf_ntlb)
 
 namespace moeref {
 
