@@ -15,7 +15,8 @@
   ROW(mtf_switch)            \
   ROW(mtf_switch_max)        \
   ROW(mtf_expert_selection)  \
-  ROW(mtf_ntlb)
+  ROW(mtf_ntlb)              \
+  ROW(mtf_moe2d)
 
 namespace moeref {
 
