@@ -216,3 +216,15 @@ TEST_CASE("mtf_expert_selection invariants: C distinct tokens per expert, weight
     }
   }
 }
+
+TEST_CASE("mtf_expert_selection ties: equal probabilities over the tokens go to the lower token index",
+          "[mtf_expert_selection][ties]") {
+  // Every logit equal: each expert's softmax over the 4 tokens is 0.25; C = 2 takes t0, t1 for
+  // both experts, so t0 and t1 are each taken twice (weight 0.25 / 2) and t2, t3 by nobody.
+  const Trace trace = run_json(variant_config("mtf_expert_selection", 1, 4, 2, std::vector<float>(8, 0.3f),
+                                              hparams_with_capacity(2), false, ones(4)));
+  CHECK(ints(trace, "expert_gate_indices") == std::vector<int32_t>{0, 1, 0, 1});
+  CHECK(ints(trace, "num_experts_routed") == std::vector<int32_t>{2, 2, 0, 0});
+  check_token_slots(trace, 0, 1, {{0, 1, 0.125}, {1, 1, 0.125}});
+  check_token_slots(trace, 0, 3, {});
+}

@@ -226,3 +226,24 @@ TEST_CASE("mtf_moe2d near ties: an exact tie of the outer first choice decided t
   REQUIRE_FALSE(report.near_ties.empty());
   CHECK(report.near_ties[0].step == "outer_index_1");
 }
+
+TEST_CASE("mtf_moe2d edges: all padding, one outer expert", "[mtf_moe2d][edges]") {
+  SECTION("importance all 0: no outer routing, every slot empty, nothing routed inside, outputs 0") {
+    json config = identity_config({1, 0, 0, 1}, kAllEval, false, "layer");
+    config["inputs"]["importance"] = tensor_json({"B", "L"}, {1, 2}, {0, 0});
+    const Trace trace = run_json(config);
+    for (float v : floats(trace, "slot_importance")) CHECK(v == 0.0f);
+    for (int32_t d : ints(trace, "inner_dispatch_tensor")) CHECK(d == 0);
+    for (float v : floats(trace, "outputs")) CHECK(v == 0.0f);
+    CHECK(loss(trace, "loss_outer") == 0.0f);
+  }
+  SECTION("expert_x 1: the outer gate is 1, the second choice has weight 0 and is never dispatched") {
+    json config = identity_config({1, 0, 0, 1}, kAllEval);
+    config["hparams"]["expert_x"] = 1;
+    config["inputs"]["outer_router_weights"] = tensor_json({"M", "X"}, {2, 1}, {1, 1});
+    const Trace trace = run_json(config);
+    CHECK(floats(trace, "outer_gate_1_normalized") == std::vector<float>{1, 1});
+    // Slots 0, 1: the first choices (importance 1); slots 2, 3: zero-weight second choices (0).
+    CHECK(floats(trace, "slot_importance") == std::vector<float>{1, 1, 0, 0});
+  }
+}

@@ -207,3 +207,25 @@ TEST_CASE("mtf_ntlb invariants: a token holds at most one slot, at its best expe
     }
   }
 }
+
+TEST_CASE("mtf_ntlb all padded, C > S, ties", "[mtf_ntlb][edges]") {
+  SECTION("importance all 0: no token placed at any rank, loss 0, every token still left to route") {
+    const Trace trace =
+        run_json(variant_config("mtf_ntlb", 1, 4, 2, log_probs(kProbs), ntlb_hparams(2, 2), false, {0, 0, 0, 0}));
+    CHECK(ints(trace, "tokens_left_to_route_1") == std::vector<int32_t>{1, 1, 1, 1});
+    for (float w : floats(trace, "combine_tensor")) CHECK(w == 0.0f);
+    CHECK(loss(trace, "gating_loss") == 0.0f);
+  }
+  SECTION("C = 4 > S = 2 (min_expert_capacity): every token placed at its first choice") {
+    const Trace trace = run_json(variant_config("mtf_ntlb", 1, 2, 2, log_probs({{0.7, 0.3}, {0.6, 0.4}}),
+                                                {{"switch_policy_eval", "argmax"}, {"ntlb_top_k", 2}}, false));
+    REQUIRE(trace.config["dims"]["C"] == 4);
+    check_token_slots(trace, 0, 0, {{0, 0, 0.7}});
+    check_token_slots(trace, 0, 1, {{0, 1, 0.6}});
+  }
+  SECTION("equal probabilities: ranks by lower expert index") {
+    const Trace trace = run_json(variant_config("mtf_ntlb", 1, 1, 3, {0.25f, 0.25f, 0.25f},
+                                                {{"switch_policy_eval", "argmax"}, {"ntlb_top_k", 3}}, false));
+    CHECK(ints(trace, "expert_index") == std::vector<int32_t>{0, 1, 2});
+  }
+}
