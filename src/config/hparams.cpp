@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "moeref/error.hpp"
 
@@ -66,6 +68,40 @@ std::string did_you_mean(const std::vector<HparamSpec>& specs, const std::string
     }
   }
   return "";
+}
+
+// mtf's MoE1D picks its gating function by the hparam moe_gating; moeref picks
+// it by the config's "variant". The string "switch" changed meaning in
+// tensorflow/mesh b1b5364 (top-k no-token-left-behind before, top-1 Switch
+// after), so an old config must not be silently read as the new one: every
+// moe_gating is refused, with the variant it stands for. Empty for other names.
+std::string gating_selector_hint(const std::string& name, const nlohmann::json& value) {
+  if (name != "moe_gating") return "";
+  const std::string given = value.is_string() ? value.get<std::string>() : "";
+  const std::string head =
+      "no moe_gating: moeref selects Mesh TensorFlow's gating function by the config's "
+      "\"variant\", not by an hparam; ";
+  if (given == "switch") {
+    return head +
+           "and \"switch\" is ambiguous: since tensorflow/mesh b1b5364 (2021-01-19, \"Clarify names within Mesh "
+           "Tensorflow\") it selects _switch_gating, top-1 (variant mtf_switch; called rand_1 before), but before "
+           "that commit it selected the top-k no-token-left-behind gating now named _ntlb_gating (variant mtf_ntlb; "
+           "its switch_top_k is now ntlb_top_k). Set \"variant\" to the one the config was written for and remove "
+           "moe_gating";
+  }
+  const std::vector<std::pair<std::string, std::string>> variants = {{"top_2", "mtf_top2"},
+                                                                     {"rand_1", "mtf_switch"},
+                                                                     {"ntlb", "mtf_ntlb"},
+                                                                     {"switch_max", "mtf_switch_max"},
+                                                                     {"expert_selection", "mtf_expert_selection"}};
+  for (const auto& [gating, variant] : variants) {
+    if (given == gating)
+      return head + "moe_gating=\"" + gating + "\" is variant \"" + variant + "\"; remove moe_gating";
+  }
+  return head +
+         "moe_gating top_2, switch (since b1b5364; rand_1 before), ntlb (since b1b5364; switch before), "
+         "switch_max and expert_selection are the variants mtf_top2, mtf_switch, mtf_ntlb, mtf_switch_max and "
+         "mtf_expert_selection";
 }
 
 }  // namespace
@@ -258,6 +294,8 @@ nlohmann::json resolve_hparams(const std::vector<HparamSpec>& specs, const nlohm
         continue;
       }
       if (found == nullptr) {
+        const std::string selector_hint = gating_selector_hint(it.key(), it.value());
+        if (!selector_hint.empty()) fail_input("hparams." + it.key(), value_text(it.value()), selector_hint);
         std::vector<std::string> names;
         for (const HparamSpec& spec : specs) names.push_back(spec.name);
         fail_input("hparams." + it.key(), "an unknown hyperparameter",
