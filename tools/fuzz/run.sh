@@ -67,6 +67,8 @@ for target in "${targets[@]}"; do
     -max_len="${max_len[$target]}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     -dict="$repo/tools/fuzz/moeref.dict" -artifact_prefix="$artifacts/" ${MOEREF_FUZZ_FLAGS:-} "$corpus" "$seeds/$target" >"$log" 2>&1 || status=$?
   runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)"
+  # With -fork, the count is the last "#N:" status line.
+  [ -n "$runs" ] || runs="$(sed -n 's/^#\([0-9]*\): cov:.*/\1/p' "$log" | tail -1)"
   echo "fuzz: $target: ${runs:-?} executions, exit status $status"
   if [ "$status" -ne 0 ]; then
     failed+=("$target")
