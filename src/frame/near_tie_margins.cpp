@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "moeref/error.hpp"
 #include "moeref/near_tie.hpp"
 
 namespace moeref {
@@ -24,9 +25,23 @@ std::string lower(std::string text) {
 
 }  // namespace
 
-bool NearTieQuery::train() const { return reference.config.value("train", true); }
+bool NearTieQuery::train() const {
+  const nlohmann::json& config = reference.config;
+  if (!config.is_object() || !config.contains("train")) return true;
+  if (!config["train"].is_boolean()) fail_input("golden trace: config.train", config["train"].dump(), "true or false");
+  return config["train"].get<bool>();
+}
 
-int64_t NearTieQuery::dim(const char* letter) const { return reference.config.at("dims").at(letter).get<int64_t>(); }
+int64_t NearTieQuery::dim(const char* letter) const {
+  const nlohmann::json& config = reference.config;
+  const bool given = config.is_object() && config.contains("dims") && config["dims"].is_object() &&
+                     config["dims"].contains(letter) && config["dims"][letter].is_number_integer();
+  if (!given) {
+    fail_input(std::string("golden trace: config.dims.") + letter, "missing or not an integer",
+               "the resolved dims of the run that made the golden (moeref writes every one)");
+  }
+  return config["dims"][letter].get<int64_t>();
+}
 
 std::string float_text(double value) {
   char buffer[40];
