@@ -1,9 +1,11 @@
 // Comparing a candidate trace with a golden one (`moeref check`).
 //
-// Order of judgement (spec/checking.md): structure (missing, extra, wrong dims,
-// shape or dtype), then int32 tensors exactly, then float32 tensors with an
-// absolute-and-relative rule, then the first divergent step in the golden's
-// step order, with every later failing step marked as downstream of it.
+// Order of judgement (spec/trace-format.md, "Checking"): structure (a config that
+// differs, missing, extra, wrong dims, shape or dtype), then int32 tensors
+// exactly, then float32 tensors with an absolute-and-relative rule, then the
+// first divergent step in the golden's step order; every later failing step is
+// downstream of it when it reads it (the golden's step dependencies), else
+// independent. Nothing compared is never a pass.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +31,10 @@ struct CheckOptions {
   Tolerance float_tolerance;
   bool float_tolerance_given = false;
   std::map<std::string, Tolerance> per_tensor;  // by tensor name
+  // Steps the candidate must have (--require): an absent one fails, not "not checked".
+  std::vector<std::string> required_steps;
+  // Every golden step is required (--complete).
+  bool complete = false;
 };
 
 // The default tolerance for a float step of a candidate computed at `precision`
@@ -60,7 +66,11 @@ struct TensorResult {
   int64_t mismatches = 0;
   std::optional<ElementDiff> first;
   std::optional<ElementDiff> worst;
-  bool downstream = false;  // fails after the first divergent step
+  // A failing step after the first divergent one: downstream when it reads that step,
+  // directly or not (the golden's "reads"; every later step when the golden does not
+  // say), independent otherwise: a second, separate difference.
+  bool downstream = false;
+  bool independent = false;
 };
 
 // One discrete element where the candidate decided differently from the reference.
@@ -84,6 +94,9 @@ struct CheckReport {
   // decisions forced, the verdict is a consistent alternative (pass).
   std::vector<NearTieFinding> near_ties;
   bool consistent_alternative = false;
+  // No tensor was compared (none of the golden's inputs, steps or losses is in the
+  // candidate): never a pass.
+  bool nothing_checked = false;
 
   nlohmann::json to_json() const;
   std::string to_text() const;

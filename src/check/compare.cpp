@@ -1,5 +1,6 @@
 #include <cmath>
 #include <map>
+#include <set>
 #include <string>
 
 #include "moeref/check.hpp"
@@ -59,6 +60,7 @@ void compare_values(const Tensor& expected, const Tensor& actual, const Toleranc
       const int64_t a = expected.i32[static_cast<size_t>(i)], b = actual.i32[static_cast<size_t>(i)];
       differs = a != b;
       abs_error = static_cast<double>(a > b ? a - b : b - a);
+      rel_error = std::nan("");  // an integer decision has no relative error
       score = abs_error;
     } else {
       const double e = expected.f32[static_cast<size_t>(i)], a = actual.f32[static_cast<size_t>(i)];
@@ -126,6 +128,79 @@ TensorResult compare_tensor(const std::string& section, const std::string& name,
   return result;
 }
 
+TensorResult structure_result(const std::string& section, const std::string& name, const std::string& message) {
+  TensorResult result;
+  result.section = section;
+  result.name = name;
+  result.status = TensorStatus::kStructure;
+  result.message = message;
+  return result;
+}
+
+// A config field that changes the numbers must agree: scope, train, every dim and
+// every hparam; the seed too, unless the candidate carries every golden input (then
+// nothing it would generate from the seed is used). A candidate without a config, or
+// without one of these fields, is not judged on it.
+void compare_configs(const Trace& golden, const Trace& candidate, std::vector<TensorResult>& results) {
+  const nlohmann::json& want = golden.config;
+  const nlohmann::json& got = candidate.config;
+  if (!want.is_object() || !got.is_object()) return;
+  auto differs = [&](const std::string& name, const nlohmann::json& expected, const nlohmann::json& actual) {
+    results.push_back(structure_result(
+        "config", name,
+        "expected " + expected.dump() + ", candidate has " + actual.dump() + " (a config that changes the numbers)"));
+  };
+  for (const char* field : {"scope", "train"}) {
+    if (want.contains(field) && got.contains(field) && want[field] != got[field]) {
+      differs(field, want[field], got[field]);
+    }
+  }
+  for (const char* group : {"dims", "hparams"}) {
+    if (!want.contains(group) || !got.contains(group)) continue;
+    const nlohmann::json& expected = want[group];
+    const nlohmann::json& actual = got[group];
+    if (!expected.is_object() || !actual.is_object()) {
+      if (expected != actual) differs(group, expected, actual);
+      continue;
+    }
+    for (auto it = expected.begin(); it != expected.end(); ++it) {
+      const nlohmann::json absent = "(absent)";
+      const nlohmann::json& other = actual.contains(it.key()) ? actual[it.key()] : absent;
+      if (it.value() != other) differs(std::string(group) + "." + it.key(), it.value(), other);
+    }
+    for (auto it = actual.begin(); it != actual.end(); ++it) {
+      if (!expected.contains(it.key())) differs(std::string(group) + "." + it.key(), "(absent)", it.value());
+    }
+  }
+  if (want.contains("seed") && got.contains("seed") && want["seed"] != got["seed"]) {
+    bool every_input = true;
+    for (const NamedTensor& input : golden.inputs) every_input = every_input && candidate.find_input(input.name);
+    if (!every_input) differs("seed", want["seed"], got["seed"]);
+  }
+}
+
+// The golden steps that read `first`, directly or through other steps. A step whose
+// reads the golden does not record counts as reading it.
+std::set<std::string> steps_reading(const Trace& golden, const std::string& first) {
+  std::set<std::string> dependents;
+  bool after = false;
+  for (const NamedTensor& step : golden.steps) {
+    if (step.name == first) {
+      after = true;
+      continue;
+    }
+    if (!after) continue;
+    const auto reads = golden.reads.find(step.name);
+    bool reads_first = reads == golden.reads.end();
+    if (!reads_first) {
+      for (const std::string& read : reads->second)
+        reads_first = reads_first || read == first || dependents.count(read);
+    }
+    if (reads_first) dependents.insert(step.name);
+  }
+  return dependents;
+}
+
 }  // namespace
 
 CheckReport compare_traces(const Trace& golden, const Trace& candidate, const CheckOptions& options) {
@@ -142,6 +217,7 @@ CheckReport compare_traces(const Trace& golden, const Trace& candidate, const Ch
                "\"" + golden_variant + "\" (the golden's variant)");
   }
   CheckReport report;
+  compare_configs(golden, candidate, report.results);
   std::map<std::string, Tolerance> resolved;
   auto tolerance_for = [&](const std::string& name) {
     auto it = resolved.find(name);
@@ -179,9 +255,23 @@ CheckReport compare_traces(const Trace& golden, const Trace& candidate, const Ch
       report.results.push_back(extra);
     }
   }
+  std::set<std::string> required(options.required_steps.begin(), options.required_steps.end());
+  for (const std::string& name : required) {
+    if (golden.find_step(name) == nullptr) {
+      std::string names;
+      for (const NamedTensor& step : golden.steps) names += (names.empty() ? "" : ", ") + step.name;
+      fail_input("--require", name, "a step of the golden: " + names);
+    }
+  }
   for (const NamedTensor& step : golden.steps) {
-    report.results.push_back(
-        compare_tensor("steps", step.name, step.tensor, candidate.find_step(step.name), tolerance_for(step.name)));
+    TensorResult result =
+        compare_tensor("steps", step.name, step.tensor, candidate.find_step(step.name), tolerance_for(step.name));
+    if (result.status == TensorStatus::kNotChecked && (options.complete || required.count(step.name))) {
+      result.status = TensorStatus::kMissing;
+      result.message = options.complete ? "absent from the candidate, and --complete requires every golden step"
+                                        : "absent from the candidate, and --require names it";
+    }
+    report.results.push_back(result);
   }
   for (const NamedTensor& step : candidate.steps) {
     if (golden.find_step(step.name) == nullptr) {
@@ -219,20 +309,28 @@ CheckReport compare_traces(const Trace& golden, const Trace& candidate, const Ch
     }
   }
 
-  bool failed_before = false;
+  int64_t compared = 0;
   for (TensorResult& result : report.results) {
+    if (result.status == TensorStatus::kMatch || result.status == TensorStatus::kMismatch) ++compared;
     const bool fails = result.status == TensorStatus::kMismatch || result.status == TensorStatus::kStructure ||
                        result.status == TensorStatus::kExtra || result.status == TensorStatus::kMissing;
     if (!fails) continue;
     report.pass = false;
-    if (result.section == "steps") {
-      if (!failed_before) {
-        report.first_divergent_step = result.name;
-        failed_before = true;
-      } else {
-        result.downstream = true;
-      }
+    if (result.section == "steps" && report.first_divergent_step.empty()) report.first_divergent_step = result.name;
+  }
+  if (!report.first_divergent_step.empty()) {
+    const std::set<std::string> dependents = steps_reading(golden, report.first_divergent_step);
+    for (TensorResult& result : report.results) {
+      const bool fails = result.status != TensorStatus::kMatch && result.status != TensorStatus::kNotChecked;
+      if (result.section != "steps" || !fails || result.name == report.first_divergent_step) continue;
+      result.downstream = dependents.count(result.name) > 0;
+      result.independent = !result.downstream;
     }
+  }
+  // Nothing compared is never a pass: a backend that wrote nothing must not pass CI.
+  if (compared == 0) {
+    report.pass = false;
+    report.nothing_checked = true;
   }
   return report;
 }

@@ -1,3 +1,4 @@
+#include <cmath>
 #include <cstdio>
 #include <string>
 
@@ -26,8 +27,11 @@ const char* status_name(TensorStatus status) {
 namespace {
 
 nlohmann::json diff_json(const ElementDiff& diff) {
+  // JSON has no NaN: an integer difference has a null relative error.
+  const nlohmann::json rel_error =
+      std::isnan(diff.rel_error) ? nlohmann::json(nullptr) : nlohmann::json(diff.rel_error);
   return {{"flat_index", diff.flat_index}, {"index", diff.index},         {"expected", diff.expected},
-          {"actual", diff.actual},         {"abs_error", diff.abs_error}, {"rel_error", diff.rel_error},
+          {"actual", diff.actual},         {"abs_error", diff.abs_error}, {"rel_error", rel_error},
           {"neighbours", diff.neighbours}};
 }
 
@@ -38,9 +42,12 @@ std::string error_text(double value) {
 }
 
 std::string diff_text(const char* label, const ElementDiff& diff) {
+  // An integer decision has no relative error (rel_error is NaN): it differs by so much.
+  const std::string error = std::isnan(diff.rel_error)
+                                ? "differs by " + error_text(diff.abs_error)
+                                : "abs " + error_text(diff.abs_error) + ", rel " + error_text(diff.rel_error);
   return std::string("    ") + label + " at " + diff.index + ": expected " + diff.expected + ", actual " + diff.actual +
-         " (abs " + error_text(diff.abs_error) + ", rel " + error_text(diff.rel_error) + ")\n" +
-         "      neighbours: " + diff.neighbours + "\n";
+         " (" + error + ")\n" + "      neighbours: " + diff.neighbours + "\n";
 }
 
 std::string percent_text(int64_t part, int64_t total) {
@@ -63,7 +70,8 @@ nlohmann::json CheckReport::to_json() const {
                            {"total", result.total},
                            {"mismatches", result.mismatches},
                            {"message", result.message},
-                           {"downstream", result.downstream}};
+                           {"downstream", result.downstream},
+                           {"independent", result.independent}};
     if (result.first) item["first"] = diff_json(*result.first);
     if (result.worst) item["worst"] = diff_json(*result.worst);
     tensors.push_back(item);
@@ -92,6 +100,7 @@ nlohmann::json CheckReport::to_json() const {
           {"near_ties", ties},
           {"first_divergent_step",
            first_divergent_step.empty() ? nlohmann::json(nullptr) : nlohmann::json(first_divergent_step)},
+          {"nothing_checked", nothing_checked},
           {"checked", checked},
           {"failing", failing},
           {"not_checked", not_checked},
@@ -110,6 +119,15 @@ std::string CheckReport::to_text() const {
   }
   std::string out = std::string(pass ? "PASS" : "FAIL") + ": " + std::to_string(checked) + " tensors checked, " +
                     std::to_string(failing) + " differ, " + std::to_string(not_checked) + " not checked\n";
+  if (nothing_checked) {
+    out +=
+        "NOTHING CHECKED: the candidate has none of the golden's inputs, steps or losses, and a check that "
+        "compares nothing never passes. The golden has:";
+    for (const TensorResult& result : results) {
+      if (result.status == TensorStatus::kNotChecked) out += " " + result.section + "." + result.name;
+    }
+    out += "\n";
+  }
   if (!near_ties.empty()) {
     out += consistent_alternative
                ? "consistent alternative at a near tie: the candidate decided " + std::to_string(near_ties.size()) +
@@ -137,6 +155,7 @@ std::string CheckReport::to_text() const {
       block += "  " + result.section + "." + result.name + ": " + result.message;
       if (mismatch) block += " (" + percent_text(result.mismatches, result.total) + ")";
       if (result.downstream) block += " [downstream of " + first_divergent_step + "]";
+      if (result.independent) block += " [independent of " + first_divergent_step + ": does not read it]";
       block += "\n";
       if (result.first) block += diff_text("first", *result.first);
       if (result.worst && result.worst->flat_index != result.first->flat_index)
@@ -145,7 +164,7 @@ std::string CheckReport::to_text() const {
     if (!block.empty()) out += headings[pass_number] + std::string(":\n") + block;
   }
   if (!first_divergent_step.empty()) out += "first divergent step: " + first_divergent_step + "\n";
-  if (not_checked > 0) {
+  if (not_checked > 0 && !nothing_checked) {
     out += "not checked (absent from the candidate):";
     for (const TensorResult& result : results) {
       if (result.status == TensorStatus::kNotChecked) out += " " + result.section + "." + result.name;

@@ -47,6 +47,8 @@ void add_check_command(CLI::App& app, int& exit_code) {
     double atol = Tolerance{}.atol;
     double rtol = Tolerance{}.rtol;
     std::vector<std::string> tensor_tolerances;
+    std::vector<std::string> required_steps;
+    bool complete = false;
   };
   auto options = std::make_shared<Options>();
   CLI::App* check = app.add_subcommand(
@@ -61,11 +63,18 @@ void add_check_command(CLI::App& app, int& exit_code) {
       check->add_option("--rtol", options->rtol, "Relative tolerance for every float step (replaces the defaults)")
           ->check(CLI::NonNegativeNumber);
   check->add_option("--tolerance", options->tensor_tolerances, "Per-tensor tolerance NAME=ATOL,RTOL (repeatable)");
+  check
+      ->add_option("--require", options->required_steps,
+                   "Steps the candidate must have, comma-separated (STEP,...): an absent one fails")
+      ->delimiter(',');
+  check->add_flag("--complete", options->complete, "The candidate must have every step of the golden");
   check->callback([options, atol_option, rtol_option, &exit_code]() {
     CheckOptions check_options;
     check_options.float_tolerance = {options->atol, options->rtol};
     check_options.float_tolerance_given = atol_option->count() > 0 || rtol_option->count() > 0;
     for (const std::string& text : options->tensor_tolerances) parse_tensor_tolerance(text, check_options);
+    check_options.required_steps = options->required_steps;
+    check_options.complete = options->complete;
     // Reading dominates on large traces: read the two files at the same time.
     std::future<Trace> golden_future = std::async(std::launch::async, read_trace_file, options->golden_path);
     const Trace candidate = read_trace_file(options->candidate_path);

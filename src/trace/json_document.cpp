@@ -296,9 +296,51 @@ bool lift_data_arrays(const std::string& text, std::string& rest, DataArrays& ar
   return true;
 }
 
+// Python's json module writes float("nan") and the infinities as the bare words NaN,
+// Infinity and -Infinity, which JSON does not have. A candidate written that way is
+// read as if they were the strings moeref writes ("NaN", ...). Returns the text with
+// every such word outside a string quoted, or an empty string when it has none.
+std::string quote_non_finite_words(const std::string& text) {
+  if (text.find("NaN") == std::string::npos && text.find("Infinity") == std::string::npos) return "";
+  std::string out;
+  bool changed = false;
+  const size_t n = text.size();
+  size_t copied = 0;
+  for (size_t i = 0; i < n;) {
+    const char c = text[i];
+    if (c == '"') {  // skip the string, honouring backslash escapes
+      ++i;
+      while (i < n && text[i] != '"') i += text[i] == '\\' ? 2 : 1;
+      ++i;
+      continue;
+    }
+    size_t length = 0;
+    if (text.compare(i, 3, "NaN") == 0) length = 3;
+    if (text.compare(i, 8, "Infinity") == 0) length = 8;
+    if (text.compare(i, 9, "-Infinity") == 0) length = 9;
+    if (length == 0) {
+      ++i;
+      continue;
+    }
+    if (!changed) out.reserve(n + 1024);
+    changed = true;
+    out.append(text, copied, i - copied);
+    out += '"';
+    out.append(text, i, length);
+    out += '"';
+    i += length;
+    copied = i;
+  }
+  if (!changed) return "";
+  out.append(text, copied, std::string::npos);
+  return out;
+}
+
 }  // namespace
 
-nlohmann::json parse_json_text(const std::string& text, const std::string& source_name) {
+nlohmann::json parse_json_text(const std::string& original, const std::string& source_name) {
+  const std::string quoted = quote_non_finite_words(original);
+  const std::string& text = quoted.empty() ? original : quoted;
   try {
     nlohmann::json result;
     ExactFloatDomParser parser(result, true);
@@ -309,7 +351,9 @@ nlohmann::json parse_json_text(const std::string& text, const std::string& sourc
   }
 }
 
-ParsedDocument parse_json_document(const std::string& text, const std::string& source_name) {
+ParsedDocument parse_json_document(const std::string& original, const std::string& source_name) {
+  const std::string quoted = quote_non_finite_words(original);
+  const std::string& text = quoted.empty() ? original : quoted;
   ParsedDocument parsed;
   std::string rest;
   if (lift_data_arrays(text, rest, parsed.arrays)) {
