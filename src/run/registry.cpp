@@ -11,7 +11,8 @@
   ROW(praxis_top2)           \
   ROW(lingvo_expert_choice)  \
   ROW(praxis_expert_choice)  \
-  ROW(lingvo_hash)
+  ROW(lingvo_hash)           \
+  ROW(hf_switch_top1)
 
 namespace moeref {
 

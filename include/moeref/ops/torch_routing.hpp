@@ -1,0 +1,28 @@
+// Reductions and index arithmetic of the PyTorch routers: torch.cumsum along
+// the tokens (inclusive, exact on 0/1 masks), torch.argmax on an integer mask,
+// torch.mean over the tokens, and the sum over the experts of a per-expert
+// value where a mask holds.
+//
+// Dims: G groups, S tokens per group, E experts.
+#pragma once
+
+#include "moeref/tensor.hpp"
+
+namespace moeref::ops {
+
+// torch.cumsum(mask, dim=-2) of an int32 [G, S, E]: out[g, s, e] = sum_{t <= s} mask[g, t, e].
+Tensor torch_cumsum_over_s(const Tensor& mask);
+
+// torch.argmax(values, dim=-1) of an int32 [..., E]: the first index of the row's
+// maximum (an all-zero row gives 0). -> int32 [...].
+Tensor torch_argmax_of_mask(const Tensor& values);
+
+// torch.mean(x, dim=-2) of x [G, S, E] (float32, or int32 0/1 cast to float32
+// first, as `mask.float()`): the sum over S (double, rounded once), then one
+// float32 division by S (notation §5). -> float32 [G, E].
+Tensor torch_mean_over_s(const Tensor& x);
+
+// torch.sum(values * mask, dim=-1) of two int32 [..., E] tensors -> int32 [...].
+Tensor torch_sum_where(const Tensor& values, const Tensor& mask);
+
+}  // namespace moeref::ops
