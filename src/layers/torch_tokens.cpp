@@ -140,4 +140,27 @@ const Tensor& torch_token_experts(Frame& f, const Tensor& x, const std::vector<T
   return expert_outputs;
 }
 
+void record_topk_index_form(Frame& f, const Tensor& top_idx, const Tensor& kept, const Tensor& locations,
+                            const Tensor& weights) {
+  const int64_t G = top_idx.shape[0], S = top_idx.shape[1], K = top_idx.shape[2];
+  const int64_t E = kept.shape[2];
+  Tensor routing_slot = Tensor::int32({"G", "S", "K"}, {G, S, K});      // [G, S, K]
+  Tensor routing_weight = Tensor::float32({"G", "S", "K"}, {G, S, K});  // [G, S, K]
+  for (int64_t t = 0; t < G * S; ++t) {
+    for (int64_t k = 0; k < K; ++k) {
+      const size_t at = static_cast<size_t>(t * K + k);
+      const int32_t expert = top_idx.i32[at];
+      const size_t cell = static_cast<size_t>(t * E + (expert >= 0 ? expert : 0));
+      const bool holds = expert >= 0 && kept.i32[cell] != 0;
+      routing_slot.i32[at] = holds ? locations.i32[cell] : -1;
+      routing_weight.f32[at] = holds ? weights.f32[cell] : 0.0f;
+    }
+  }
+  Tensor routing_expert = top_idx;
+  routing_expert.dims = {"G", "S", "K"};
+  f.step("routing_expert", {top_idx}, std::move(routing_expert));
+  f.step("routing_slot", {top_idx, kept, locations}, std::move(routing_slot));
+  f.step("routing_weight", {top_idx, kept, weights}, std::move(routing_weight));
+}
+
 }  // namespace moeref

@@ -2,7 +2,7 @@
 
 namespace moeref::ops {
 
-Tensor torch_cumsum_over_s(const Tensor& mask) {
+Tensor torch_cumsum_over_s(const Tensor& mask, int32_t offset) {
   const int64_t G = mask.shape[0], S = mask.shape[1], E = mask.shape[2];
   Tensor out = Tensor::int32(mask.dims, mask.shape);
   for (int64_t g = 0; g < G; ++g) {
@@ -11,7 +11,7 @@ Tensor torch_cumsum_over_s(const Tensor& mask) {
       for (int64_t s = 0; s < S; ++s) {
         const size_t at = static_cast<size_t>((g * S + s) * E + e);
         running += mask.i32[at];
-        out.i32[at] = running;
+        out.i32[at] = running + offset;
       }
     }
   }

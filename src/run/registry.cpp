@@ -12,7 +12,10 @@
   ROW(lingvo_expert_choice)  \
   ROW(praxis_expert_choice)  \
   ROW(lingvo_hash)           \
-  ROW(hf_switch_top1)
+  ROW(hf_switch_top1)        \
+  ROW(deepspeed_top1)        \
+  ROW(deepspeed_top2)        \
+  ROW(deepspeed_topk)
 
 namespace moeref {
 

@@ -66,4 +66,12 @@ struct TorchTokenRank {
 const Tensor& torch_token_experts(Frame& frame, const Tensor& x, const std::vector<TorchTokenRank>& ranks,
                                   ops::Activation activation, double dropout_rate);
 
+// The index form (frame/routing_index_form.hpp) of a top-k routing held as
+// per-expert masks: `top_idx` [G, S, K] int32 (each token's experts, rank by
+// rank), `kept` [G, S, E] int32 0/1 (the choice holds a slot), `locations`
+// [G, S, E] int32 (its slot), `weights` [G, S, E] float32 (its combine weight).
+// Records routing_expert, routing_slot and routing_weight [G, S, K].
+void record_topk_index_form(Frame& frame, const Tensor& top_idx, const Tensor& kept, const Tensor& locations,
+                            const Tensor& weights);
+
 }  // namespace moeref

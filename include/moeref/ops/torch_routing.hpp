@@ -10,8 +10,9 @@
 
 namespace moeref::ops {
 
-// torch.cumsum(mask, dim=-2) of an int32 [G, S, E]: out[g, s, e] = sum_{t <= s} mask[g, t, e].
-Tensor torch_cumsum_over_s(const Tensor& mask);
+// torch.cumsum(mask, dim=-2) of an int32 [G, S, E], plus `offset` (the sources'
+// `cumsum(...) - 1` is offset -1): out[g, s, e] = sum_{t <= s} mask[g, t, e] + offset.
+Tensor torch_cumsum_over_s(const Tensor& mask, int32_t offset = 0);
 
 // torch.argmax(values, dim=-1) of an int32 [..., E]: the first index of the row's
 // maximum (an all-zero row gives 0). -> int32 [...].
