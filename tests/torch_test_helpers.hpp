@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,19 @@ inline void check_top1_capacity_in_token_order(const Trace& trace, const std::st
       CHECK(slot.i32[at] == (n < C ? n : -1));
     }
   }
+}
+
+// The numbers torch.manual_seed(seed); torch.rand(count) gives on CPU: PyTorch's CPU generator
+// is MT19937 seeded by init_genrand(seed) (std::mt19937 is the same), and a float32 U[0, 1) is
+// (word & (2^24 - 1)) * 2^-24 (pytorch/pytorch, aten/src/ATen/core/TransformationHelper.h,
+// uniform_real). tools/source_tests/torch_rand_stream.py restates it and was checked against torch
+// 1.13 on 400 values. `skip` drops that many draws first (what an nn.Linear's init consumed).
+inline std::vector<float> torch_cpu_rand(uint32_t seed, size_t skip, size_t count) {
+  std::mt19937 generator(seed);
+  for (size_t i = 0; i < skip; ++i) generator();
+  std::vector<float> values(count);
+  for (float& value : values) value = static_cast<float>(generator() & 0xFFFFFFu) * (1.0f / 16777216.0f);
+  return values;
 }
 
 }  // namespace moeref::testing

@@ -37,6 +37,18 @@ const Tensor* take_torch_tokens_inputs(Frame& f) {
   return &f.step("inputs", {x}, std::move(grouped));
 }
 
+const Tensor* take_torch_tokens_optional(Frame& f, const std::string& name, const std::string& step_name) {
+  const bool batch_length = f.config().dims.count("B") > 0;
+  const std::vector<std::string> dims =
+      batch_length ? std::vector<std::string>{"B", "L"} : std::vector<std::string>{"G", "S"};
+  const Tensor* given = f.inputs().optional_input(name, dims, f.extents(dims));
+  if (given == nullptr) return nullptr;
+  Tensor grouped = *given;
+  grouped.dims = {"G", "S"};
+  grouped.shape = {f.dim("G"), f.dim("S")};
+  return &f.step(step_name, {given}, std::move(grouped));
+}
+
 const Tensor& torch_router_logits(Frame& f, const Tensor* hidden, bool bias) {
   const int64_t G = f.dim("G"), S = f.dim("S"), E = f.dim("E");
   const Tensor* given = f.inputs().optional_input("logits", {"G", "S", "E"}, {G, S, E});
@@ -63,13 +75,19 @@ const Tensor& torch_router_logits(Frame& f, const Tensor* hidden, bool bias) {
 }
 
 const Tensor& torch_token_experts(Frame& f, const Tensor& x, const std::vector<TorchTokenRank>& ranks,
-                                  ops::Activation activation, double dropout_rate) {
+                                  ops::Activation activation, double dropout_rate, bool biases) {
   const int64_t G = f.dim("G"), S = f.dim("S"), E = f.dim("E"), M = f.dim("M"), H = f.dim("H"), N = f.dim("N");
   const int64_t K = static_cast<int64_t>(ranks.size());
   const MtfExpertWeights weights = take_mtf_expert_weights(f, 1, E, M, H, N);
   const Tensor& wi = *weights.wi[0];
   const Tensor& wo = *weights.wo;
-  Reads routing_reads = {x, wi};
+  // nn.Linear's default init: the bias is U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+  const double wi_bound = 1.0 / std::sqrt(static_cast<double>(M)), wo_bound = 1.0 / std::sqrt(static_cast<double>(H));
+  const Tensor* wi_bias =
+      biases ? &f.inputs().float_input("wi_bias", {"E", "H"}, {E, H}, -wi_bound, wi_bound) : nullptr;
+  const Tensor* wo_bias =
+      biases ? &f.inputs().float_input("wo_bias", {"E", "N"}, {E, N}, -wo_bound, wo_bound) : nullptr;
+  Reads routing_reads = {x, wi, wi_bias};
   for (const TorchTokenRank& rank : ranks) routing_reads.insert(routing_reads.end(), {rank.expert, rank.dispatched});
 
   // The rows each expert gathers: (token, rank) pairs in token order, as hidden_states[router_mask[:, :, idx]].
@@ -98,7 +116,10 @@ const Tensor& torch_token_experts(Frame& f, const Tensor& x, const std::vector<T
     hidden.noalias() = gathered * ConstMapRM(wi.f32.data() + e * M * H, M, H);
     for (int64_t r = 0; r < n; ++r) {
       float* out = expert_hidden.f32.data() + rows[static_cast<size_t>(r)] * H;
-      for (int64_t h = 0; h < H; ++h) out[h] = ops::apply_activation(activation, hidden(r, h));
+      for (int64_t h = 0; h < H; ++h) {
+        const float biased = wi_bias ? hidden(r, h) + wi_bias->f32[static_cast<size_t>(e * H + h)] : hidden(r, h);
+        out[h] = ops::apply_activation(activation, biased);
+      }
     }
   }
 
@@ -119,7 +140,7 @@ const Tensor& torch_token_experts(Frame& f, const Tensor& x, const std::vector<T
   }
 
   // hidden_states = self.wo(hidden_states): per expert [n_e, H] x [H, N], written back at the tokens.
-  Tensor& expert_outputs = f.float32_step("expert_outputs", {hidden, wo}, {"G", "S", "K", "N"}, {G, S, K, N});
+  Tensor& expert_outputs = f.float32_step("expert_outputs", {hidden, wo, wo_bias}, {"G", "S", "K", "N"}, {G, S, K, N});
 #pragma omp parallel for schedule(static)
   for (int64_t e = 0; e < E; ++e) {
     const std::vector<int64_t>& rows = rows_of[static_cast<size_t>(e)];
@@ -134,7 +155,8 @@ const Tensor& torch_token_experts(Frame& f, const Tensor& x, const std::vector<T
     out.noalias() = gathered * ConstMapRM(wo.f32.data() + e * H * N, H, N);
     for (int64_t r = 0; r < n; ++r) {
       for (int64_t j = 0; j < N; ++j)
-        expert_outputs.f32[static_cast<size_t>(rows[static_cast<size_t>(r)] * N + j)] = out(r, j);
+        expert_outputs.f32[static_cast<size_t>(rows[static_cast<size_t>(r)] * N + j)] =
+            wo_bias ? out(r, j) + wo_bias->f32[static_cast<size_t>(e * N + j)] : out(r, j);
     }
   }
   return expert_outputs;

@@ -52,4 +52,17 @@ float hf_load_balancing_loss(const Tensor& tokens_per_group_and_expert,
   return mean * static_cast<float>(E * E);
 }
 
+float hf_load_balancing_loss_per_token(const Tensor& tokens_per_group_and_expert,
+                                       const Tensor& router_prob_per_group_and_expert) {
+  const int64_t G = tokens_per_group_and_expert.shape[0], S = tokens_per_group_and_expert.shape[1];
+  const int64_t E = tokens_per_group_and_expert.shape[2];
+  double sum = 0.0;
+  for (int64_t i = 0; i < G * S * E; ++i) {
+    const float prob = router_prob_per_group_and_expert.f32[static_cast<size_t>((i / (S * E)) * E + i % E)];
+    sum += static_cast<double>(tokens_per_group_and_expert.f32[static_cast<size_t>(i)] * prob);
+  }
+  const float mean = static_cast<float>(sum) / static_cast<float>(G * S * E);
+  return mean * static_cast<float>(E * E);
+}
+
 }  // namespace moeref::ops

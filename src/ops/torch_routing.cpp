@@ -47,6 +47,13 @@ Tensor torch_mean_over_s(const Tensor& x) {
   return mean;
 }
 
+Tensor torch_mask_rows(const Tensor& mask, const Tensor& keep) {
+  const int64_t E = mask.shape.back();
+  Tensor out = Tensor::int32(mask.dims, mask.shape);
+  for (size_t i = 0; i < out.i32.size(); ++i) out.i32[i] = mask.i32[i] * keep.i32[i / static_cast<size_t>(E)];
+  return out;
+}
+
 Tensor torch_sum_where(const Tensor& values, const Tensor& mask) {
   const int64_t E = values.shape.back();
   Tensor out =

@@ -15,7 +15,8 @@
   ROW(hf_switch_top1)        \
   ROW(deepspeed_top1)        \
   ROW(deepspeed_top2)        \
-  ROW(deepspeed_topk)
+  ROW(deepspeed_topk)        \
+  ROW(hf_nllb_top2)
 
 namespace moeref {
 

@@ -27,6 +27,7 @@
 #include "moeref/frame/define_variant.hpp"
 #include "moeref/frame/forced_choice.hpp"
 #include "moeref/frame/routing_index_form.hpp"
+#include "moeref/layers/hf_router_hparams.hpp"
 #include "moeref/layers/torch_tokens.hpp"
 #include "moeref/ops/hf_router_losses.hpp"
 #include "moeref/ops/one_hot.hpp"
@@ -41,14 +42,11 @@ namespace {
 
 // SwitchTransformersConfig's fields that the router, the sparse MLP and the
 // router losses read.
-struct HfSwitchTop1Hparams {
+struct HfSwitchTop1Hparams : HfRouterHparams {
   int64_t expert_capacity = 0;
-  bool router_bias = false;
   double router_jitter_noise = 0.0;
-  std::string router_dtype;
   bool router_ignore_padding_tokens = false;
   double router_z_loss_coef = 0.0;
-  double router_aux_loss_coef = 0.0;
   std::string dense_act_fn;
   double dropout_rate = 0.0;
 };
@@ -62,20 +60,14 @@ void declare_hparams(HparamTable<HfSwitchTop1Hparams>& table) {
       .between(0, kMaxHparamExtent)
       .means("C: tokens each expert takes per sequence, in token order (token_priority <= expert_capacity).")
       .cites(router);
-  table.flag("router_bias", &P::router_bias)
-      .defaults_to(false)
-      .means("Whether the router's nn.Linear has a bias (the input router_bias [E]).")
-      .cites(router);
+  declare_hf_router_hparams(table, router,
+                            "modeling_switch_transformers.py: SwitchTransformersForConditionalGeneration.forward");
   table.number("router_jitter_noise", &P::router_jitter_noise)
       .defaults_to(0.01)
       .between(0.0, 1.0)
       .train_only()
       .means(
           "When training and > 0, the router input is multiplied in place by U(1 - eps, 1 + eps) (the experts see it).")
-      .cites(router);
-  table.choice("router_dtype", &P::router_dtype, {"float32"})
-      .defaults_to("float32")
-      .means("The router's dtype. float16 and bfloat16 (also allowed by the source) are not modelled by moeref.")
       .cites(router);
   table.flag("router_ignore_padding_tokens", &P::router_ignore_padding_tokens)
       .defaults_to(false)
@@ -85,11 +77,6 @@ void declare_hparams(HparamTable<HfSwitchTop1Hparams>& table) {
       .defaults_to(0.001)
       .at_least(0.0)
       .means("The loss z_loss is router_z_loss_func(router_logits) times this.")
-      .cites("modeling_switch_transformers.py: SwitchTransformersForConditionalGeneration.forward");
-  table.number("router_aux_loss_coef", &P::router_aux_loss_coef)
-      .defaults_to(0.001)
-      .at_least(0.0)
-      .means("The loss aux_loss is load_balancing_loss_func(...) times this.")
       .cites("modeling_switch_transformers.py: SwitchTransformersForConditionalGeneration.forward");
   table.choice("dense_act_fn", &P::dense_act_fn, {"relu"})
       .defaults_to("relu")

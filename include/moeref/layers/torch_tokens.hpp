@@ -36,6 +36,11 @@ void resolve_torch_token_dims(Frame& frame, TorchTokenGroups groups, const std::
 // logits are supplied and x is not.
 const Tensor* take_torch_tokens_inputs(Frame& frame);
 
+// An optional per-token input `name` ([B, L] or [G, S], as x), float32, and
+// its row-major reshape to [G, S] recorded as the step `step_name`; nullptr
+// when the config does not supply it.
+const Tensor* take_torch_tokens_optional(Frame& frame, const std::string& name, const std::string& step_name);
+
 // The router: the supplied logits [G, S, E], or torch.nn.Linear(M, E) on
 // `hidden` [G, S, M]: logits = hidden . router_weights (+ router_bias). The
 // weight is the input "router_weights" [M, E] (the transpose of Linear.weight
@@ -63,8 +68,10 @@ struct TorchTokenRank {
 // expert_hidden_dropout (with dropout) and expert_outputs [G, S, K, N]; returns
 // expert_outputs. Products are Eigen float32 GEMMs over each expert's gathered
 // tokens (notation §4.6).
+// With `biases` (nn.Linear(..., bias=True), NLLB-MoE's fc1 and fc2), the inputs
+// "wi_bias" [E, H] and "wo_bias" [E, N] are added after each product.
 const Tensor& torch_token_experts(Frame& frame, const Tensor& x, const std::vector<TorchTokenRank>& ranks,
-                                  ops::Activation activation, double dropout_rate);
+                                  ops::Activation activation, double dropout_rate, bool biases = false);
 
 // The index form (frame/routing_index_form.hpp) of a top-k routing held as
 // per-expert masks: `top_idx` [G, S, K] int32 (each token's experts, rank by

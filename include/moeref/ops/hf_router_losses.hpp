@@ -30,4 +30,13 @@ float hf_router_z_loss(const Tensor& z_loss);
 // (the product elementwise, the mean over all G * E elements).
 float hf_load_balancing_loss(const Tensor& tokens_per_group_and_expert, const Tensor& router_prob_per_group_and_expert);
 
+// The same function as NLLB-MoE calls it for one layer (huggingface/transformers,
+// src/transformers/models/nllb_moe/modeling_nllb_moe.py, load_balancing_loss_func
+// with expert_indices [N, 1]): the mask is averaged over the size-1 choice axis
+// (tokens_per_group_and_expert is the one-hot itself, float32 [G, S, E]) while the
+// probabilities are averaged over the tokens ([G, E], broadcast over S):
+// torch.mean(tokens * prob) * E^2, the mean over G * S * E elements.
+float hf_load_balancing_loss_per_token(const Tensor& tokens_per_group_and_expert,
+                                       const Tensor& router_prob_per_group_and_expert);
+
 }  // namespace moeref::ops

@@ -23,6 +23,10 @@ Tensor torch_argmax_of_mask(const Tensor& values);
 // float32 division by S (notation §5). -> float32 [G, E].
 Tensor torch_mean_over_s(const Tensor& x);
 
+// mask * keep.unsqueeze(-1) of an int32 mask [..., E] and an int32 0/1 keep [...]
+// (`mask * sampled.repeat(E, 1).transpose(1, 0)`, `mask * non_padding.unsqueeze(-1)`).
+Tensor torch_mask_rows(const Tensor& mask, const Tensor& keep);
+
 // torch.sum(values * mask, dim=-1) of two int32 [..., E] tensors -> int32 [...].
 Tensor torch_sum_where(const Tensor& values, const Tensor& mask);
 
