@@ -3,7 +3,10 @@
 #include <cmath>
 
 #include "moeref/error.hpp"
+#include "moeref/frame/forced_choice.hpp"
 #include "moeref/frame/mtf_expert_layer.hpp"
+#include "moeref/ops/one_hot.hpp"
+#include "moeref/ops/top1.hpp"
 
 namespace moeref {
 
@@ -160,6 +163,16 @@ const Tensor& torch_token_experts(Frame& f, const Tensor& x, const std::vector<T
     }
   }
   return expert_outputs;
+}
+
+TorchArgmaxChoice torch_argmax_choice(Frame& f, const std::string& index_name, const std::string& mask_name,
+                                      const Tensor& scores) {
+  const int64_t E = f.dim("E");
+  const Tensor* forced = f.forced_decision(index_name, {f.dim("G"), f.dim("S")});
+  TorchArgmaxChoice choice;
+  choice.index = &f.step(index_name, {scores}, with_forced_top_1(ops::argmax_lowest_index(scores), forced, E));
+  choice.mask = &f.step(mask_name, {choice.index}, ops::one_hot(*choice.index, E, "E"));
+  return choice;
 }
 
 void record_topk_index_form(Frame& f, const Tensor& top_idx, const Tensor& kept, const Tensor& locations,

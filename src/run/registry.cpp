@@ -16,7 +16,8 @@
   ROW(deepspeed_top1)        \
   ROW(deepspeed_top2)        \
   ROW(deepspeed_topk)        \
-  ROW(hf_nllb_top2)
+  ROW(hf_nllb_top2)          \
+  ROW(fairseq_top2)
 
 namespace moeref {
 

@@ -24,8 +24,10 @@
 #include "moeref/frame/forced_choice.hpp"
 #include "moeref/frame/routing_index_form.hpp"
 #include "moeref/layers/deepspeed_moe_layer.hpp"
+#include "moeref/layers/torch_tokens.hpp"
 #include "moeref/ops/deepspeed_capacity.hpp"
 #include "moeref/ops/deepspeed_gating.hpp"
+#include "moeref/ops/fairseq_top2.hpp"
 #include "moeref/ops/gshard_sampling.hpp"
 #include "moeref/ops/one_hot.hpp"
 #include "moeref/ops/top1.hpp"
@@ -56,16 +58,6 @@ void declare_hparams(HparamTable<DeepspeedTop2Hparams>& table) {
       .cites("sharded_moe.py: top2gating");
 }
 
-// The one-hot of an argmax as the checker forces it: records "NAME" [G, S] and "MASK" [G, S, E].
-std::pair<const Tensor*, const Tensor*> argmax_one_hot(Frame& f, const std::string& name, const std::string& mask,
-                                                       const Tensor& scores) {
-  const int64_t E = f.dim("E");
-  const Tensor& index =
-      f.step(name, {scores},
-             with_forced_top_1(ops::argmax_lowest_index(scores), f.forced_decision(name, {f.dim("G"), f.dim("S")}), E));
-  return {&index, &f.step(mask, {index}, ops::one_hot(index, E, "E"))};
-}
-
 // top2gating(logits, capacity_factor, min_capacity, drop_tokens, ep_group, top2_2nd_expert_sampling).
 DeepspeedGatingOutputs top2gating(Frame& f, const DeepspeedTop2Hparams& hp, const Tensor& logits_in) {
   const int64_t G = f.dim("G"), S = f.dim("S"), E = f.dim("E");
@@ -73,7 +65,9 @@ DeepspeedGatingOutputs top2gating(Frame& f, const DeepspeedTop2Hparams& hp, cons
   Tensor& gates = f.float32_step("gates", {logits_in}, {"G", "S", "E"});  // [G, S, E]
   ops::torch_softmax(logits_in.f32.data(), gates.f32.data(), G * S, E);
   // indices1_s = torch.argmax(gates, dim=1); mask1 = F.one_hot(indices1_s, num_classes=num_experts)
-  const auto [indices1_s, mask1] = argmax_one_hot(f, "indices1_s", "mask1", gates);
+  const TorchArgmaxChoice first = torch_argmax_choice(f, "indices1_s", "mask1", gates);
+  const Tensor* indices1_s = first.index;
+  const Tensor* mask1 = first.mask;
   // if top2_2nd_expert_sampling: logits += gumbel_rsample(logits.shape) (in training and evaluation)
   const Tensor* logits = &logits_in;
   if (hp.top2_2nd_expert_sampling) {
@@ -85,25 +79,19 @@ DeepspeedGatingOutputs top2gating(Frame& f, const DeepspeedTop2Hparams& hp, cons
     logits = &noised;
   }
   // logits_except1 = logits.masked_fill(mask1.bool(), float("-inf"))
-  Tensor& logits_except1 = f.float32_step("logits_except1", {logits, mask1}, {"G", "S", "E"});
-  for (size_t i = 0; i < logits_except1.f32.size(); ++i) {
-    logits_except1.f32[i] = mask1->i32[i] != 0 ? -std::numeric_limits<float>::infinity() : logits->f32[i];
-  }
+  const Tensor& logits_except1 =
+      f.step("logits_except1", {logits, mask1}, ops::masked_fill_neg_inf(*logits, *mask1));  // [G, S, E]
   // indices2_s = torch.argmax(logits_except1, dim=1); mask2 = F.one_hot(indices2_s, num_classes=num_experts)
-  const auto [indices2_s, mask2] = argmax_one_hot(f, "indices2_s", "mask2", logits_except1);
+  const TorchArgmaxChoice second = torch_argmax_choice(f, "indices2_s", "mask2", logits_except1);
+  const Tensor* indices2_s = second.index;
+  const Tensor* mask2 = second.mask;
 
-  // locations1 = torch.cumsum(mask1, dim=0) - 1
-  const Tensor& locations1 = f.step("locations1", {mask1}, ops::torch_cumsum_over_s(*mask1, -1));
-  // locations2 = torch.cumsum(mask2, dim=0) - 1; locations2 += torch.sum(mask1, dim=0, keepdim=True):
-  // second choices queue behind every first choice of their expert, kept or not.
-  Tensor& locations2 = f.int32_step("locations2", {mask2, mask1}, {"G", "S", "E"});
-  const Tensor cumsum2 = ops::torch_cumsum_over_s(*mask2, -1);
-  for (int64_t i = 0; i < G * S * E; ++i) {
-    // torch.sum(mask1, dim=0) is the last row of locations1 plus one.
-    const int64_t g = i / (S * E), e = i % E;
-    const int32_t count1 = locations1.i32[static_cast<size_t>((g * S + S - 1) * E + e)] + 1;
-    locations2.i32[static_cast<size_t>(i)] = cumsum2.i32[static_cast<size_t>(i)] + count1;
-  }
+  // locations1 = torch.cumsum(mask1, dim=0) - 1; locations2 = torch.cumsum(mask2, dim=0) - 1;
+  // locations2 += torch.sum(mask1, dim=0, keepdim=True): second choices queue behind every first
+  // choice of their expert, kept or not.
+  auto [locations1_v, locations2_v] = ops::top2_locations(*mask1, *mask2, nullptr);
+  const Tensor& locations1 = f.step("locations1", {mask1}, std::move(locations1_v));
+  const Tensor& locations2 = f.step("locations2", {mask2, mask1}, std::move(locations2_v));
   // me = torch.mean(gates, dim=0); ce = torch.mean(mask1.float(), dim=0);
   // l_aux = torch.mean(me * ce) * num_experts * num_experts
   const Tensor& me = f.step("me", {gates}, ops::torch_mean_over_s(gates));   // [G, E]
@@ -149,29 +137,18 @@ DeepspeedGatingOutputs top2gating(Frame& f, const DeepspeedTop2Hparams& hp, cons
 
   // locations1_s = torch.sum(locations1 * mask1, dim=1); locations2_s likewise
   const Tensor& locations1_s =
-      f.step("locations1_s", {locations1, mask1_now}, ops::torch_sum_where(locations1, *mask1_now));  // [G, S]
+      f.step("locations1_s", {locations1, mask1_now}, ops::location_of_mask(locations1, *mask1_now));  // [G, S]
   const Tensor& locations2_s =
-      f.step("locations2_s", {locations2, mask2_now}, ops::torch_sum_where(locations2, *mask2_now));  // [G, S]
+      f.step("locations2_s", {locations2, mask2_now}, ops::location_of_mask(locations2, *mask2_now));  // [G, S]
   // gates1_s = einsum("se,se->s", gates, mask1_float); gates2_s likewise: one nonzero term each.
-  Tensor& gates1_s = f.float32_step("gates1_s", {gates, mask1_now}, {"G", "S"});
-  Tensor& gates2_s = f.float32_step("gates2_s", {gates, mask2_now}, {"G", "S"});
-  for (int64_t i = 0; i < G * S * E; ++i) {
-    gates1_s.f32[static_cast<size_t>(i / E)] +=
-        gates.f32[static_cast<size_t>(i)] * static_cast<float>(mask1_now->i32[static_cast<size_t>(i)]);
-    gates2_s.f32[static_cast<size_t>(i / E)] +=
-        gates.f32[static_cast<size_t>(i)] * static_cast<float>(mask2_now->i32[static_cast<size_t>(i)]);
-  }
-  // denom_s = gates1_s + gates2_s; denom_s = torch.clamp(denom_s, min=torch.finfo(denom_s.dtype).eps)
-  Tensor& denom_s = f.float32_step("denom_s", {gates1_s, gates2_s}, {"G", "S"});
-  for (size_t t = 0; t < denom_s.f32.size(); ++t)
-    denom_s.f32[t] = ops::torch_clamp_eps(gates1_s.f32[t] + gates2_s.f32[t]);
-  // gates1_s /= denom_s; gates2_s /= denom_s: renormalised after the drops.
-  Tensor& gates1_n = f.float32_step("gates1_s_normalized", {gates1_s, denom_s}, {"G", "S"});
-  Tensor& gates2_n = f.float32_step("gates2_s_normalized", {gates2_s, denom_s}, {"G", "S"});
-  for (size_t t = 0; t < denom_s.f32.size(); ++t) {
-    gates1_n.f32[t] = gates1_s.f32[t] / denom_s.f32[t];
-    gates2_n.f32[t] = gates2_s.f32[t] / denom_s.f32[t];
-  }
+  const Tensor& gates1_s = f.step("gates1_s", {gates, mask1_now}, ops::gate_of_mask(gates, *mask1_now));  // [G, S]
+  const Tensor& gates2_s = f.step("gates2_s", {gates, mask2_now}, ops::gate_of_mask(gates, *mask2_now));  // [G, S]
+  // denom_s = torch.clamp(gates1_s + gates2_s, min=eps); gates1_s /= denom_s; gates2_s /= denom_s:
+  // renormalised after the drops.
+  ops::NormalizedGates normalized = ops::normalize_top2_gates(gates1_s, gates2_s);
+  const Tensor& denom_s = f.step("denom_s", {gates1_s, gates2_s}, std::move(normalized.denom_s));
+  const Tensor& gates1_n = f.step("gates1_s_normalized", {gates1_s, denom_s}, std::move(normalized.gates1_s));
+  const Tensor& gates2_n = f.step("gates2_s_normalized", {gates2_s, denom_s}, std::move(normalized.gates2_s));
   // locations1_sc = _one_hot_to_float(locations1_s, capacity): F.one_hot raises for num_classes 0.
   if (capacity == 0) {
     fail_input("hparams.capacity_factor", "a capacity C = 0",
@@ -184,20 +161,9 @@ DeepspeedGatingOutputs top2gating(Frame& f, const DeepspeedTop2Hparams& hp, cons
       f, {{indices1_s, &locations1_s, &mask1_flat, &gates1_n}, {indices2_s, &locations2_s, &mask2_flat, &gates2_n}});
   // gates1 = einsum("s,se->se", gates1_s, mask1_float); combine1_sec = einsum("se,sc->sec", gates1,
   // locations1_sc); the same for 2; combine_weights = combine1_sec + combine2_sec
-  Tensor gates1 = Tensor::float32({"G", "S", "E"}, {G, S, E});
-  Tensor gates2 = Tensor::float32({"G", "S", "E"}, {G, S, E});
-  for (int64_t i = 0; i < G * S * E; ++i) {
-    gates1.f32[static_cast<size_t>(i)] =
-        gates1_n.f32[static_cast<size_t>(i / E)] * static_cast<float>(mask1_now->i32[static_cast<size_t>(i)]);
-    gates2.f32[static_cast<size_t>(i)] =
-        gates2_n.f32[static_cast<size_t>(i / E)] * static_cast<float>(mask2_now->i32[static_cast<size_t>(i)]);
-  }
-  const Tensor combine1 = ops::deepspeed_combine(gates1, locations1_s, capacity);
-  const Tensor combine2 = ops::deepspeed_combine(gates2, locations2_s, capacity);
-  Tensor& combine =
-      f.float32_step("combine_weights", {gates1_n, mask1_now, locations1_s, gates2_n, mask2_now, locations2_s},
-                     {"G", "S", "E", "C"});  // [G, S, E, C]
-  for (size_t i = 0; i < combine.f32.size(); ++i) combine.f32[i] = combine1.f32[i] + combine2.f32[i];
+  const Tensor& combine =
+      f.step("combine_weights", {gates1_n, mask1_now, locations1_s, gates2_n, mask2_now, locations2_s},
+             ops::top2_combine(gates1_n, *mask1_now, locations1_s, gates2_n, *mask2_now, locations2_s, capacity));
   // dispatch_mask = combine_weights.bool()
   return deepspeed_gate_outputs(f, l_aux, combine, exp_counts);
 }

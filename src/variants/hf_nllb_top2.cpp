@@ -107,15 +107,6 @@ void declare_hparams(HparamTable<HfNllbTop2Hparams>& table) {
       .cites(mlp);
 }
 
-// The argmax of `scores` as the checker forces it, and its one-hot.
-std::pair<const Tensor*, const Tensor*> expert_choice(Frame& f, const char* index, const char* mask,
-                                                      const Tensor& scores) {
-  const Tensor& chosen = f.step(index, {scores},
-                                with_forced_top_1(ops::argmax_lowest_index(scores),
-                                                  f.forced_decision(index, {f.dim("G"), f.dim("S")}), f.dim("E")));
-  return {&chosen, &f.step(mask, {chosen}, ops::one_hot(chosen, f.dim("E"), "E"))};
-}
-
 // normalize_router_probabilities(router_probs, top_1_mask, top_2_mask): records denom_s and both gates.
 std::pair<const Tensor*, const Tensor*> normalized(Frame& f, const Tensor& router_probs, const Tensor& top_1_mask,
                                                    const Tensor& top_2_mask) {
@@ -144,7 +135,8 @@ void hf_nllb_top2(Frame& f, const HfNllbTop2Hparams& hp) {
   Tensor& router_probs = f.float32_step("router_probs", {router_logits}, {"G", "S", "E"});
   ops::torch_softmax(router_logits.f32.data(), router_probs.f32.data(), G * S, E);
   // top_1_expert_index = torch.argmax(router_probs, dim=-1); top_1_mask = one_hot(...)
-  const auto [top_1_expert_index, top_1_mask_0] = expert_choice(f, "top_1_expert_index", "top_1_mask", router_probs);
+  const TorchArgmaxChoice top_1 = torch_argmax_choice(f, "top_1_expert_index", "top_1_mask", router_probs);
+  const Tensor* top_1_expert_index = top_1.index;
   const Tensor* logits = &router_logits;
   if (hp.second_expert_policy == "sampling") {
     // router_logits += Gumbel(0, 1).rsample(router_logits.shape): in place, in training and evaluation.
@@ -157,11 +149,11 @@ void hf_nllb_top2(Frame& f, const HfNllbTop2Hparams& hp) {
   }
   // logits_except_top_1 = router_logits.masked_fill(top_1_mask.bool(), float("-inf"))
   const Tensor& logits_except_top_1 =
-      f.step("logits_except_top_1", {logits, top_1_mask_0}, ops::masked_fill_neg_inf(*logits, *top_1_mask_0));
-  const auto [top_2_expert_index, top_2_mask_0] =
-      expert_choice(f, "top_2_expert_index", "top_2_mask", logits_except_top_1);
-  const Tensor* top_1_mask = top_1_mask_0;
-  const Tensor* top_2_mask = top_2_mask_0;
+      f.step("logits_except_top_1", {logits, top_1.mask}, ops::masked_fill_neg_inf(*logits, *top_1.mask));
+  const TorchArgmaxChoice top_2 = torch_argmax_choice(f, "top_2_expert_index", "top_2_mask", logits_except_top_1);
+  const Tensor* top_2_expert_index = top_2.index;
+  const Tensor* top_1_mask = top_1.mask;
+  const Tensor* top_2_mask = top_2.mask;
   std::pair<const Tensor*, const Tensor*> max_probs{nullptr, nullptr};
   if (hp.normalize_router_prob_before_dropping) max_probs = normalized(f, router_probs, *top_1_mask, *top_2_mask);
   if (hp.second_expert_policy == "random") {

@@ -50,6 +50,16 @@ const Tensor* take_torch_tokens_optional(Frame& frame, const std::string& name, 
 // §4.5). Records the step "logits".
 const Tensor& torch_router_logits(Frame& frame, const Tensor* hidden, bool bias);
 
+// index = torch.argmax(scores, dim=-1) (the first maximum), as the checker
+// forces it (Frame::forced_decision), recorded as `index_name` [G, S]; and
+// mask = F.one_hot(index, E), recorded as `mask_name` [G, S, E].
+struct TorchArgmaxChoice {
+  const Tensor* index = nullptr;
+  const Tensor* mask = nullptr;
+};
+TorchArgmaxChoice torch_argmax_choice(Frame& frame, const std::string& index_name, const std::string& mask_name,
+                                      const Tensor& scores);
+
 // One rank of a per-token dispatch, each [G, S] int32: the expert chosen and
 // whether the token is sent to it (0 or 1).
 struct TorchTokenRank {
