@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "moeref/ops/deepspeed_gating.hpp"
+#include "moeref/ops/torch_routing.hpp"
 
 namespace moeref::ops {
 
@@ -42,6 +43,12 @@ NormalizedGates normalize_top2_gates(const Tensor& gates1_s, const Tensor& gates
     out.gates2_s.f32[t] = gates2_s.f32[t] / out.denom_s.f32[t];
   }
   return out;
+}
+
+Tensor bpr_importance_scores(const Tensor& probs) {
+  Tensor scores = torch_max_over_last(probs);
+  for (float& score : scores.f32) score = -1.0f * score;
+  return scores;
 }
 
 namespace {

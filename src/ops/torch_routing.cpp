@@ -47,6 +47,25 @@ Tensor torch_mean_over_s(const Tensor& x) {
   return mean;
 }
 
+Tensor torch_max_over_last(const Tensor& values) {
+  const int64_t E = values.shape.back();
+  Tensor out =
+      Tensor::float32({values.dims.begin(), values.dims.end() - 1}, {values.shape.begin(), values.shape.end() - 1});
+  for (size_t r = 0; r < out.f32.size(); ++r) {
+    const float* row = values.f32.data() + r * static_cast<size_t>(E);
+    float best = row[0];
+    for (int64_t e = 1; e < E; ++e) best = row[e] > best ? row[e] : best;
+    out.f32[r] = best;
+  }
+  return out;
+}
+
+Tensor torch_not_bool(const Tensor& mask) {
+  Tensor out = Tensor::int32(mask.dims, mask.shape);
+  for (size_t i = 0; i < out.i32.size(); ++i) out.i32[i] = mask.f32[i] != 0.0f ? 0 : 1;
+  return out;
+}
+
 Tensor torch_mask_rows(const Tensor& mask, const Tensor& keep) {
   const int64_t E = mask.shape.back();
   Tensor out = Tensor::int32(mask.dims, mask.shape);

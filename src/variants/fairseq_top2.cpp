@@ -25,6 +25,7 @@
 #include "moeref/frame/forced_choice.hpp"
 #include "moeref/frame/mtf_expert_layer.hpp"
 #include "moeref/frame/routing_index_form.hpp"
+#include "moeref/layers/fairseq_top2_gating.hpp"
 #include "moeref/layers/torch_tokens.hpp"
 #include "moeref/ops/dispatch_tensor.hpp"
 #include "moeref/ops/gshard_sampling.hpp"
@@ -142,28 +143,15 @@ Gated top2gating(Frame& f, const FairseqTop2Hparams& hp, const Tensor& logits, c
     // mask2 = mask2 * sampled.repeat(num_experts, 1).transpose(1, 0)
     mask2 = &f.step("mask2_sampled", {mask2, sampled}, ops::torch_mask_rows(*mask2, sampled));
   }
-  if (input_mask != nullptr) {
-    // nonpadding = ~input_mask; mask1 *= nonpadding; mask2 *= nonpadding
-    Tensor nonpadding = Tensor::int32({"G", "S"}, {G, S});
-    for (size_t t = 0; t < nonpadding.i32.size(); ++t) nonpadding.i32[t] = input_mask->f32[t] != 0.0f ? 0 : 1;
-    const Tensor& kept = f.step("nonpadding", {input_mask}, std::move(nonpadding));
-    mask1 = &f.step("mask1_nonpadding", {mask1, kept}, ops::torch_mask_rows(*mask1, kept));
-    mask2 = &f.step("mask2_nonpadding", {mask2, kept}, ops::torch_mask_rows(*mask2, kept));
-  }
-  // importance_scores = -1 * gates.max(dim=1)[0] (batch_prioritized_routing); locations1, locations2
-  const Tensor* importance_scores = nullptr;
-  if (hp.batch_prioritized_routing) {
-    Tensor scores = Tensor::float32({"G", "S"}, {G, S});
-    for (int64_t t = 0; t < G * S; ++t) {
-      float best = gates.f32[static_cast<size_t>(t * E)];
-      for (int64_t e = 1; e < E; ++e) best = std::max(best, gates.f32[static_cast<size_t>(t * E + e)]);
-      scores.f32[static_cast<size_t>(t)] = -1.0f * best;
-    }
-    importance_scores = &f.step("importance_scores", {gates}, std::move(scores));
-  }
-  auto [locations1_v, locations2_v] = ops::top2_locations(*mask1, *mask2, importance_scores);
-  const Tensor& locations1 = f.step("locations1", {mask1, importance_scores}, std::move(locations1_v));
-  const Tensor& locations2 = f.step("locations2", {mask2, mask1, importance_scores}, std::move(locations2_v));
+  // if input_mask is not None: nonpadding = ~input_mask; mask1 *= nonpadding; mask2 *= nonpadding.
+  // importance_scores = -1 * gates.max(dim=1)[0] (batch_prioritized_routing); locations1, locations2.
+  const FairseqTop2Locations placed =
+      fairseq_top2_locations(f, {"nonpadding", "mask1_nonpadding", "mask2_nonpadding"}, *mask1, *mask2, input_mask,
+                             hp.batch_prioritized_routing ? &gates : nullptr);
+  mask1 = placed.mask1;
+  mask2 = placed.mask2;
+  const Tensor& locations1 = *placed.locations1;
+  const Tensor& locations2 = *placed.locations2;
 
   // me = torch.mean(gates, dim=0); ce = torch.mean(mask1, dim=0) (after padding, before capacity);
   // l_aux = torch.mean(me * ce) * num_experts * num_experts

@@ -27,6 +27,7 @@
 #include "moeref/frame/define_variant.hpp"
 #include "moeref/frame/forced_choice.hpp"
 #include "moeref/frame/routing_index_form.hpp"
+#include "moeref/layers/fairseq_top2_gating.hpp"
 #include "moeref/layers/hf_router_hparams.hpp"
 #include "moeref/layers/torch_tokens.hpp"
 #include "moeref/ops/fairseq_top2.hpp"
@@ -170,28 +171,16 @@ void hf_nllb_top2(Frame& f, const HfNllbTop2Hparams& hp) {
     // top_2_mask = top_2_mask * sampled.repeat(self.num_experts, 1).transpose(1, 0)
     top_2_mask = &f.step("top_2_mask_sampled", {top_2_mask, sampled}, ops::torch_mask_rows(*top_2_mask, sampled));
   }
-  if (padding_mask != nullptr && !hp.router_ignore_padding_tokens) {
-    // non_padding = ~padding_mask.bool(); both masks *= non_padding
-    Tensor non_padding = Tensor::int32({"G", "S"}, {G, S});
-    for (size_t t = 0; t < non_padding.i32.size(); ++t) non_padding.i32[t] = padding_mask->f32[t] != 0.0f ? 0 : 1;
-    const Tensor& kept = f.step("non_padding", {padding_mask}, std::move(non_padding));
-    top_1_mask = &f.step("top_1_mask_nonpadding", {top_1_mask, kept}, ops::torch_mask_rows(*top_1_mask, kept));
-    top_2_mask = &f.step("top_2_mask_nonpadding", {top_2_mask, kept}, ops::torch_mask_rows(*top_2_mask, kept));
-  }
-  // importance_scores = -1 * router_probs.max(dim=1)[0] (batch_prioritized_routing), then the locations.
-  const Tensor* importance_scores = nullptr;
-  if (hp.batch_prioritized_routing) {
-    Tensor scores = Tensor::float32({"G", "S"}, {G, S});
-    for (int64_t t = 0; t < G * S; ++t) {
-      float best = router_probs.f32[static_cast<size_t>(t * E)];
-      for (int64_t e = 1; e < E; ++e) best = std::max(best, router_probs.f32[static_cast<size_t>(t * E + e)]);
-      scores.f32[static_cast<size_t>(t)] = -1.0f * best;
-    }
-    importance_scores = &f.step("importance_scores", {router_probs}, std::move(scores));
-  }
-  auto [locations1_v, locations2_v] = ops::top2_locations(*top_1_mask, *top_2_mask, importance_scores);
-  const Tensor& locations1 = f.step("locations1", {top_1_mask, importance_scores}, std::move(locations1_v));
-  const Tensor& locations2 = f.step("locations2", {top_2_mask, top_1_mask, importance_scores}, std::move(locations2_v));
+  // if padding_mask is not None and not self.router_ignore_padding_tokens: non_padding =
+  // ~padding_mask.bool(); both masks *= non_padding. importance_scores = -1 *
+  // router_probs.max(dim=1)[0] (batch_prioritized_routing); locations1, locations2.
+  const FairseqTop2Locations placed = fairseq_top2_locations(
+      f, {"non_padding", "top_1_mask_nonpadding", "top_2_mask_nonpadding"}, *top_1_mask, *top_2_mask,
+      hp.router_ignore_padding_tokens ? nullptr : padding_mask, hp.batch_prioritized_routing ? &router_probs : nullptr);
+  top_1_mask = placed.mask1;
+  top_2_mask = placed.mask2;
+  const Tensor& locations1 = *placed.locations1;
+  const Tensor& locations2 = *placed.locations2;
 
   // The capacity: ceil(fraction * nb_tokens) when evaluating with fraction > 0, else the config's
   // expert_capacity, or 2 * ceil(nb_tokens / num_experts) when it is None.

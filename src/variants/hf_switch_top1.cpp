@@ -144,12 +144,8 @@ RouterOutputs top1_router(Frame& f, const HfSwitchTop1Hparams& hp, const Tensor*
   out.router_mask = &router_mask;
   // router_probs = torch.max(router_probs, dim=-1).values.unsqueeze(-1): the top-1 probability,
   // kept for dropped tokens too.
-  Tensor& probs_max = f.float32_step("router_probs_max", {router_probs}, {"G", "S"});  // [G, S]
-  for (int64_t t = 0; t < G * S; ++t) {
-    float best = router_probs.f32[static_cast<size_t>(t * E)];
-    for (int64_t e = 1; e < E; ++e) best = std::max(best, router_probs.f32[static_cast<size_t>(t * E + e)]);
-    probs_max.f32[static_cast<size_t>(t)] = best;
-  }
+  const Tensor& probs_max =
+      f.step("router_probs_max", {router_probs}, ops::torch_max_over_last(router_probs));  // [G, S]
   out.router_probs = &probs_max;
   // moeref's addition for the index form: the slot the token's priority names.
   Tensor& position = f.int32_step("position_in_expert", {token_priority, out.expert_index}, {"G", "S"});

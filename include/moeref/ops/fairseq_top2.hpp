@@ -32,6 +32,10 @@ struct NormalizedGates {
 };
 NormalizedGates normalize_top2_gates(const Tensor& gates1_s, const Tensor& gates2_s);
 
+// importance_scores = -1 * probs.max(dim=1)[0] (batch_prioritized_routing):
+// float32 [G, S, E] -> [G, S].
+Tensor bpr_importance_scores(const Tensor& probs);
+
 // The slots of both ranks. Without an importance order: locations1 =
 // cumsum(mask1, dim=0) - 1; locations2 = cumsum(mask2, dim=0) - 1 +
 // sum(mask1, dim=0). With batch_prioritized_routing, `importance_scores`

@@ -27,6 +27,12 @@ Tensor torch_mean_over_s(const Tensor& x);
 // (`mask * sampled.repeat(E, 1).transpose(1, 0)`, `mask * non_padding.unsqueeze(-1)`).
 Tensor torch_mask_rows(const Tensor& mask, const Tensor& keep);
 
+// torch.max(values, dim=-1).values of a float32 [..., E] -> [...].
+Tensor torch_max_over_last(const Tensor& values);
+
+// ~mask.bool() of a float32 mask [...] (nonzero = true): int32 1 where the mask is 0.
+Tensor torch_not_bool(const Tensor& mask);
+
 // torch.sum(values * mask, dim=-1) of two int32 [..., E] tensors -> int32 [...].
 Tensor torch_sum_where(const Tensor& values, const Tensor& mask);
 
