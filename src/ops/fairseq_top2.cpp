@@ -72,19 +72,23 @@ Tensor locations_in_order(const Tensor& mask, const std::vector<int64_t>& order,
 
 }  // namespace
 
-std::pair<Tensor, Tensor> top2_locations(const Tensor& mask1, const Tensor& mask2, const Tensor* importance_scores) {
-  const int64_t S = mask1.shape[1], E = mask1.shape[2];
+Tensor rank_locations(const Tensor& mask, const Tensor* importance_scores) {
+  const int64_t S = mask.shape[1];
   std::vector<int64_t> order(static_cast<size_t>(S));
   std::iota(order.begin(), order.end(), 0);
   if (importance_scores != nullptr) {
-    // importance_scores.argsort(dim=0): ascending, equal scores in token order (stable).
+    // importance_scores.argsort(dim=0): ascending, equal scores in token order (stable; G = 1).
     std::stable_sort(order.begin(), order.end(), [importance_scores](int64_t a, int64_t b) {
       return importance_scores->f32[static_cast<size_t>(a)] < importance_scores->f32[static_cast<size_t>(b)];
     });
   }
-  const bool times_mask = importance_scores != nullptr;
-  Tensor locations1 = locations_in_order(mask1, order, times_mask);
-  Tensor locations2 = locations_in_order(mask2, order, times_mask);
+  return locations_in_order(mask, order, importance_scores != nullptr);
+}
+
+std::pair<Tensor, Tensor> top2_locations(const Tensor& mask1, const Tensor& mask2, const Tensor* importance_scores) {
+  const int64_t S = mask1.shape[1], E = mask1.shape[2];
+  Tensor locations1 = rank_locations(mask1, importance_scores);
+  Tensor locations2 = rank_locations(mask2, importance_scores);
   // locations2 += torch.sum(mask1, dim=0, keepdim=True), group by group.
   for (int64_t g = 0; g < mask1.shape[0]; ++g) {
     for (int64_t e = 0; e < E; ++e) {

@@ -17,7 +17,8 @@
   ROW(deepspeed_top2)        \
   ROW(deepspeed_topk)        \
   ROW(hf_nllb_top2)          \
-  ROW(fairseq_top2)
+  ROW(fairseq_top2)          \
+  ROW(tutel_topk)
 
 namespace moeref {
 

@@ -36,6 +36,11 @@ NormalizedGates normalize_top2_gates(const Tensor& gates1_s, const Tensor& gates
 // float32 [G, S, E] -> [G, S].
 Tensor bpr_importance_scores(const Tensor& probs);
 
+// One rank's slots: cumsum(mask, dim=0) - 1, or with `importance_scores`
+// (batch_prioritized_routing) (cumsum(sorted) - 1) * sorted mapped back to token
+// order (compute_sorted_location). -> int32 [G, S, E].
+Tensor rank_locations(const Tensor& mask, const Tensor* importance_scores);
+
 // The slots of both ranks. Without an importance order: locations1 =
 // cumsum(mask1, dim=0) - 1; locations2 = cumsum(mask2, dim=0) - 1 +
 // sum(mask1, dim=0). With batch_prioritized_routing, `importance_scores`
