@@ -18,7 +18,8 @@
   ROW(deepspeed_topk)        \
   ROW(hf_nllb_top2)          \
   ROW(fairseq_top2)          \
-  ROW(tutel_topk)
+  ROW(tutel_topk)            \
+  ROW(megablocks_dropless)
 
 namespace moeref {
 
