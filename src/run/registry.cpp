@@ -19,7 +19,8 @@
   ROW(hf_nllb_top2)          \
   ROW(fairseq_top2)          \
   ROW(tutel_topk)            \
-  ROW(megablocks_dropless)
+  ROW(megablocks_dropless)   \
+  ROW(praxis_topk)
 
 namespace moeref {
 
