@@ -1,9 +1,13 @@
 #include "moeref/atomic_file.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -24,6 +28,31 @@ void write_in_place(const std::string& path, const std::string& contents) {
   if (!out) throw InputError("output file " + path + ": cannot write it");
 }
 
+// Creates PATH.tmp.XXXXXX beside `path` with mode 0666, which the kernel reduces by the
+// process umask, so the final file gets the permissions any other new file would (0644
+// under umask 022). mkstemp would create it 0600, and rename keeps that mode. Returns the
+// open descriptor and sets `tmp_path`; -1 with errno set when no name could be created.
+int create_temporary_beside(const std::string& path, std::string& tmp_path) {
+  static std::atomic<uint64_t> counter{0};
+  constexpr char kLetters[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  constexpr uint64_t kLetterCount = sizeof(kLetters) - 1;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    // Unique within this process by the counter; across processes by the pid and the clock.
+    uint64_t bits = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    bits ^= (static_cast<uint64_t>(::getpid()) << 32) ^ (counter.fetch_add(1) * 0x9E3779B97F4A7C15ull);
+    std::string suffix;
+    for (int i = 0; i < 6; ++i) {
+      suffix += kLetters[bits % kLetterCount];
+      bits /= kLetterCount;
+    }
+    tmp_path = path + ".tmp." + suffix;
+    const int fd = ::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd >= 0 || errno != EEXIST) return fd;
+  }
+  errno = EEXIST;
+  return -1;
+}
+
 }  // namespace
 
 void write_file_atomically(const std::string& path, const std::string& contents) {
@@ -33,8 +62,8 @@ void write_file_atomically(const std::string& path, const std::string& contents)
     write_in_place(path, contents);
     return;
   }
-  std::string tmp_template = path + ".tmp.XXXXXX";
-  int fd = mkstemp(tmp_template.data());
+  std::string tmp_path;
+  const int fd = create_temporary_beside(path, tmp_path);
   if (fd < 0) {
     throw InputError("output file " + path + ": cannot create a temporary file beside it (" + std::strerror(errno) +
                      ")");
@@ -53,9 +82,9 @@ void write_file_atomically(const std::string& path, const std::string& contents)
     left -= static_cast<size_t>(written);
   }
   if (::close(fd) != 0) ok = false;
-  if (!ok || std::rename(tmp_template.c_str(), path.c_str()) != 0) {
+  if (!ok || std::rename(tmp_path.c_str(), path.c_str()) != 0) {
     std::string reason = std::strerror(errno);
-    std::remove(tmp_template.c_str());
+    std::remove(tmp_path.c_str());
     throw InputError("output file " + path + ": cannot write it (" + reason + ")");
   }
 }

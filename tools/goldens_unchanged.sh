@@ -14,6 +14,10 @@ status=0
 for config in "$repo"/golden/*/cases/*.config.json; do
   variant="$(basename "$(dirname "$(dirname "$config")")")"
   name="$(basename "$config" .config.json)"
+  if ! git -C "$repo" cat-file -e "$rev:golden/$variant/$name.trace.json" 2>/dev/null; then
+    echo "new     $variant/$name (no golden at $rev)"
+    continue
+  fi
   OMP_NUM_THREADS=1 "$moeref" run "$config" -o "$scratch/new.json" >/dev/null
   git -C "$repo" show "$rev:golden/$variant/$name.trace.json" >"$scratch/old.json"
   if python3 - "$scratch/old.json" "$scratch/new.json" <<'PY'; then

@@ -5,9 +5,13 @@
 
 namespace moeref {
 
-// Writes `contents` to a temporary file next to `path`, then renames it over
-// `path`. On any failure the temporary file is removed and an InputError is
-// thrown; `path` is then untouched.
+// Writes `contents` to a temporary file next to `path` (PATH.tmp.XXXXXX), then
+// renames it over `path`. On any failure the temporary file is removed and an
+// InputError is thrown; `path` is then untouched. A process killed mid-write leaves
+// `path` as it was (absent, or the previous complete file) and the temporary file
+// behind. The new file has mode 0666 & ~umask, like any other file the process
+// creates. The data is not fsync'ed: the guarantee is against the process dying,
+// not against the machine losing power.
 void write_file_atomically(const std::string& path, const std::string& contents);
 
 // Reads a whole file; throws InputError naming the path when it cannot.

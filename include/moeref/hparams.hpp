@@ -23,9 +23,10 @@ enum class HparamKind {
   kBool,
   kInt,
   kFloat,
-  kString,      // one of `choices`
-  kStringList,  // one of `choices`, or a non-empty list of them (mtf activations)
-  kIntList,     // a list of integers, possibly empty, each within the bounds (lingvo expert_padding_idx)
+  kString,       // one of `choices`
+  kStringList,   // one of `choices`, or a non-empty list of them (mtf activations)
+  kIntList,      // a list of integers, possibly empty, each within the bounds (lingvo expert_padding_idx)
+  kFloatOrList,  // a finite number, or a non-empty list of them, each within the bounds (st-moe threshold_train)
 };
 
 // When the source reads the hyperparameter.
@@ -41,8 +42,8 @@ struct HparamSpec {
   nlohmann::json default_value;      // null when the default is "not set"
   bool nullable = false;             // null is an allowed value ("not set")
   std::vector<std::string> choices;  // kString / kStringList
-  std::optional<double> min_value;   // inclusive; kInt / kFloat / kIntList items
-  std::optional<double> max_value;   // inclusive; kInt / kFloat / kIntList items
+  std::optional<double> min_value;   // inclusive; kInt / kFloat / kIntList / kFloatOrList items
+  std::optional<double> max_value;   // inclusive; kInt / kFloat / kIntList / kFloatOrList items
   std::string meaning;               // one sentence for `moeref variants ID`
   HparamMode mode = HparamMode::kAlways;
   std::string cited_source;               // where the source reads it: "moe.py: _top_2_gating"

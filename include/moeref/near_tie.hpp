@@ -47,6 +47,15 @@ struct NearTieQuery {
 // candidate's choice is not an index in [0, n).
 std::optional<NearTie> top_1_near_tie(const NearTieQuery& query, const std::string& scores_step);
 
+// One rank of a top-k choice: the query's step holds an expert index per rank
+// and row, rank-major [K, rows...] (`rank_major`, st-moe's `gate_indices`) or
+// rank-last [rows..., K] (flaxformer's `expert_index`), over the scores of
+// `scores_step` [rows..., n]. Margin: the reference's chosen score minus the
+// candidate's, with the tolerance of `scores_step` at the chosen score. nullopt
+// when the candidate's choice is not an index in [0, n).
+std::optional<NearTie> ranked_choice_near_tie(const NearTieQuery& query, const std::string& scores_step,
+                                              bool rank_major);
+
 // A keep decision `uniform < bound(gate)` (a random second-expert policy):
 // |uniform - bound(gate)|, with the tolerance of `gate_step` at gate times
 // `slope` (how fast the bound moves with the gate). `bound_text` names the bound

@@ -34,6 +34,13 @@ std::optional<Trace> with_dense_routing(const Trace& golden, const Trace& candid
     fail_input("candidate routing_expert/routing_slot/routing_weight", expert->shape_string(),
                "three [G, S, K] tensors: int32, int32, float32");
   }
+  // The dense form is [G, S, E, C] with G and S the candidate's and E, C the golden's: a
+  // candidate with other G, S would not match anyway, and could ask for a huge tensor.
+  if (expert->shape[0] != golden_combine->shape[0] || expert->shape[1] != golden_combine->shape[1]) {
+    fail_input("candidate routing_expert", expert->shape_string(),
+               "[G, S, K] with G=" + std::to_string(golden_combine->shape[0]) +
+                   " and S=" + std::to_string(golden_combine->shape[1]) + ", as in the golden's combine_tensor");
+  }
   Trace derived = candidate;
   Tensor combine, dispatch;
   ops::dense_from_index_form(*expert, *slot, *weight, golden_combine->shape[2], golden_combine->shape[3], combine,

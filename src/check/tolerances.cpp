@@ -17,7 +17,11 @@ namespace {
 // they get a wider default than elementwise steps.
 bool is_matrix_product(const std::string& step) {
   static const std::set<std::string> steps = {
-      "logits", "expert_inputs", "expert_hidden", "expert_hidden_dropout", "expert_outputs", "outputs"};
+      "logits", "expert_inputs", "expert_hidden", "expert_hidden_dropout", "expert_outputs", "outputs",
+      // stmoe_topn: the router, the experts' and SparseMoEBlock's GEGLU feed-forwards, the combine einsum.
+      "gate_logits", "expert_hidden_x", "expert_hidden_gate", "expert_geglu", "output", "ff_before_hidden_x",
+      "ff_before_hidden_gate", "ff_before_geglu", "ff_before_output", "ff_after_hidden_x", "ff_after_hidden_gate",
+      "ff_after_geglu", "ff_after_output"};
   return steps.count(step) > 0;
 }
 

@@ -42,6 +42,12 @@ void add_variants_command(CLI::App& app, int& exit_code) {
         for (const std::string& alias : hparam.aliases) names += (names.empty() ? "" : ", ") + alias;
         std::cout << "      also called: " << names << "\n";
       }
+      if (!hparam.renamed_from.empty()) {
+        std::string names;
+        for (const std::string& old_name : hparam.renamed_from) names += (names.empty() ? "" : ", ") + old_name;
+        std::cout << "      old name (accepted with a warning): " << names << ", renamed in " << hparam.renamed_when
+                  << "\n";
+      }
     }
   });
 }

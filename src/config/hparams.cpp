@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "moeref/error.hpp"
 
@@ -68,6 +70,40 @@ std::string did_you_mean(const std::vector<HparamSpec>& specs, const std::string
   return "";
 }
 
+// mtf's MoE1D picks its gating function by the hparam moe_gating; moeref picks
+// it by the config's "variant". The string "switch" changed meaning in
+// tensorflow/mesh b1b5364 (top-k no-token-left-behind before, top-1 Switch
+// after), so an old config must not be silently read as the new one: every
+// moe_gating is refused, with the variant it stands for. Empty for other names.
+std::string gating_selector_hint(const std::string& name, const nlohmann::json& value) {
+  if (name != "moe_gating") return "";
+  const std::string given = value.is_string() ? value.get<std::string>() : "";
+  const std::string head =
+      "no moe_gating: moeref selects Mesh TensorFlow's gating function by the config's "
+      "\"variant\", not by an hparam; ";
+  if (given == "switch") {
+    return head +
+           "and \"switch\" is ambiguous: since tensorflow/mesh b1b5364 (2021-01-19, \"Clarify names within Mesh "
+           "Tensorflow\") it selects _switch_gating, top-1 (variant mtf_switch; called rand_1 before), but before "
+           "that commit it selected the top-k no-token-left-behind gating now named _ntlb_gating (variant mtf_ntlb; "
+           "its switch_top_k is now ntlb_top_k). Set \"variant\" to the one the config was written for and remove "
+           "moe_gating";
+  }
+  const std::vector<std::pair<std::string, std::string>> variants = {{"top_2", "mtf_top2"},
+                                                                     {"rand_1", "mtf_switch"},
+                                                                     {"ntlb", "mtf_ntlb"},
+                                                                     {"switch_max", "mtf_switch_max"},
+                                                                     {"expert_selection", "mtf_expert_selection"}};
+  for (const auto& [gating, variant] : variants) {
+    if (given == gating)
+      return head + "moe_gating=\"" + gating + "\" is variant \"" + variant + "\"; remove moe_gating";
+  }
+  return head +
+         "moe_gating top_2, switch (since b1b5364; rand_1 before), ntlb (since b1b5364; switch before), "
+         "switch_max and expert_selection are the variants mtf_top2, mtf_switch, mtf_ntlb, mtf_switch_max and "
+         "mtf_expert_selection";
+}
+
 }  // namespace
 
 void check_hparam_value(const HparamSpec& spec, const nlohmann::json& value) {
@@ -114,6 +150,17 @@ void check_hparam_value(const HparamSpec& spec, const nlohmann::json& value) {
         }
       }
       return;
+    case HparamKind::kFloatOrList: {
+      auto allowed_number = [&](const nlohmann::json& item) {
+        return item.is_number() && std::isfinite(item.get<double>()) && !outside_bounds(spec, item.get<double>());
+      };
+      if (allowed_number(value)) return;
+      if (!value.is_array() || value.empty()) fail_input(field, value_text(value), describe_allowed(spec));
+      for (const nlohmann::json& item : value) {
+        if (!allowed_number(item)) fail_input(field, value_text(value), describe_allowed(spec));
+      }
+      return;
+    }
   }
 }
 
@@ -194,6 +241,16 @@ std::string describe_allowed(const HparamSpec& spec) {
     case HparamKind::kStringList:
       text = "one of " + join(spec.choices, ", ") + ", or a non-empty list of them";
       break;
+    case HparamKind::kFloatOrList: {
+      std::string bounds;
+      if (spec.min_value && spec.max_value) {
+        bounds = " in [" + number_text(*spec.min_value, false) + ", " + number_text(*spec.max_value, false) + "]";
+      } else if (spec.min_value) {
+        bounds = " >= " + number_text(*spec.min_value, false);
+      }
+      text = "a finite number" + bounds + ", or a non-empty list of them";
+      break;
+    }
     case HparamKind::kIntList:
       text = "a list (possibly empty) of integers";
       if (spec.min_value && spec.max_value) {
@@ -237,6 +294,8 @@ nlohmann::json resolve_hparams(const std::vector<HparamSpec>& specs, const nlohm
         continue;
       }
       if (found == nullptr) {
+        const std::string selector_hint = gating_selector_hint(it.key(), it.value());
+        if (!selector_hint.empty()) fail_input("hparams." + it.key(), value_text(it.value()), selector_hint);
         std::vector<std::string> names;
         for (const HparamSpec& spec : specs) names.push_back(spec.name);
         fail_input("hparams." + it.key(), "an unknown hyperparameter",

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "moeref/error.hpp"
 #include "moeref/near_tie.hpp"
 
 namespace moeref {
@@ -24,9 +25,23 @@ std::string lower(std::string text) {
 
 }  // namespace
 
-bool NearTieQuery::train() const { return reference.config.value("train", true); }
+bool NearTieQuery::train() const {
+  const nlohmann::json& config = reference.config;
+  if (!config.is_object() || !config.contains("train")) return true;
+  if (!config["train"].is_boolean()) fail_input("golden trace: config.train", config["train"].dump(), "true or false");
+  return config["train"].get<bool>();
+}
 
-int64_t NearTieQuery::dim(const char* letter) const { return reference.config.at("dims").at(letter).get<int64_t>(); }
+int64_t NearTieQuery::dim(const char* letter) const {
+  const nlohmann::json& config = reference.config;
+  const bool given = config.is_object() && config.contains("dims") && config["dims"].is_object() &&
+                     config["dims"].contains(letter) && config["dims"][letter].is_number_integer();
+  if (!given) {
+    fail_input(std::string("golden trace: config.dims.") + letter, "missing or not an integer",
+               "the resolved dims of the run that made the golden (moeref writes every one)");
+  }
+  return config["dims"][letter].get<int64_t>();
+}
 
 std::string float_text(double value) {
   char buffer[40];
@@ -52,6 +67,32 @@ std::optional<NearTie> top_1_near_tie(const NearTieQuery& query, const std::stri
   const std::string letter = scores->dims.empty() ? "i" : lower(scores->dims.back());
   tie.detail = scores_step + ": " + letter + "=" + std::to_string(chosen) + " " + float_text(best) + " vs " + letter +
                "=" + std::to_string(candidate) + " " + float_text(other);
+  return tie;
+}
+
+std::optional<NearTie> ranked_choice_near_tie(const NearTieQuery& query, const std::string& scores_step,
+                                              bool rank_major) {
+  const Tensor* choices = query.reference.find_step(query.step);
+  const Tensor* scores = query.reference.find_step(scores_step);
+  if (choices == nullptr || choices->dtype != DType::kInt32 || choices->shape.empty() || scores == nullptr ||
+      scores->dtype != DType::kFloat32 || query.flat >= choices->num_elements()) {
+    return std::nullopt;
+  }
+  const int64_t K = rank_major ? choices->shape.front() : choices->shape.back();
+  const int64_t rows = K > 0 ? choices->num_elements() / K : 0;
+  const int64_t n = last_extent(*scores);
+  if (rows <= 0 || scores->num_elements() != rows * n) return std::nullopt;
+  const int64_t row = rank_major ? query.flat % rows : query.flat / K;
+  const int32_t chosen = choices->i32[static_cast<size_t>(query.flat)];
+  const int32_t candidate = query.candidate;
+  if (candidate < 0 || candidate >= n || chosen < 0 || chosen >= n) return std::nullopt;
+  const float best = scores->f32[static_cast<size_t>(row * n + chosen)];
+  const float other = scores->f32[static_cast<size_t>(row * n + candidate)];
+  NearTie tie;
+  tie.margin = static_cast<double>(best) - static_cast<double>(other);
+  tie.tolerance = query.tolerance_for(scores_step).allowed(best);
+  tie.detail = scores_step + " " + scores->named_index(row * n + chosen) + " " + float_text(best) + " vs " +
+               scores->named_index(row * n + candidate) + " " + float_text(other);
   return tie;
 }
 

@@ -5,8 +5,9 @@
 #include "moeref/error.hpp"
 #include "moeref/frame/mtf_expert_layer.hpp"
 #include "moeref/json_number.hpp"
-#include "moeref/ops/mtf_activations.hpp"
+#include "moeref/ops/bfloat16.hpp"
 #include "moeref/ops/elementwise.hpp"
+#include "moeref/ops/mtf_activations.hpp"
 #include "moeref/ops/praxis_grouping.hpp"
 #include "moeref/ops/router.hpp"
 
@@ -71,8 +72,15 @@ void praxis_moe_layer(Frame& f, const PraxisLayerHparams& hp, const PraxisGating
       logits_given ? nullptr
                    : &inputs.float_input("router_weights", {"M", "E"}, {M, E}, -uniform_scale(M), uniform_scale(M));
   const Tensor* paddings = inputs.optional_input("paddings", token_dims, token_shape);
+  const bool bfloat16 = hp.fprop_dtype == "bfloat16";
   for (size_t i = 0; paddings != nullptr && i < paddings->f32.size(); ++i) {
     const float p = paddings->f32[i];
+    if (bfloat16 && p != 0.0f && p != 1.0f) {
+      std::string value;
+      append_float32(value, p);
+      fail_input("inputs.paddings" + paddings->named_index(static_cast<int64_t>(i)), value,
+                 "0 or 1 with fprop_dtype bfloat16 (fractional paddings in bfloat16 are not modelled)");
+    }
     if (!(p >= 0.0f && p <= 1.0f)) {
       std::string value;
       append_float32(value, p);
@@ -88,7 +96,21 @@ void praxis_moe_layer(Frame& f, const PraxisLayerHparams& hp, const PraxisGating
   const Tensor* reshaped_paddings =
       paddings ? &f.step("paddings", {paddings}, grouped(*paddings, {"G", "S"}, {G, S})) : nullptr;
   // logits = jnp.einsum('gsm,me->gse', reshaped_inputs, self.theta.gate), then .astype(float32).
-  const Tensor* logits = logits_given ? &f.step("logits", {logits_given}, *logits_given) : nullptr;
+  auto in_fprop_dtype = [&](const Tensor& tensor) {
+    Tensor out = tensor;
+    for (float& v : out.f32) v = bfloat16 ? ops::round_to_bfloat16(v) : v;
+    return out;
+  };
+  const Tensor* logits = logits_given ? &f.step("logits", {logits_given}, in_fprop_dtype(*logits_given)) : nullptr;
+  if (logits == nullptr && bfloat16) {
+    // fprop_dtype bfloat16: the activations and self.theta.gate are bfloat16, the einsum's
+    // result is bfloat16; top2_gating_on_logits then converts it to float32 (exactly).
+    const Tensor& inputs_bf16 = f.step("inputs_bfloat16", {reshaped_inputs}, in_fprop_dtype(*reshaped_inputs));
+    const Tensor& gate_bf16 = f.step("router_weights_bfloat16", {gate}, in_fprop_dtype(*gate));  // [M, E]
+    Tensor& computed = f.float32_step("logits", {inputs_bf16, gate_bf16}, {"G", "S", "E"});      // [G, S, E]
+    ops::bfloat16_matmul(inputs_bf16.f32.data(), gate_bf16.f32.data(), G * S, M, E, computed.f32.data());
+    logits = &computed;
+  }
   if (logits == nullptr) {
     Tensor& computed = f.float32_step("logits", {reshaped_inputs, gate}, {"G", "S", "E"});  // [G, S, E]
     ops::router_logits(reshaped_inputs->f32.data(), gate->f32.data(), G * S, M, E, computed.f32.data());

@@ -15,7 +15,7 @@ namespace {
 // stops a typo from asking for terabytes.
 constexpr int64_t kMaxDimExtent = 1 << 24;
 
-const char* const kDimLetters[] = {"B", "L", "G", "S", "E", "C", "M", "H", "N"};
+const char* const kDimLetters[] = {"B", "L", "G", "S", "E", "C", "M", "H", "N", "K", "F"};
 
 std::string registered_ids() {
   std::string out;
@@ -32,7 +32,7 @@ std::map<std::string, int64_t> read_dims(const nlohmann::json& dims) {
   for (auto it = dims.begin(); it != dims.end(); ++it) {
     bool known = false;
     for (const char* letter : kDimLetters) known = known || it.key() == letter;
-    if (!known) fail_input("dims." + it.key(), "an unknown dim", "B, L, G, S, E, C, M, H, N");
+    if (!known) fail_input("dims." + it.key(), "an unknown dim", "B, L, G, S, E, C, M, H, N, K, F");
     // C may be 0 (a capacity rule can give 0); every other extent is at least 1.
     const int64_t minimum = it.key() == "C" ? 0 : 1;
     const std::string allowed =

@@ -29,13 +29,44 @@ double float32_exact_double(double value, const std::string& text) {
   return value;
 }
 
+// Deeper nesting than this is refused: copying, comparing and printing a JSON value
+// recurse once per level, and a document nested 200000 deep overflowed the stack.
+// Traces and configs nest 5 levels deep; a backend's generator record may add a few.
+constexpr int kMaxJsonDepth = 256;
+
+// The DOM parser, with every float exact (above) and the depth bounded: start_object and
+// start_array return false past kMaxJsonDepth, which stops sax_parse (too_deep() says why).
 class ExactFloatDomParser : public DomParser {
  public:
   using DomParser::DomParser;
   bool number_float(double value, const std::string& text) {
     return DomParser::number_float(float32_exact_double(value, text), text);
   }
+  bool start_object(std::size_t size) { return deeper() && DomParser::start_object(size); }
+  bool start_array(std::size_t size) { return deeper() && DomParser::start_array(size); }
+  bool end_object() {
+    --depth_;
+    return DomParser::end_object();
+  }
+  bool end_array() {
+    --depth_;
+    return DomParser::end_array();
+  }
+  bool too_deep() const { return too_deep_; }
+
+ private:
+  bool deeper() {
+    too_deep_ = ++depth_ > kMaxJsonDepth;
+    return !too_deep_;
+  }
+  int depth_ = 0;
+  bool too_deep_ = false;
 };
+
+[[noreturn]] void fail_too_deep(const std::string& source_name) {
+  fail_input(source_name, "JSON nested more than " + std::to_string(kMaxJsonDepth) + " levels deep",
+             "at most " + std::to_string(kMaxJsonDepth) + " levels of nested arrays and objects");
+}
 
 // Builds the DOM for everything except "data" arrays, which it collects into
 // `arrays` and replaces by {"$data_array": index}.
@@ -74,6 +105,7 @@ class DataArraySplitter {
   }
   bool key(std::string& name) {
     if (in_data()) return true;
+    if (name == kDataArrayPlaceholder) ++placeholder_keys_;
     pending_data_key_ = name == "data";
     return dom_.key(name);
   }
@@ -113,6 +145,10 @@ class DataArraySplitter {
   bool parse_error(std::size_t position, const std::string& token, const nlohmann::detail::exception& error) {
     return dom_.parse_error(position, token, error);
   }
+  // How many "$data_array" keys the text had. The placeholders end_array adds do not
+  // count; the ones lift_data_arrays wrote into its text do.
+  size_t placeholder_keys() const { return placeholder_keys_; }
+  bool too_deep() const { return dom_.too_deep(); }
 
  private:
   bool in_data() const { return collecting_; }
@@ -138,6 +174,7 @@ class DataArraySplitter {
   bool pending_data_key_ = false;
   bool collecting_ = false;
   int nested_depth_ = 0;
+  size_t placeholder_keys_ = 0;
 };
 
 // JSON number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
@@ -265,7 +302,7 @@ nlohmann::json parse_json_text(const std::string& text, const std::string& sourc
   try {
     nlohmann::json result;
     ExactFloatDomParser parser(result, true);
-    nlohmann::json::sax_parse(text, &parser);
+    if (!nlohmann::json::sax_parse(text, &parser) && parser.too_deep()) fail_too_deep(source_name);
     return result;
   } catch (const nlohmann::json::exception& error) {
     throw InputError(source_name + ": not valid JSON (" + error.what() + ")");
@@ -277,9 +314,12 @@ ParsedDocument parse_json_document(const std::string& text, const std::string& s
   std::string rest;
   if (lift_data_arrays(text, rest, parsed.arrays)) {
     try {
+      const size_t lifted = parsed.arrays.size();
       DataArraySplitter splitter(parsed.doc, parsed.arrays);
-      nlohmann::json::sax_parse(rest, &splitter);
-      return parsed;
+      if (!nlohmann::json::sax_parse(rest, &splitter) && splitter.too_deep()) fail_too_deep(source_name);
+      // One placeholder key per lifted array, and no more arrays: otherwise the text had a
+      // "$data_array" key of its own (rejected below) or a "data" key spelled with escapes.
+      if (splitter.placeholder_keys() == lifted && parsed.arrays.size() == lifted) return parsed;
     } catch (const nlohmann::json::exception&) {
       // Fall through: the general path below reports the error against the original text.
     }
@@ -287,11 +327,18 @@ ParsedDocument parse_json_document(const std::string& text, const std::string& s
   } else {
     parsed.arrays.clear();
   }
+  size_t placeholder_keys = 0;
   try {
     DataArraySplitter splitter(parsed.doc, parsed.arrays);
-    nlohmann::json::sax_parse(text, &splitter);
+    if (!nlohmann::json::sax_parse(text, &splitter) && splitter.too_deep()) fail_too_deep(source_name);
+    placeholder_keys = splitter.placeholder_keys();
   } catch (const nlohmann::json::exception& error) {
     throw InputError(source_name + ": not valid JSON (" + error.what() + ")");
+  }
+  // The reader stands {"$data_array": k} in for the k-th data array: a document may not say it.
+  if (placeholder_keys > 0) {
+    fail_input(source_name + ": a key", std::string("\"") + kDataArrayPlaceholder + "\"",
+               "any key but this one, which moeref's reader reserves");
   }
   return parsed;
 }

@@ -1,4 +1,5 @@
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <string>
 
@@ -17,6 +18,58 @@ constexpr int64_t kMaxTensorElements = int64_t{1} << 31;
 const nlohmann::json& required(const nlohmann::json& object, const char* key, const std::string& field) {
   if (!object.contains(key)) fail_input(field + "." + key, "missing", "a required field");
   return object[key];
+}
+
+// The array that a {"$data_array": k} placeholder, as parse_json_document leaves it, stands
+// for; nullptr for any other value (a hand-written placeholder with a bad index included).
+const DataArray* placeholder_array(const nlohmann::json& value, const DataArrays* arrays) {
+  if (arrays == nullptr || !value.is_object() || value.size() != 1 || !value.contains(kDataArrayPlaceholder)) {
+    return nullptr;
+  }
+  const nlohmann::json& index = value[kDataArrayPlaceholder];
+  if (!index.is_number_unsigned() || index.get<uint64_t>() >= arrays->size()) return nullptr;
+  return &(*arrays)[index.get<size_t>()];
+}
+
+// parse_json_document lifts every array under a "data" key, wherever it is. Outside tensors
+// (a backend's generator, say) the numbers go back into the JSON, as moeref reads any JSON
+// number: integers, or floats rounded to float32, with NaN and infinities as strings.
+nlohmann::json with_data_arrays_restored(const nlohmann::json& value, const DataArrays* arrays,
+                                         const std::string& field) {
+  if (const DataArray* array = placeholder_array(value, arrays)) {
+    if (!array->error.empty()) {
+      fail_input(field, array->error,
+                 "numbers, or \"NaN\", \"Infinity\", \"-Infinity\" (an array under a \"data\" key)");
+    }
+    nlohmann::json numbers = nlohmann::json::array();
+    for (const double item : array->values) {
+      if (std::isnan(item)) {
+        numbers.push_back("NaN");
+      } else if (std::isinf(item)) {
+        numbers.push_back(item > 0 ? "Infinity" : "-Infinity");
+      } else if (array->all_integers && std::fabs(item) < 9.2e18) {
+        numbers.push_back(static_cast<int64_t>(item));
+      } else {
+        numbers.push_back(item);
+      }
+    }
+    return numbers;
+  }
+  if (value.is_object()) {
+    nlohmann::json restored = nlohmann::json::object();
+    for (auto it = value.begin(); it != value.end(); ++it) {
+      restored[it.key()] = with_data_arrays_restored(it.value(), arrays, field + "." + it.key());
+    }
+    return restored;
+  }
+  if (value.is_array()) {
+    nlohmann::json restored = nlohmann::json::array();
+    for (size_t i = 0; i < value.size(); ++i) {
+      restored.push_back(with_data_arrays_restored(value[i], arrays, field + "[" + std::to_string(i) + "]"));
+    }
+    return restored;
+  }
+  return value;
 }
 
 }  // namespace
@@ -44,7 +97,10 @@ void fill_from_data_array(Tensor& tensor, int64_t count, const DataArray& array,
   for (int64_t i = 0; i < count; ++i) {
     const double item = array.values[static_cast<size_t>(i)];
     if (item < std::numeric_limits<int32_t>::min() || item > std::numeric_limits<int32_t>::max()) {
-      fail_input(field + tensor.named_index(i), std::to_string(static_cast<int64_t>(item)), "an int32 integer");
+      // The value may be beyond int64 (an unsigned JSON integer): print the double, not a cast of it.
+      char text[64];
+      std::snprintf(text, sizeof(text), "%.0f", item);
+      fail_input(field + tensor.named_index(i), text, "an int32 integer");
     }
     tensor.i32[static_cast<size_t>(i)] = static_cast<int32_t>(item);
   }
@@ -95,8 +151,8 @@ Tensor tensor_from_json(const nlohmann::json& value, const std::string& field, c
     fail_input(field + ".dtype", dtype.dump(), "\"float32\" or \"int32\"");
   }
   const nlohmann::json& data = required(value, "data", field);
-  if (data.is_object() && data.contains(kDataArrayPlaceholder) && arrays != nullptr) {
-    fill_from_data_array(tensor, count, (*arrays)[data[kDataArrayPlaceholder].get<size_t>()], field);
+  if (const DataArray* array = placeholder_array(data, arrays)) {
+    fill_from_data_array(tensor, count, *array, field);
     return tensor;
   }
   if (!data.is_array() || static_cast<int64_t>(data.size()) != count) {
@@ -142,20 +198,22 @@ Trace trace_from_json(const nlohmann::json& doc, const std::string& source_name,
     fail_input(source_name + ": format_version", version.dump(), std::to_string(kTraceFormatVersion));
   }
   Trace trace;
-  if (doc.contains("generator")) trace.generator = doc["generator"];
+  if (doc.contains("generator"))
+    trace.generator = with_data_arrays_restored(doc["generator"], arrays, source_name + ": generator");
   if (doc.contains("check")) {
     if (!doc["check"].is_object())
       fail_input(source_name + ": check", doc["check"].dump(), "an object {precision, tolerances}");
-    trace.check = doc["check"];
+    trace.check = with_data_arrays_restored(doc["check"], arrays, source_name + ": check");
   }
   if (doc.contains("config")) {
     if (!doc["config"].is_object()) fail_input(source_name + ": config", doc["config"].dump(), "an object");
-    trace.config = doc["config"];
+    trace.config = with_data_arrays_restored(doc["config"], arrays, source_name + ": config");
     if (trace.config.contains("variant") && !trace.config["variant"].is_string()) {
       fail_input(source_name + ": config.variant", trace.config["variant"].dump(), "a variant id string");
     }
   }
-  if (doc.contains("capacity")) trace.capacity = doc["capacity"];
+  if (doc.contains("capacity"))
+    trace.capacity = with_data_arrays_restored(doc["capacity"], arrays, source_name + ": capacity");
   if (doc.contains("losses")) {
     const nlohmann::json& losses = doc["losses"];
     if (!losses.is_object()) fail_input(source_name + ": losses", losses.dump(), "an object of named scalars");

@@ -19,7 +19,8 @@
 // under a suffix naming the stage: mask_1 -> mask_1_nonpadding -> mask_1_capacity.
 // praxis holds masks, positions and counts in int32 (mask_dtype=jnp.int32, the
 // default and what TransformerFeedForwardMoe passes); so does moeref.
-// fprop_dtype is float32 (moeref models float32 activations only). The blocks
+// fprop_dtype float32 (the default) or bfloat16: the router einsum in bfloat16 and the combine
+// tensor converted to it (spec/bfloat16.md); the gating itself runs in float32. The blocks
 // that praxis ported from lingvo unchanged are recorded by
 // layers/gshard_top2_gating.hpp.
 
@@ -30,6 +31,7 @@
 #include "moeref/frame/define_variant.hpp"
 #include "moeref/layers/gshard_top2_gating.hpp"
 #include "moeref/layers/praxis_moe_layer.hpp"
+#include "moeref/ops/bfloat16.hpp"
 #include "moeref/ops/dispatch_tensor.hpp"
 #include "moeref/ops/elementwise.hpp"
 #include "moeref/ops/gshard_combine.hpp"
@@ -93,6 +95,10 @@ void declare_hparams(HparamTable<PraxisTop2Hparams>& table) {
       .at_least(0.0)
       .means("The layer's aux loss is aux_loss times this weight (must be > 0).")
       .cites(layer);
+  table.choice("fprop_dtype", &P::fprop_dtype, {"float32", "bfloat16"})
+      .defaults_to("float32")
+      .means("The layer's fprop_dtype: bfloat16 runs the router einsum in bfloat16 and converts combine_tensor to it.")
+      .cites("gshard_utils.py: top2_gating_on_logits; transformers.py: TransformerFeedForwardMoe; spec/bfloat16.md");
   table.choice("activation", &P::activation, {"linear", "relu", "swish", "sigmoid", "tanh"})
       .defaults_to("relu")
       .means("Expert activation (activation_tpl: Identity, ReLU, Swish, Sigmoid, Tanh).")
@@ -205,6 +211,12 @@ PraxisGatingOutputs top2_gating_on_logits(Frame& f, const PraxisTop2Hparams& hp,
   // dispatch_tensor = combine_tensor.astype(bool).astype(fprop_dtype)
   out.dispatch_tensor =
       &f.step("dispatch_tensor", {out.combine_tensor}, ops::dispatch_from_combine(*out.combine_tensor));
+  if (hp.fprop_dtype == "bfloat16") {
+    // combine_tensor = combine_tensor.astype(fprop_dtype): rounded to nearest even.
+    Tensor rounded = *out.combine_tensor;
+    for (float& v : rounded.f32) v = ops::round_to_bfloat16(v);
+    out.combine_tensor = &f.step("combine_tensor_fprop_dtype", {out.combine_tensor}, std::move(rounded));
+  }
   out.aux_loss = aux_loss;
   return out;
 }

@@ -25,6 +25,14 @@
 
 namespace moeref {
 
+// A hyperparameter the source takes as a number or as a tuple of numbers
+// (st-moe's `threshold_train: float | Tuple[float, ...]`): the values, and
+// whether they were given as a list (a tuple) rather than one number.
+struct NumberOrList {
+  std::vector<double> values;
+  bool is_list = false;
+};
+
 // The largest extent a dim-like hparam may take; keeps every index in int32.
 inline constexpr int64_t kMaxHparamExtent = int64_t{1} << 24;
 
@@ -45,6 +53,11 @@ class HparamTable {
     HparamSpec& spec = add(name, HparamKind::kStringList, field, false);
     spec.choices = std::move(choices);
     return spec;
+  }
+
+  // A finite number or a non-empty list of them (each within the bounds).
+  HparamSpec& number_or_list(const char* name, NumberOrList P::*field) {
+    return add(name, HparamKind::kFloatOrList, field, false);
   }
 
   // Nullable: null (the default unless defaults_to says otherwise) reads as nullopt.
@@ -102,6 +115,10 @@ class HparamTable {
     T inner{};
     assign(value, inner);
     out = std::move(inner);
+  }
+  static void assign(const nlohmann::json& value, NumberOrList& out) {
+    out.is_list = value.is_array();
+    out.values = out.is_list ? value.get<std::vector<double>>() : std::vector<double>{value.get<double>()};
   }
   static void assign(const nlohmann::json& value, std::vector<int64_t>& out) {
     out = value.get<std::vector<int64_t>>();

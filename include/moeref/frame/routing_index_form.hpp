@@ -26,4 +26,9 @@ struct RankRouting {
 // and slot masks) and routing_weight (slot masks and weights).
 void record_routing_index_form(Frame& frame, const std::vector<RankRouting>& ranks);
 
+// The same from rank-major steps, each [K, G, S] (st-moe keeps the top-n dim
+// first): expert int32, position int32, occupies_slot int32 0/1, weight float32.
+void record_routing_index_form_rank_major(Frame& frame, const Tensor& expert, const Tensor& position,
+                                          const Tensor& occupies_slot, const Tensor& weight);
+
 }  // namespace moeref

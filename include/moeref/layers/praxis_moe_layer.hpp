@@ -29,6 +29,9 @@ struct PraxisLayerHparams {
   std::optional<int64_t> min_group_size;
   double moe_load_balance_loss_weight = 0.0;
   std::string activation;
+  // The layer's fprop_dtype: "float32", or "bfloat16" (the router einsum in bfloat16 and the
+  // gating function's combine tensor converted to it; spec/bfloat16.md).
+  std::string fprop_dtype = "float32";
 };
 
 // What the layer hands its gating function.

@@ -10,7 +10,10 @@
 
 namespace moeref::ops {
 
-// logits, probs: [rows, E] row-major. probs may not alias logits.
-void jax_softmax(const float* logits, float* probs, int64_t rows, int64_t num_experts);
+// logits, probs: [rows, E] row-major. probs may not alias logits. `round_to`, when
+// given, rounds the result of every op to a narrower type (ops/bfloat16.hpp: the
+// same softmax on bfloat16 values).
+void jax_softmax(const float* logits, float* probs, int64_t rows, int64_t num_experts,
+                 float (*round_to)(float) = nullptr);
 
 }  // namespace moeref::ops
