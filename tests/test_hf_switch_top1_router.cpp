@@ -9,6 +9,7 @@
 // (1.000308 and 0.4789799). They assert with assertAlmostEqual(places=5): |difference| < 5e-6,
 // which the checks below keep. Every other expected value is derived by hand in the comments.
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "moeref/error.hpp"
@@ -65,6 +66,21 @@ TEST_CASE("hf_switch_top1: SwitchTransformerRouterTest.test_equivalency_router_z
   CHECK(std::fabs(loss(trace, "encoder_z_loss") - 13.786719f) < 5e-6f);
   // z_loss = router_z_loss_coef (0.001) * encoder_z_loss.
   CHECK(loss(trace, "z_loss") == 0.001f * loss(trace, "encoder_z_loss"));
+}
+
+TEST_CASE("hf_switch_top1: torch.logsumexp of rows with an infinite maximum", "[hf_switch_top1][ops]") {
+  // torch 1.13 (python3-torch): logsumexp([inf, 1]) = inf and logsumexp([-inf, -inf]) = -inf.
+  // logsumexp_out_impl fills an infinite max with 0 through a view of maxes, so x - maxes
+  // never computes inf - inf.
+  const float inf = std::numeric_limits<float>::infinity();
+  moeref::Tensor logits = moeref::Tensor::float32({"S", "E"}, {3, 2});
+  logits.f32 = {inf, 1.0f, -inf, -inf, 0.0f, 0.0f};
+  const moeref::Tensor log_z = moeref::ops::torch_logsumexp(logits);
+  REQUIRE(log_z.shape == std::vector<int64_t>{3});
+  CHECK(log_z.f32[0] == inf);
+  CHECK(log_z.f32[1] == -inf);
+  // log(2) in float32.
+  CHECK(log_z.f32[2] == 0.6931472f);
 }
 
 TEST_CASE("hf_switch_top1: SwitchTransformerRouterTest.test_equivalency_token_chose_masked_router",

@@ -1,31 +1,17 @@
 #include "moeref/ops/hf_router_losses.hpp"
 
-#include <cmath>
+#include "moeref/ops/torch_softmax.hpp"
 
 namespace moeref::ops {
 
 Tensor torch_logsumexp(const Tensor& logits) {
   const int64_t E = logits.shape.back();
-  const int64_t rows = logits.num_elements() / E;
   std::vector<std::string> dims(logits.dims.begin(), logits.dims.end() - 1);
   std::vector<int64_t> shape(logits.shape.begin(), logits.shape.end() - 1);
   Tensor log_z = Tensor::float32(dims, shape);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* row = logits.f32.data() + r * E;
-    // maxes = at::amax(self, dims, true)
-    float maxes = row[0];
-    for (int64_t e = 1; e < E; ++e) maxes = row[e] > maxes ? row[e] : maxes;
-    // at::sum_out(result, (self - maxes).exp_(), dims): the subtraction uses the unfilled maxes.
-    double sum = 0.0;
-    for (int64_t e = 0; e < E; ++e) {
-      const float shifted = row[e] - maxes;
-      sum += static_cast<double>(static_cast<float>(std::exp(static_cast<double>(shifted))));
-    }
-    // maxes_squeezed.masked_fill_(maxes_squeezed.abs() == INFINITY, 0); result.log_().add_(maxes_squeezed)
-    const float added = std::isinf(maxes) ? 0.0f : maxes;
-    log_z.f32[static_cast<size_t>(r)] =
-        static_cast<float>(std::log(static_cast<double>(static_cast<float>(sum)))) + added;
-  }
+  // The row kernel of ops/torch_softmax: masked_fill_ on the squeezed view writes
+  // through to maxes, so x - maxes already uses 0 for an infinite max.
+  torch_logsumexp(logits.f32.data(), log_z.f32.data(), logits.num_elements() / E, E);
   return log_z;
 }
 

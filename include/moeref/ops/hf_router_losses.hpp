@@ -15,7 +15,8 @@ namespace moeref::ops {
 
 // torch.logsumexp(x, dim=-1) (pytorch/pytorch, aten/src/ATen/native/
 // ReduceOps.cpp, logsumexp_out_impl): maxes = amax(x) (0 where it is infinite),
-// sum(exp(x - maxes)), then log(.) + maxes. float32 [G, S, E] -> [G, S].
+// sum(exp(x - maxes)), then log(.) + maxes, by ops::torch_logsumexp row by row.
+// float32 [G, S, E] -> [G, S].
 Tensor torch_logsumexp(const Tensor& logits);
 
 // x ** 2 on a float32 tensor: x * x, one rounding.
