@@ -204,3 +204,51 @@ TEST_CASE("praxis_expert_choice: invariants over generated inputs with paddings"
     moeref::testing::check_expert_choice_invariants(trace);
   }
 }
+
+// ---- version v1: expert_choice_gating_on_logits (google/praxis, praxis/gshard_utils.py at feeaff1) ----
+
+TEST_CASE("praxis_expert_choice v1: bucket_size = int(S // E * capacity_factor), slots in ascending score order",
+          "[praxis_expert_choice][v1]") {
+  // S = 4, E = 2, capacity_factor 1: bucket_size = int(4 // 2 * 1.0) = 2. Logits t0 [1, 0], t1 [-1, 0],
+  // t2 [2, 0], t3 [0, 0]: expert 0's scores 0.7310586, 0.2689414, 0.8807971, 0.5 -> it takes t2 and t0;
+  // expert 1's 0.2689414, 0.7310586, 0.1192029, 0.5 -> t1 and t3. praxis's top_k returns the last k of an
+  // ascending sort: [t0, t2] and [t3, t1].
+  nlohmann::json config = moeref::testing::one_group_logits_config(
+      "praxis_expert_choice", 4, 2, {1, 0, -1, 0, 2, 0, 0, 0},
+      {{"version", "v1"}, {"capacity_factor", 1.0}, {"expert_capacity_dim", 0}});
+  const moeref::Trace trace = moeref::testing::run_json(config);
+  CHECK(trace.capacity["expert_capacity"] == 2);
+  CHECK(moeref::testing::step(trace, "indices").i32 == std::vector<int32_t>{0, 2, 3, 1});
+  const std::vector<float>& gate = moeref::testing::step(trace, "gate").f32;
+  CHECK(gate[0] == Approx(0.7310586f).epsilon(1e-6));
+  CHECK(gate[1] == Approx(0.8807971f).epsilon(1e-6));
+  CHECK(gate[2] == 0.5f);
+  // perm [G, E, C, S] is the one-hot of the indices; combine [G, S, E, C] holds each gate at its slot.
+  CHECK(moeref::testing::step(trace, "perm").i32 == std::vector<int32_t>{1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 1, 0, 0});
+  CHECK(moeref::testing::f_at(moeref::testing::step(trace, "combine_tensor"), {0, 2, 0, 1}) == gate[1]);
+  CHECK(moeref::testing::loss(trace, "aux_loss") == 0.0f);
+}
+
+TEST_CASE("praxis_expert_choice v1: a bucket of 0 returns every token; the refused inputs",
+          "[praxis_expert_choice][v1]") {
+  // S = 3, E = 4: S // E = 0, bucket_size = 0, and top_k's sorted[..., -0:] is the whole row: every
+  // expert takes all three tokens.
+  nlohmann::json config = moeref::testing::one_group_logits_config(
+      "praxis_expert_choice", 3, 4, std::vector<float>(12, 0.0f),
+      {{"version", "v1"}, {"capacity_factor", 2.0}, {"expert_capacity_dim", 0}});
+  const moeref::Trace trace = moeref::testing::run_json(config);
+  CHECK(trace.capacity["bucket_size"] == 0);
+  CHECK(trace.capacity["expert_capacity"] == 3);
+  for (int32_t taken : moeref::testing::step(trace, "mask_ges").i32) CHECK(taken == 1);
+  // No paddings, no logit cap, and a factor is required (int(S // E * None) raises).
+  nlohmann::json padded = config;
+  padded["inputs"]["paddings"] = moeref::testing::tensor_json({"G", "S"}, {1, 3}, {0, 0, 1});
+  CHECK_THROWS_WITH(moeref::testing::run_json(padded), Catch::Contains("inputs.paddings") && Catch::Contains("v1"));
+  nlohmann::json capped = config;
+  capped["hparams"]["gating_logit_cap"] = 1.0;
+  CHECK_THROWS_WITH(moeref::testing::run_json(capped), Catch::Contains("hparams.gating_logit_cap"));
+  nlohmann::json no_factor = config;
+  no_factor["hparams"]["capacity_factor"] = nullptr;
+  no_factor["hparams"]["expert_capacity_dim"] = 2;
+  CHECK_THROWS_WITH(moeref::testing::run_json(no_factor), Catch::Contains("hparams.capacity_factor"));
+}

@@ -78,6 +78,12 @@ std::optional<NearTie> threshold_near_tie(const NearTieQuery& query, const std::
 // the candidate's value is not 0 or 1, or the row has nothing to compare with.
 std::optional<NearTie> top_k_selection_near_tie(const NearTieQuery& query, const std::string& scores_step);
 
+// The same for a selection made along the tokens: the query's step is a 0/1
+// mask [G, S, E] in which each (g, e) column took some of the S tokens, and
+// `scores_step` [G, S, E] holds what the column was ranked by (DeepSpeed's
+// capacity top-k over tokens, torch.topk(..., dim=0)).
+std::optional<NearTie> top_k_selection_along_s_near_tie(const NearTieQuery& query, const std::string& scores_step);
+
 // "%.9g": enough digits to tell float32 values apart.
 std::string float_text(double value);
 

@@ -80,6 +80,23 @@ const Tensor& InputSet::uniform_draw(const std::string& name, const std::vector<
   return float_input(name, dims, shape, 0.0, 1.0);
 }
 
+const Tensor& InputSet::normal_draw(const std::string& name, const std::vector<std::string>& dims,
+                                    const std::vector<int64_t>& shape) {
+  if (supplied(name)) return check_supplied(name, dims, shape);
+  Tensor generated = Tensor::float32(dims, shape);
+  const uint32_t stream = stream_id(name);
+  const double two_pi = 6.283185307179586476925286766559;
+  const int64_t count = static_cast<int64_t>(generated.f32.size());
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < count; ++i) {
+    const double u1 = static_cast<double>(uniform_01(config_.seed, stream, static_cast<uint64_t>(2 * i)));
+    const double u2 = static_cast<double>(uniform_01(config_.seed, stream, static_cast<uint64_t>(2 * i + 1)));
+    generated.f32[static_cast<size_t>(i)] =
+        static_cast<float>(std::sqrt(-2.0 * std::log(1.0 - u1)) * std::cos(two_pi * u2));
+  }
+  return record(name, std::move(generated));
+}
+
 const Tensor& InputSet::int_input(const std::string& name, const std::vector<std::string>& dims,
                                   const std::vector<int64_t>& shape, int32_t lo, int32_t hi) {
   if (supplied(name)) {

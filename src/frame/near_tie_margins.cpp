@@ -126,45 +126,70 @@ std::optional<NearTie> threshold_near_tie(const NearTieQuery& query, const std::
   return tie;
 }
 
-std::optional<NearTie> top_k_selection_near_tie(const NearTieQuery& query, const std::string& scores_step) {
-  const Tensor* selection = query.reference.find_step(query.step);
-  const Tensor* scores = float_step(query.reference, scores_step, query.flat + 1);
-  if (selection == nullptr || selection->dtype != DType::kInt32 || scores == nullptr) return std::nullopt;
-  const int64_t n = last_extent(*selection);
-  if (n <= 0 || query.flat >= selection->num_elements()) return std::nullopt;
+namespace {
+
+// A top-k membership decision in the line of `count` entries starting at flat
+// index `first`, `stride` apart: the margin between the candidate's entry and
+// the reference's rival on the other side of the cut.
+std::optional<NearTie> selection_near_tie(const NearTieQuery& query, const Tensor& selection, const Tensor& scores,
+                                          const std::string& scores_step, int64_t first, int64_t count,
+                                          int64_t stride) {
   if (query.candidate != 0 && query.candidate != 1) return std::nullopt;
   const int64_t flat = query.flat;
-  const int64_t row = flat - flat % n;
-  const float own = scores->f32[static_cast<size_t>(flat)];
+  const float own = scores.f32[static_cast<size_t>(flat)];
   // The reference's side of the comparison: its weakest taken entry when the
   // candidate took this one, its strongest left-out entry when the candidate left
   // this one out.
   const bool candidate_took = query.candidate == 1;
   std::optional<int64_t> rival;
-  for (int64_t i = row; i < row + n; ++i) {
-    const bool taken = selection->i32[static_cast<size_t>(i)] != 0;
+  for (int64_t j = 0; j < count; ++j) {
+    const int64_t i = first + j * stride;
+    const bool taken = selection.i32[static_cast<size_t>(i)] != 0;
     if (taken != candidate_took || i == flat) continue;
-    const float value = scores->f32[static_cast<size_t>(i)];
-    if (!rival || (candidate_took ? value < scores->f32[static_cast<size_t>(*rival)]
-                                  : value > scores->f32[static_cast<size_t>(*rival)])) {
+    const float value = scores.f32[static_cast<size_t>(i)];
+    if (!rival || (candidate_took ? value < scores.f32[static_cast<size_t>(*rival)]
+                                  : value > scores.f32[static_cast<size_t>(*rival)])) {
       rival = i;
     }
   }
   if (!rival) return std::nullopt;
-  const float other = scores->f32[static_cast<size_t>(*rival)];
+  const float other = scores.f32[static_cast<size_t>(*rival)];
   NearTie tie;
   // The reference's choice wins by (taken score) - (left-out score).
   const float winner = candidate_took ? other : own;
   const float loser = candidate_took ? own : other;
   tie.margin = static_cast<double>(winner) - static_cast<double>(loser);
   tie.tolerance = query.tolerance_for(scores_step).allowed(winner);
-  const std::string winner_index = scores->named_index(candidate_took ? *rival : flat);
-  const std::string loser_index = scores->named_index(candidate_took ? flat : *rival);
+  const std::string winner_index = scores.named_index(candidate_took ? *rival : flat);
+  const std::string loser_index = scores.named_index(candidate_took ? flat : *rival);
   tie.detail = scores_step + ": " + (candidate_took ? "the reference's weakest taken " : "taken by the reference ") +
                winner_index + " " + float_text(winner) + " vs " +
                (candidate_took ? "taken by the candidate " : "the reference's strongest left out ") + loser_index +
                " " + float_text(loser);
   return tie;
+}
+
+}  // namespace
+
+std::optional<NearTie> top_k_selection_near_tie(const NearTieQuery& query, const std::string& scores_step) {
+  const Tensor* selection = query.reference.find_step(query.step);
+  const Tensor* scores = float_step(query.reference, scores_step, query.flat + 1);
+  if (selection == nullptr || selection->dtype != DType::kInt32 || scores == nullptr) return std::nullopt;
+  const int64_t n = last_extent(*selection);
+  if (n <= 0 || query.flat >= selection->num_elements()) return std::nullopt;
+  return selection_near_tie(query, *selection, *scores, scores_step, query.flat - query.flat % n, n, 1);
+}
+
+std::optional<NearTie> top_k_selection_along_s_near_tie(const NearTieQuery& query, const std::string& scores_step) {
+  const Tensor* selection = query.reference.find_step(query.step);
+  const Tensor* scores = float_step(query.reference, scores_step, query.flat + 1);
+  if (selection == nullptr || selection->dtype != DType::kInt32 || selection->rank() != 3 || scores == nullptr ||
+      scores->num_elements() != selection->num_elements() || query.flat >= selection->num_elements()) {
+    return std::nullopt;
+  }
+  const int64_t S = selection->shape[1], E = selection->shape[2];
+  const int64_t g = query.flat / (S * E), e = query.flat % E;
+  return selection_near_tie(query, *selection, *scores, scores_step, g * S * E + e, S, E);
 }
 
 }  // namespace moeref

@@ -21,6 +21,12 @@
 // are int32 in the source (compute_gating hard-wires mask_dtype=jnp.int32).
 // lingvo_expert_choice restates the same rule; the steps both share from the
 // gates on are recorded by layers/gshard_expert_choice.hpp.
+//
+// `version` "v1" runs expert_choice_gating_on_logits instead (compute_gating's
+// gating_func='expert_choice'): bucket_size = int(S // E * capacity_factor)
+// tokens per expert by the same top_k, no paddings and no logit cap, and the
+// result as gate [G, E, K] and perm [G, E, K, S] with slots in top_k's
+// ascending-score order (the layer combines with einsum('gecm,gecs,gec->gsm')).
 
 #include <optional>
 #include <string>
@@ -42,6 +48,7 @@ namespace {
 // expert_choice_gating_on_logits_v2's arguments as TransformerFeedForwardMoe passes
 // them, and the experts' activation.
 struct PraxisExpertChoiceHparams {
+  std::string version;
   int64_t expert_capacity_dim = 0;
   std::optional<double> capacity_factor;
   double gating_logit_cap = 0.0;
@@ -51,6 +58,14 @@ struct PraxisExpertChoiceHparams {
 void declare_hparams(HparamTable<PraxisExpertChoiceHparams>& table) {
   using P = PraxisExpertChoiceHparams;
   const char* gating = "gshard_utils.py: expert_choice_gating_on_logits_v2";
+  table.choice("version", &P::version, {"v2", "v1"})
+      .defaults_to("v2")
+      .means(
+          "v2: expert_choice_gating_on_logits_v2 (gating_func='expert_choice_v2'); v1: expert_choice_gating_on_logits "
+          "(gating_func='expert_choice'): int(S // E * capacity_factor) tokens per expert, slots in ascending score "
+          "order, no paddings.")
+      .cites("gshard_utils.py: compute_gating, expert_choice_gating_on_logits, expert_choice_gating_on_logits_v2")
+      .known_as({"gating_func"});
   table.integer("expert_capacity_dim", &P::expert_capacity_dim)
       .defaults_to(0)
       .between(0, kMaxHparamExtent)
@@ -72,10 +87,93 @@ void declare_hparams(HparamTable<PraxisExpertChoiceHparams>& table) {
   declare_grouped_activation(table, &P::activation, "transformers.py: TransformerFeedForwardMoe", {"activation_tpl"});
 }
 
+// expert_choice_gating_on_logits(logits, experts_dim, expert_capacity_dim, fprop_dtype, capacity_factor,
+// mask_dtype=jnp.int32): the v1 gating, with the layer's router before it and its einsums after it.
+void expert_choice_gating_on_logits(Frame& f, const PraxisExpertChoiceHparams& hp) {
+  resolve_grouped_dims(f, grouped_router_runs(f),
+                       "G and S only: praxis_expert_choice routes the groups it is given (the layer's num_groups / "
+                       "min_group_size grouping is not modelled)");
+  const int64_t G = f.dim("G"), S = f.dim("S"), E = f.dim("E");
+  if (f.supplied("paddings")) {
+    fail_input("inputs.paddings", "supplied with version v1",
+               "no paddings (compute_gating does not pass them to expert_choice_gating_on_logits)");
+  }
+  if (hp.gating_logit_cap > 0.0) {
+    fail_input("hparams.gating_logit_cap", std::to_string(hp.gating_logit_cap),
+               "0 with version v1 (expert_choice_gating_on_logits has no logit cap)");
+  }
+  // assert capacity_factor or expert_capacity_dim; bucket_size = int(logits.shape[1] // experts_dim *
+  // capacity_factor): a None factor raises TypeError.
+  if (!hp.capacity_factor) {
+    fail_input("hparams.capacity_factor", "null",
+               "a number with version v1 (int(S // E * capacity_factor) raises TypeError on None)");
+  }
+  if (*hp.capacity_factor == 0.0 && hp.expert_capacity_dim == 0) {
+    fail_input("hparams.capacity_factor", "0 with expert_capacity_dim 0",
+               "a non-zero capacity_factor or expert_capacity_dim (the source asserts one of them)");
+  }
+  const int64_t bucket_size = static_cast<int64_t>(static_cast<double>(S / E) * *hp.capacity_factor);
+  // top_k's sorted[..., -k:] returns all S entries when k == 0 or k > S.
+  const int64_t K = ops::praxis_top_k_count(S, bucket_size);
+  f.derived_dim("C", K, "v1: the entries top_k returns for bucket_size = int(S // E * capacity_factor)");
+  f.check_routing_size();
+  f.capacity({{"expert_capacity", K},
+              {"rule",
+               "praxis expert_choice v1: bucket_size = int(S // E * capacity_factor); top_k returns it, or S "
+               "when it is 0 or > S"},
+              {"bucket_size", bucket_size},
+              {"capacity_factor", *hp.capacity_factor},
+              {"group_size", S},
+              {"num_groups", G}});
+
+  const Tensor* x = take_grouped_x(f, grouped_router_runs(f));
+  const Tensor& logits = grouped_router_logits(f, x);  // [G, S, E]
+  // raw_gates = jax.nn.softmax(logits, axis=-1)
+  Tensor& raw_gates = f.float32_step("raw_gates", {logits}, {"G", "S", "E"});
+  ops::jax_softmax(logits.f32.data(), raw_gates.f32.data(), G * S, E);
+  // gate, indices = top_k(jnp.transpose(raw_gates, [0, 2, 1]), k=bucket_size): the selection as the checker
+  // forces it (mask_ges), then its tokens in top_k's ascending order.
+  const Tensor& token_scores =
+      f.step("token_scores", {raw_gates}, ops::gshard_expert_choice_token_scores(raw_gates, nullptr));  // [G, E, S]
+  ops::ExpertChoiceTopK chosen = ops::gshard_expert_choice_top_k(
+      token_scores, bucket_size, {ops::praxis_top_k_indices, K, "C"}, f.forced_decision("mask_ges", {G, E, S}));
+  const Tensor& mask_ges = f.step("mask_ges", {token_scores}, std::move(chosen.mask_ges));  // [G, E, S]
+  chosen.token_indices.dims = {"G", "E", "C"};
+  const Tensor& indices = f.step("indices", {token_scores, mask_ges}, std::move(chosen.token_indices));  // [G, E, C]
+  Tensor gate_values = Tensor::float32({"G", "E", "C"}, {G, E, K});
+  Tensor perm_values = Tensor::int32({"G", "E", "C", "S"}, {G, E, K, S});
+  for (int64_t i = 0; i < G * E * K; ++i) {
+    const int64_t g = i / (E * K), e = (i / K) % E, s = indices.i32[static_cast<size_t>(i)];
+    gate_values.f32[static_cast<size_t>(i)] = token_scores.f32[static_cast<size_t>((g * E + e) * S + s)];
+    perm_values.i32[static_cast<size_t>(i * S + s)] = 1;  // perm = jax.nn.one_hot(indices, seq_len, dtype=int32)
+  }
+  const Tensor& gate = f.step("gate", {token_scores, indices}, std::move(gate_values));  // [G, E, C]
+  const Tensor& perm = f.step("perm", {indices}, std::move(perm_values));                // [G, E, C, S]
+  // The layer's 'gecs,gsm->egcm' and 'gecm,gecs,gec->gsm' are the [G, S, E, C] einsums of
+  // dispatch = perm^T and combine = gate * perm^T: moeref records those for its expert layer.
+  Tensor dispatch = Tensor::int32({"G", "S", "E", "C"}, {G, S, E, K});
+  Tensor combine = Tensor::float32({"G", "S", "E", "C"}, {G, S, E, K});
+  for (int64_t i = 0; i < G * E * K; ++i) {
+    const int64_t g = i / (E * K), e = (i / K) % E, c = i % K, s = indices.i32[static_cast<size_t>(i)];
+    const size_t at = static_cast<size_t>(((g * S + s) * E + e) * K + c);
+    dispatch.i32[at] = 1;
+    combine.f32[at] = gate.f32[static_cast<size_t>(i)];
+  }
+  const Tensor& combine_tensor = f.step("combine_tensor", {gate, perm}, std::move(combine));
+  const Tensor& dispatch_tensor = f.step("dispatch_tensor", {perm}, std::move(dispatch));
+  if (f.layer_scope()) grouped_expert_layer(f, *x, dispatch_tensor, combine_tensor, hp.activation);
+  // return jnp.asarray(0.0, dtype=fprop_dtype), gate, perm
+  f.loss("aux_loss", 0.0f);
+}
+
 // expert_choice_gating_on_logits_v2(paddings, logits, experts_dim, expert_capacity_dim, fprop_dtype,
 // capacity_factor, mask_dtype=jnp.int32, gating_logit_cap), with the layer's router before it and
 // its experts after it.
 void expert_choice_gating_on_logits_v2(Frame& f, const PraxisExpertChoiceHparams& hp) {
+  if (hp.version == "v1") {
+    expert_choice_gating_on_logits(f, hp);
+    return;
+  }
   resolve_grouped_dims(f, grouped_router_runs(f),
                        "G and S only: praxis_expert_choice routes the groups it is given (the layer's num_groups / "
                        "min_group_size grouping is not modelled)");

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "moeref/frame/frame.hpp"
+#include "moeref/frame/hparam_table.hpp"
 
 namespace moeref {
 
@@ -60,5 +61,31 @@ void resolve_praxis_layer_dims(Frame& frame, const PraxisLayerHparams& hparams);
 // "logits", the gating, then in scope "layer" the dispatch summaries, the experts
 // and "outputs_nonpadding"; the losses "aux_loss" and "aux_moe_load_balance_loss".
 void praxis_moe_layer(Frame& frame, const PraxisLayerHparams& hparams, const PraxisGatingFunction& gating);
+
+// Declares the layer's num_groups, min_group_size, moe_load_balance_loss_weight and
+// activation under TransformerFeedForwardMoe's names, for gating functions that
+// run in the layer (praxis_topk; praxis_top2 declares its own, in its file).
+template <typename P>
+void declare_praxis_layer_hparams(HparamTable<P>& table) {
+  const char* layer = "transformers.py: TransformerFeedForwardMoe";
+  table.optional_integer("num_groups", &P::num_groups)
+      .between(1, kMaxHparamExtent)
+      .means("TransformerFeedForwardMoe.num_groups: G when x is [B, L, M].")
+      .cites(layer);
+  table.optional_integer("min_group_size", &P::min_group_size)
+      .between(1, kMaxHparamExtent)
+      .means("If B*L / num_groups is below it, G becomes ceil(B*L / min_group_size).")
+      .cites(layer);
+  table.number("moe_load_balance_loss_weight", &P::moe_load_balance_loss_weight)
+      .defaults_to(1.0)
+      .at_least(0.0)
+      .means("The layer's aux loss is aux_loss times this weight (must be > 0).")
+      .cites(layer);
+  table.choice("activation", &P::activation, {"linear", "relu", "swish", "sigmoid", "tanh"})
+      .defaults_to("relu")
+      .means("Expert activation (activation_tpl: Identity, ReLU, Swish, Sigmoid, Tanh).")
+      .cites(layer)
+      .known_as({"activation_tpl"});
+}
 
 }  // namespace moeref
