@@ -2,7 +2,7 @@
 //
 // Order of judgement (spec/trace-format.md, "Checking"): structure (a config that
 // differs, missing, extra, wrong dims, shape or dtype), then int32 tensors
-// exactly, then float32 tensors with an absolute-and-relative rule, then the
+// exactly, then float32 tensors against a bound per element, then the
 // first divergent step in the golden's step order; every later failing step is
 // downstream of it when it reads it (the golden's step dependencies), else
 // independent. Nothing compared is never a pass.
@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "moeref/step_bounds.hpp"
 #include "moeref/tolerance.hpp"
 #include "moeref/trace.hpp"
 
@@ -24,12 +25,17 @@ namespace moeref {
 // "Tolerances"):
 //   1. per_tensor[name]                      (--tolerance NAME=ATOL,RTOL)
 //   2. the candidate's "check.tolerances"    (a backend states its own known deviations)
-//   3. float_tolerance, when float_tolerance_given (--atol / --rtol)
+//   3. float_tolerance, when float_tolerance_given (--atol / --rtol), or when an API
+//      caller changed it from its default value
 //   4. the default for the candidate's precision ("check.precision", float32 unless
-//      it says bfloat16) and the step's kind (matrix products get a wider one)
+//      it says bfloat16): for float32, a bound per element from the golden's own
+//      values and the step's kind (step_bounds.hpp); for bfloat16 and for a float32
+//      step the table lacks, default_tolerance
 struct CheckOptions {
   Tolerance float_tolerance;
   bool float_tolerance_given = false;
+  // True when float_tolerance applies to every float step (rule 3).
+  bool float_tolerance_set() const;
   std::map<std::string, Tolerance> per_tensor;  // by tensor name
   // Steps the candidate must have (--require): an absent one fails, not "not checked".
   std::vector<std::string> required_steps;
@@ -37,12 +43,16 @@ struct CheckOptions {
   bool complete = false;
 };
 
-// The default tolerance for a float step of a candidate computed at `precision`
-// ("float32" or "bfloat16"). Throws InputError for another precision.
+// The atol/rtol default for a float step of a candidate computed at `precision`
+// ("float32" or "bfloat16"): the bfloat16 defaults, and the float32 fallback for a
+// step the bound table lacks. Matrix products (is_product_step) get the wider one.
+// Throws InputError for another precision.
 Tolerance default_tolerance(const std::string& precision, const std::string& step);
 
-// Resolves the rule above for one step.
-Tolerance tolerance_for_step(const CheckOptions& options, const Trace& candidate, const std::string& step);
+// Resolves the rule above for one step (or, with `loss`, one loss) of the golden that
+// `defaults` was made for.
+StepTolerance tolerance_for_step(const CheckOptions& options, const Trace& candidate, const std::string& name,
+                                 Float32Bounds& defaults, bool loss = false);
 
 struct ElementDiff {
   int64_t flat_index = 0;
@@ -51,6 +61,8 @@ struct ElementDiff {
   std::string actual;
   double abs_error = 0.0;
   double rel_error = 0.0;
+  double ulps = 0.0;       // |actual - expected| in float32 ulps of the expected value (NaN for int32)
+  double bound = 0.0;      // the largest |actual - expected| that passes here (NaN for int32)
   std::string neighbours;  // expected vs actual along the last dim, around the element
 };
 
@@ -61,11 +73,15 @@ struct TensorResult {
   std::string name;
   TensorStatus status = TensorStatus::kMatch;
   std::string message;
+  std::string tolerance;  // the rule that judged a float tensor, e.g. "float32 softmax over E: ..."
   std::string dtype;
   int64_t total = 0;
   int64_t mismatches = 0;
   std::optional<ElementDiff> first;
   std::optional<ElementDiff> worst;
+  // Float tensors: the largest |actual - expected| / bound over the finite elements (at
+  // most 1 when every element passes): how close the tensor came to failing.
+  double bound_used = 0.0;
   // A failing step after the first divergent one: downstream when it reads that step,
   // directly or not (the golden's "reads"; every later step when the golden does not
   // say), independent otherwise: a second, separate difference.

@@ -1,13 +1,18 @@
-// The float comparison rule shared by the checker and the near-tie analysis.
+// The float comparison rules shared by the checker and the near-tie analysis.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace moeref {
 
 // An element fails only when |actual - expected| exceeds BOTH atol and
 // rtol * |expected| (so tiny values and large values are each judged fairly).
+// The rule of the overrides (--tolerance, --atol/--rtol, a candidate's
+// check.tolerances) and of the bfloat16 defaults.
 struct Tolerance {
   double atol = 1e-6;
   double rtol = 1e-5;
@@ -19,7 +24,57 @@ struct Tolerance {
   }
 };
 
+inline bool operator==(const Tolerance& a, const Tolerance& b) { return a.atol == b.atol && a.rtol == b.rtol; }
+
+// The tolerance in force for one float step: either an atol/rtol rule, or a bound
+// per element that the checker derived from the golden itself (the float32
+// defaults, spec/trace-format.md "Tolerances").
+class StepTolerance {
+ public:
+  StepTolerance() = default;
+  // An atol/rtol rule; `rule` says where it came from ("--atol/--rtol", ...).
+  StepTolerance(Tolerance tolerance, std::string rule) : tolerance_(tolerance), rule_(std::move(rule)) {}
+  // A bound per element; `values` are the golden's values of the same elements
+  // (for `allowed(value)`).
+  StepTolerance(std::vector<double> bounds, std::vector<float> values, std::string rule)
+      : per_element_(true), bounds_(std::move(bounds)), values_(std::move(values)), rule_(std::move(rule)) {}
+
+  bool per_element() const { return per_element_; }
+  const Tolerance& tolerance() const { return tolerance_; }
+  // How the bound was set, for reports: "atol 1e-06, rtol 1e-05 (--atol/--rtol)",
+  // "softmax over E: (4 + E) ulp + ...".
+  const std::string& rule() const { return rule_; }
+
+  // The largest difference from the golden's value at flat index `i` that passes.
+  double allowed_at(int64_t i, double expected) const {
+    if (!per_element_) return tolerance_.allowed(expected);
+    return i >= 0 && static_cast<size_t>(i) < bounds_.size() ? bounds_[static_cast<size_t>(i)] : 0.0;
+  }
+
+  // The tolerance at a golden value of this step (the near-tie margins): the bound
+  // of an element holding that value (the largest, if several do), else the
+  // largest bound of the step.
+  double allowed(double expected) const {
+    if (!per_element_) return tolerance_.allowed(expected);
+    double at_value = -1.0, largest = 0.0;
+    for (size_t i = 0; i < bounds_.size(); ++i) {
+      largest = bounds_[i] > largest ? bounds_[i] : largest;
+      if (i < values_.size() && static_cast<double>(values_[i]) == expected && bounds_[i] > at_value) {
+        at_value = bounds_[i];
+      }
+    }
+    return at_value >= 0.0 ? at_value : largest;
+  }
+
+ private:
+  bool per_element_ = false;
+  Tolerance tolerance_;
+  std::vector<double> bounds_;
+  std::vector<float> values_;
+  std::string rule_;
+};
+
 // The tolerance in force for a named step.
-using ToleranceFor = std::function<Tolerance(const std::string& step)>;
+using ToleranceFor = std::function<StepTolerance(const std::string& step)>;
 
 }  // namespace moeref

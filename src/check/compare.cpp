@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <set>
@@ -36,7 +37,8 @@ std::string neighbours_text(const Tensor& expected, const Tensor& actual, int64_
   return out;
 }
 
-ElementDiff make_diff(const Tensor& expected, const Tensor& actual, int64_t i, double abs_error, double rel_error) {
+ElementDiff make_diff(const Tensor& expected, const Tensor& actual, int64_t i, double abs_error, double rel_error,
+                      double bound) {
   ElementDiff diff;
   diff.flat_index = i;
   diff.index = expected.named_index(i);
@@ -44,26 +46,35 @@ ElementDiff make_diff(const Tensor& expected, const Tensor& actual, int64_t i, d
   diff.actual = value_text(actual, i);
   diff.abs_error = abs_error;
   diff.rel_error = rel_error;
+  diff.bound = bound;
+  diff.ulps = std::nan("");
+  if (expected.dtype == DType::kFloat32) {
+    const double ulp = ulp_of(expected.f32[static_cast<size_t>(i)]);
+    diff.ulps = ulp > 0.0 ? abs_error / ulp : abs_error;
+  }
   diff.neighbours = neighbours_text(expected, actual, i);
   return diff;
 }
 
 // Compares two tensors of identical structure; fills mismatches, first, worst.
-void compare_values(const Tensor& expected, const Tensor& actual, const Tolerance* tolerance, TensorResult& result) {
+void compare_values(const Tensor& expected, const Tensor& actual, const StepTolerance* tolerance,
+                    TensorResult& result) {
   const int64_t n = expected.num_elements();
   result.total = n;
   double worst_score = -1.0;
   for (int64_t i = 0; i < n; ++i) {
     bool differs = false;
-    double abs_error = 0.0, rel_error = 0.0, score = 0.0;
+    double abs_error = 0.0, rel_error = 0.0, score = 0.0, bound = 0.0;
     if (expected.dtype == DType::kInt32) {
       const int64_t a = expected.i32[static_cast<size_t>(i)], b = actual.i32[static_cast<size_t>(i)];
       differs = a != b;
       abs_error = static_cast<double>(a > b ? a - b : b - a);
       rel_error = std::nan("");  // an integer decision has no relative error
+      bound = std::nan("");
       score = abs_error;
     } else {
       const double e = expected.f32[static_cast<size_t>(i)], a = actual.f32[static_cast<size_t>(i)];
+      bound = tolerance == nullptr ? 0.0 : tolerance->allowed_at(i, e);
       if (std::isnan(e) || std::isnan(a)) {
         differs = std::isnan(e) != std::isnan(a);
         score = differs ? INFINITY : 0.0;
@@ -83,23 +94,24 @@ void compare_values(const Tensor& expected, const Tensor& actual, const Toleranc
       } else {
         abs_error = std::fabs(a - e);
         rel_error = e != 0.0 ? abs_error / std::fabs(e) : (abs_error > 0 ? INFINITY : 0.0);
-        differs = abs_error > tolerance->atol && abs_error > tolerance->rtol * std::fabs(e);
-        score = abs_error / (tolerance->atol + tolerance->rtol * std::fabs(e));
+        differs = abs_error > bound;
+        score = bound > 0.0 ? abs_error / bound : (abs_error > 0.0 ? INFINITY : 0.0);
+        result.bound_used = std::max(result.bound_used, score);
       }
     }
     if (!differs) continue;
     ++result.mismatches;
-    if (!result.first) result.first = make_diff(expected, actual, i, abs_error, rel_error);
+    if (!result.first) result.first = make_diff(expected, actual, i, abs_error, rel_error, bound);
     if (score > worst_score) {
       worst_score = score;
-      result.worst = make_diff(expected, actual, i, abs_error, rel_error);
+      result.worst = make_diff(expected, actual, i, abs_error, rel_error, bound);
     }
   }
   result.status = result.mismatches == 0 ? TensorStatus::kMatch : TensorStatus::kMismatch;
 }
 
 TensorResult compare_tensor(const std::string& section, const std::string& name, const Tensor& expected,
-                            const Tensor* actual, const Tolerance* tolerance) {
+                            const Tensor* actual, const StepTolerance* tolerance) {
   TensorResult result;
   result.section = section;
   result.name = name;
@@ -122,6 +134,7 @@ TensorResult compare_tensor(const std::string& section, const std::string& name,
     return result;
   }
   compare_values(expected, *actual, expected.dtype == DType::kFloat32 ? tolerance : nullptr, result);
+  if (expected.dtype == DType::kFloat32 && tolerance != nullptr) result.tolerance = tolerance->rule();
   if (result.status == TensorStatus::kMismatch) {
     result.message = std::to_string(result.mismatches) + " of " + std::to_string(result.total) + " elements differ";
   }
@@ -218,10 +231,16 @@ CheckReport compare_traces(const Trace& golden, const Trace& candidate, const Ch
   }
   CheckReport report;
   compare_configs(golden, candidate, report.results);
-  std::map<std::string, Tolerance> resolved;
-  auto tolerance_for = [&](const std::string& name) {
-    auto it = resolved.find(name);
-    if (it == resolved.end()) it = resolved.emplace(name, tolerance_for_step(options, candidate, name)).first;
+  // Bounds are resolved only for what the candidate has (a float32 default bound needs
+  // the bounds of everything its step reads, found on demand).
+  Float32Bounds defaults(golden);
+  std::map<std::string, StepTolerance> resolved;
+  auto tolerance_for = [&](const std::string& name, bool loss) -> const StepTolerance* {
+    const std::string key = (loss ? "losses." : "steps.") + name;
+    auto it = resolved.find(key);
+    if (it == resolved.end()) {
+      it = resolved.emplace(key, tolerance_for_step(options, candidate, name, defaults, loss)).first;
+    }
     return &it->second;
   };
 
@@ -264,8 +283,10 @@ CheckReport compare_traces(const Trace& golden, const Trace& candidate, const Ch
     }
   }
   for (const NamedTensor& step : golden.steps) {
+    const Tensor* actual = candidate.find_step(step.name);
+    const bool judged = actual != nullptr && step.tensor.dtype == DType::kFloat32;
     TensorResult result =
-        compare_tensor("steps", step.name, step.tensor, candidate.find_step(step.name), tolerance_for(step.name));
+        compare_tensor("steps", step.name, step.tensor, actual, judged ? tolerance_for(step.name, false) : nullptr);
     if (result.status == TensorStatus::kNotChecked && (options.complete || required.count(step.name))) {
       result.status = TensorStatus::kMissing;
       result.message = options.complete ? "absent from the candidate, and --complete requires every golden step"
@@ -293,7 +314,8 @@ CheckReport compare_traces(const Trace& golden, const Trace& candidate, const Ch
         actual = &actual_value;
       }
     }
-    report.results.push_back(compare_tensor("losses", name, expected, actual, tolerance_for(name)));
+    report.results.push_back(
+        compare_tensor("losses", name, expected, actual, actual != nullptr ? tolerance_for(name, true) : nullptr));
   }
 
   for (const auto& [name, value] : candidate.losses) {

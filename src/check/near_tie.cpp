@@ -1,6 +1,7 @@
 // The checker's second look: index-form candidates and near ties.
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -75,10 +76,12 @@ CheckReport check_traces(const Trace& golden, const Trace& candidate_as_given, c
   const VariantSpec* spec = find_variant(golden.config["variant"].get<std::string>());
   if (spec == nullptr || spec->near_tie == nullptr) return report;
 
-  const ToleranceFor tolerance_for = [&options, &candidate](const std::string& step) {
-    return tolerance_for_step(options, candidate, step);
-  };
   Trace reference = golden;
+  // The tolerances of the deciding values, at the reference they were decided in.
+  std::unique_ptr<Float32Bounds> defaults = std::make_unique<Float32Bounds>(reference);
+  const ToleranceFor tolerance_for = [&options, &candidate, &defaults](const std::string& step) {
+    return tolerance_for_step(options, candidate, step, *defaults);
+  };
   std::map<std::string, Tensor> overrides;
   std::vector<NearTieFinding> findings;
   bool all_within = true;
@@ -145,6 +148,7 @@ CheckReport check_traces(const Trace& golden, const Trace& candidate_as_given, c
     Config config = config_from_trace(golden, "golden trace");
     config.decision_overrides = overrides;
     reference = run_config(config);
+    defaults = std::make_unique<Float32Bounds>(reference);
     report = compare_traces(reference, candidate, options);
   }
   report.near_ties = findings;

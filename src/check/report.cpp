@@ -28,10 +28,13 @@ namespace {
 
 nlohmann::json diff_json(const ElementDiff& diff) {
   // JSON has no NaN: an integer difference has a null relative error.
-  const nlohmann::json rel_error =
-      std::isnan(diff.rel_error) ? nlohmann::json(nullptr) : nlohmann::json(diff.rel_error);
-  return {{"flat_index", diff.flat_index}, {"index", diff.index},         {"expected", diff.expected},
-          {"actual", diff.actual},         {"abs_error", diff.abs_error}, {"rel_error", rel_error},
+  // JSON has no NaN or infinity: an integer difference has a null relative error, ulps and
+  // bound, and an infinite error (a NaN where a number was expected) is written null too.
+  auto number = [](double value) { return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(nullptr); };
+  return {{"flat_index", diff.flat_index},       {"index", diff.index},
+          {"expected", diff.expected},           {"actual", diff.actual},
+          {"abs_error", number(diff.abs_error)}, {"rel_error", number(diff.rel_error)},
+          {"ulps", number(diff.ulps)},           {"bound", number(diff.bound)},
           {"neighbours", diff.neighbours}};
 }
 
@@ -41,11 +44,21 @@ std::string error_text(double value) {
   return buffer;
 }
 
+// The bound in ulps of the expected value, when both are finite: " (3 ulp)".
+std::string bound_ulps_text(const ElementDiff& diff) {
+  if (!std::isfinite(diff.ulps) || !std::isfinite(diff.bound) || !(diff.abs_error > 0.0)) return "";
+  return " = " + error_text(diff.bound * diff.ulps / diff.abs_error) + " ulp";
+}
+
 std::string diff_text(const char* label, const ElementDiff& diff) {
   // An integer decision has no relative error (rel_error is NaN): it differs by so much.
-  const std::string error = std::isnan(diff.rel_error)
-                                ? "differs by " + error_text(diff.abs_error)
-                                : "abs " + error_text(diff.abs_error) + ", rel " + error_text(diff.rel_error);
+  // A float difference shows the bound it exceeded, in ulps of the expected value too.
+  const std::string error =
+      std::isnan(diff.rel_error)
+          ? "differs by " + error_text(diff.abs_error)
+          : "abs " + error_text(diff.abs_error) + ", rel " + error_text(diff.rel_error) +
+                (std::isnan(diff.ulps) ? "" : ", " + error_text(diff.ulps) + " ulp") +
+                (std::isnan(diff.bound) ? "" : "; bound " + error_text(diff.bound) + bound_ulps_text(diff));
   return std::string("    ") + label + " at " + diff.index + ": expected " + diff.expected + ", actual " + diff.actual +
          " (" + error + ")\n" + "      neighbours: " + diff.neighbours + "\n";
 }
@@ -63,15 +76,18 @@ nlohmann::json CheckReport::to_json() const {
   nlohmann::json tensors = nlohmann::json::array();
   int64_t failing = 0, not_checked = 0, checked = 0;
   for (const TensorResult& result : results) {
-    nlohmann::json item = {{"section", result.section},
-                           {"name", result.name},
-                           {"status", status_name(result.status)},
-                           {"dtype", result.dtype},
-                           {"total", result.total},
-                           {"mismatches", result.mismatches},
-                           {"message", result.message},
-                           {"downstream", result.downstream},
-                           {"independent", result.independent}};
+    nlohmann::json item = {
+        {"section", result.section},
+        {"name", result.name},
+        {"status", status_name(result.status)},
+        {"dtype", result.dtype},
+        {"total", result.total},
+        {"mismatches", result.mismatches},
+        {"message", result.message},
+        {"tolerance", result.tolerance},
+        {"bound_used", std::isfinite(result.bound_used) ? nlohmann::json(result.bound_used) : nlohmann::json(nullptr)},
+        {"downstream", result.downstream},
+        {"independent", result.independent}};
     if (result.first) item["first"] = diff_json(*result.first);
     if (result.worst) item["worst"] = diff_json(*result.worst);
     tensors.push_back(item);
@@ -157,6 +173,7 @@ std::string CheckReport::to_text() const {
       if (result.downstream) block += " [downstream of " + first_divergent_step + "]";
       if (result.independent) block += " [independent of " + first_divergent_step + ": does not read it]";
       block += "\n";
+      if (mismatch && !result.tolerance.empty()) block += "    tolerance: " + result.tolerance + "\n";
       if (result.first) block += diff_text("first", *result.first);
       if (result.worst && result.worst->flat_index != result.first->flat_index)
         block += diff_text("worst", *result.worst);

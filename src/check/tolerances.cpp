@@ -1,9 +1,13 @@
-// Default tolerances and the order in which tolerances apply (spec/trace-format.md,
-// "Tolerances", says how the numbers were chosen).
+// The order in which tolerances apply, and the atol/rtol defaults (spec/trace-format.md,
+// "Tolerances", says how the numbers were chosen). The float32 defaults are bounds per
+// element derived from the golden (src/check/step_bounds.cpp).
 
 #include <cmath>
-#include <set>
+#include <cstdio>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "moeref/check.hpp"
 #include "moeref/error.hpp"
@@ -11,19 +15,6 @@
 namespace moeref {
 
 namespace {
-
-// Steps that are matrix products over M or H (or einsums over E*C): their
-// summation order is the backend's choice (BLAS blocking, SIMD width, FMA), so
-// they get a wider default than elementwise steps.
-bool is_matrix_product(const std::string& step) {
-  static const std::set<std::string> steps = {
-      "logits", "expert_inputs", "expert_hidden", "expert_hidden_dropout", "expert_outputs", "outputs",
-      // stmoe_topn: the router, the experts' and SparseMoEBlock's GEGLU feed-forwards, the combine einsum.
-      "gate_logits", "expert_hidden_x", "expert_hidden_gate", "expert_geglu", "output", "ff_before_hidden_x",
-      "ff_before_hidden_gate", "ff_before_geglu", "ff_before_output", "ff_after_hidden_x", "ff_after_hidden_gate",
-      "ff_after_geglu", "ff_after_output"};
-  return steps.count(step) > 0;
-}
 
 Tolerance read_tolerance(const nlohmann::json& value, const std::string& field) {
   if (!value.is_object() || !value.contains("atol") || !value.contains("rtol") || !value["atol"].is_number() ||
@@ -38,24 +29,44 @@ Tolerance read_tolerance(const nlohmann::json& value, const std::string& field) 
   return tolerance;
 }
 
+std::string number_text(double value) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%.3g", value);
+  return buffer;
+}
+
+std::string abs_rel_text(const Tolerance& tolerance) {
+  return "atol " + number_text(tolerance.atol) + ", rtol " + number_text(tolerance.rtol);
+}
+
 }  // namespace
 
 Tolerance default_tolerance(const std::string& precision, const std::string& step) {
-  const bool product = is_matrix_product(step);
+  const bool product = is_product_step(step);
   if (precision == "float32") return product ? Tolerance{1e-5, 1e-4} : Tolerance{1e-6, 1e-5};
   if (precision == "bfloat16") return product ? Tolerance{1e-2, 3.2e-2} : Tolerance{1e-3, 1.6e-2};
   fail_input("candidate check.precision", "\"" + precision + "\"", "\"float32\" or \"bfloat16\"");
 }
 
-Tolerance tolerance_for_step(const CheckOptions& options, const Trace& candidate, const std::string& step) {
-  auto given = options.per_tensor.find(step);
-  if (given != options.per_tensor.end()) return given->second;
+bool CheckOptions::float_tolerance_set() const { return float_tolerance_given || !(float_tolerance == Tolerance{}); }
+
+StepTolerance tolerance_for_step(const CheckOptions& options, const Trace& candidate, const std::string& name,
+                                 Float32Bounds& defaults, bool loss) {
+  auto given = options.per_tensor.find(name);
+  if (given != options.per_tensor.end()) {
+    return StepTolerance(given->second, abs_rel_text(given->second) + " (--tolerance " + name + ")");
+  }
   if (candidate.check.contains("tolerances")) {
     const nlohmann::json& tolerances = candidate.check["tolerances"];
     if (!tolerances.is_object()) fail_input("candidate check.tolerances", tolerances.dump(), "an object by step name");
-    if (tolerances.contains(step)) return read_tolerance(tolerances[step], "candidate check.tolerances." + step);
+    if (tolerances.contains(name)) {
+      const Tolerance stated = read_tolerance(tolerances[name], "candidate check.tolerances." + name);
+      return StepTolerance(stated, abs_rel_text(stated) + " (the candidate's check.tolerances)");
+    }
   }
-  if (options.float_tolerance_given) return options.float_tolerance;
+  if (options.float_tolerance_set()) {
+    return StepTolerance(options.float_tolerance, abs_rel_text(options.float_tolerance) + " (--atol/--rtol)");
+  }
   std::string precision = "float32";
   if (candidate.check.contains("precision")) {
     if (!candidate.check["precision"].is_string()) {
@@ -63,11 +74,25 @@ Tolerance tolerance_for_step(const CheckOptions& options, const Trace& candidate
     }
     precision = candidate.check["precision"].get<std::string>();
   }
-  const Tolerance fallback = default_tolerance(precision, step);
-  // Without a stated precision, elementwise steps use float_tolerance (the float32 default
-  // unless an API caller changed it).
-  if (precision == "float32" && !is_matrix_product(step)) return options.float_tolerance;
-  return fallback;
+  const Tolerance fallback = default_tolerance(precision, name);
+  if (precision == "bfloat16") {
+    return StepTolerance(
+        fallback, abs_rel_text(fallback) + " (bfloat16 default" + (is_product_step(name) ? ", matrix products)" : ")"));
+  }
+  std::optional<Float32Bound> bound = loss ? defaults.loss(name) : defaults.step(name);
+  if (bound) {
+    const Tensor* golden_step = loss ? nullptr : defaults.golden().find_step(name);
+    std::vector<float> values;
+    if (golden_step != nullptr) {
+      values = golden_step->f32;
+    } else {
+      for (const auto& [loss_name, value] : defaults.golden().losses) {
+        if (loss_name == name) values = {value};
+      }
+    }
+    return StepTolerance(std::move(bound->bound), std::move(values), std::move(bound->rule));
+  }
+  return StepTolerance(fallback, abs_rel_text(fallback) + " (float32 default of a step the bound table lacks)");
 }
 
 }  // namespace moeref

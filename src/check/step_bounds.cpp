@@ -1,0 +1,780 @@
+// The float32 default bounds, per element, from the golden's own values
+// (spec/trace-format.md, "Tolerances"). Each float step's bound is its own
+// rounding (N ulps of the golden value, or gamma_n of a sum) plus what its reads'
+// bounds can move it by, so a step never fails because an earlier step differed
+// within its bound. The table of kinds is src/check/step_rules.cpp.
+
+#include "moeref/step_bounds.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "moeref/tolerance.hpp"
+
+namespace moeref {
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double u = kUnitRoundoff;
+
+using Dims = std::vector<std::string>;
+using Shape = std::vector<int64_t>;
+
+// One tensor a step reads, with the bound of each of its elements.
+struct Operand {
+  std::string name;
+  const Tensor* tensor = nullptr;
+  const std::vector<double>* bound = nullptr;
+  Dims dims;    // the tensor's dims, with B and L read as G and S where the step has those
+  Shape shape;  // its shape, with the tokens regrouped as the step groups them
+
+  bool is_float() const { return tensor->dtype == DType::kFloat32; }
+  double value(int64_t k) const {
+    const size_t i = static_cast<size_t>(k);
+    return tensor->dtype == DType::kFloat32 ? static_cast<double>(tensor->f32[i]) : static_cast<double>(tensor->i32[i]);
+  }
+  double error(int64_t k) const { return (*bound)[static_cast<size_t>(k)]; }
+};
+
+bool has(const Dims& dims, const std::string& dim) { return std::find(dims.begin(), dims.end(), dim) != dims.end(); }
+
+int64_t extent_of(const Dims& dims, const Shape& shape, const std::string& dim) {
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (dims[i] == dim) return shape[i];
+  }
+  return -1;
+}
+
+// A read recorded as [B, L, ...] (tokens before grouping) is read as [G, S, ...] when the
+// step has no B or L, and a read whose leading [G, S] hold as many tokens as the step's [G, S]
+// in another grouping (lingvo's ComputeGating regroups) takes the step's extents: the
+// row-major layout of the tokens is the same.
+void align(Operand& operand, const Tensor& out) {
+  operand.dims = operand.tensor->dims;
+  operand.shape = operand.tensor->shape;
+  if (has(out.dims, "B") || has(out.dims, "L")) return;
+  for (std::string& dim : operand.dims) {
+    if (dim == "B") dim = "G";
+    if (dim == "L") dim = "S";
+  }
+  if (!has(out.dims, "G") || !has(out.dims, "S")) return;
+  const int64_t G = extent_of(out.dims, out.shape, "G"), S = extent_of(out.dims, out.shape, "S");
+  if (operand.dims.size() >= 2 && operand.dims[0] == "G" && operand.dims[1] == "S" &&
+      operand.shape[0] * operand.shape[1] == G * S) {
+    operand.shape[0] = G;
+    operand.shape[1] = S;
+  }
+}
+
+Dims letters(const char* text) {
+  Dims out;
+  for (const char* p = text; *p != '\0'; ++p) out.push_back(std::string(1, *p));
+  return out;
+}
+
+// The flat offsets into a tensor (dims `tdims`, shape `tshape`, row-major) of every
+// assignment of the space `space` x `extents` in row-major order. A dim of the space
+// the tensor lacks moves nothing; a tensor dim left out of the space stays at 0.
+std::vector<int64_t> offsets_over(const Dims& space, const Shape& extents, const Dims& tdims, const Shape& tshape) {
+  std::vector<int64_t> tstride(tdims.size(), 1);
+  for (size_t i = tdims.size(); i-- > 1;) tstride[i - 1] = tstride[i] * tshape[i];
+  std::vector<int64_t> stride(space.size(), 0);
+  for (size_t d = 0; d < space.size(); ++d) {
+    for (size_t i = 0; i < tdims.size(); ++i) {
+      if (tdims[i] == space[d]) stride[d] = tstride[i];
+    }
+  }
+  int64_t count = 1;
+  for (int64_t extent : extents) count *= extent;
+  std::vector<int64_t> offsets(static_cast<size_t>(std::max<int64_t>(count, 0)));
+  std::vector<int64_t> coord(space.size(), 0);
+  int64_t offset = 0;
+  for (int64_t k = 0; k < count; ++k) {
+    offsets[static_cast<size_t>(k)] = offset;
+    for (size_t d = space.size(); d-- > 0;) {
+      if (++coord[d] < extents[d]) {
+        offset += stride[d];
+        break;
+      }
+      offset -= stride[d] * (extents[d] - 1);
+      coord[d] = 0;
+    }
+  }
+  return offsets;
+}
+
+// An einsum's iteration: for output element i and loop assignment j, operand o sits at
+// out_part[o][i] + loop_part[o][j].
+struct Walk {
+  int64_t n_out = 0;
+  int64_t n_loop = 1;
+  std::vector<std::vector<int64_t>> out_part;
+  std::vector<std::vector<int64_t>> loop_part;
+};
+
+// nullopt when an operand has a dim that is neither the output's nor a loop dim, a
+// loop dim no operand has, or two extents of one dim disagree.
+std::optional<Walk> make_walk(const Tensor& out, const std::vector<const Operand*>& operands, const Dims& loop) {
+  Shape loop_extents;
+  for (const std::string& dim : loop) {
+    int64_t extent = -1;
+    for (const Operand* operand : operands) {
+      const int64_t here = extent_of(operand->dims, operand->shape, dim);
+      if (here < 0) continue;
+      if (extent >= 0 && here != extent) return std::nullopt;
+      extent = here;
+    }
+    if (extent < 0 || has(out.dims, dim)) return std::nullopt;
+    loop_extents.push_back(extent);
+  }
+  Walk walk;
+  walk.n_out = out.num_elements();
+  for (int64_t extent : loop_extents) walk.n_loop *= extent;
+  for (const Operand* operand : operands) {
+    for (size_t i = 0; i < operand->dims.size(); ++i) {
+      const std::string& dim = operand->dims[i];
+      const int64_t extent = operand->shape[i];
+      if (has(out.dims, dim)) {
+        if (extent_of(out.dims, out.shape, dim) != extent) return std::nullopt;
+      } else if (!has(loop, dim)) {
+        return std::nullopt;
+      }
+    }
+    walk.out_part.push_back(offsets_over(out.dims, out.shape, operand->dims, operand->shape));
+    walk.loop_part.push_back(offsets_over(loop, loop_extents, operand->dims, operand->shape));
+  }
+  return walk;
+}
+
+// For each output element, the largest of `per_element` (one value per element of
+// `operand`) over the operand's elements that agree with it on their shared dims. A dim
+// in `free` is not shared even when the output has it (the row of a softmax). Where
+// the dims cannot be lined up, every output element gets the largest value overall.
+std::vector<double> project_max(const Tensor& out, const Operand& operand, const std::vector<double>& per_element,
+                                const Dims& free = {}) {
+  const int64_t n_out = out.num_elements();
+  Dims masked = operand.dims;  // the operand's dims as the output part sees them
+  Dims loop;
+  Shape loop_extents;
+  bool lined_up = true;
+  for (size_t i = 0; i < operand.dims.size(); ++i) {
+    const std::string& dim = operand.dims[i];
+    const bool shared = has(out.dims, dim) && !has(free, dim);
+    if (shared && extent_of(out.dims, out.shape, dim) != operand.shape[i]) lined_up = false;
+    if (!shared) {
+      masked[i] = "";
+      loop.push_back(dim);
+      loop_extents.push_back(operand.shape[i]);
+    }
+  }
+  if (!lined_up) {
+    double largest = 0.0;
+    for (double value : per_element) largest = std::max(largest, value);
+    return std::vector<double>(static_cast<size_t>(n_out), largest);
+  }
+  const std::vector<int64_t> out_part = offsets_over(out.dims, out.shape, masked, operand.shape);
+  const std::vector<int64_t> loop_part = offsets_over(loop, loop_extents, operand.dims, operand.shape);
+  std::vector<double> result(static_cast<size_t>(n_out), 0.0);
+  for (int64_t i = 0; i < n_out; ++i) {
+    double largest = 0.0;
+    for (int64_t offset : loop_part) {
+      largest = std::max(largest, per_element[static_cast<size_t>(out_part[static_cast<size_t>(i)] + offset)]);
+    }
+    result[static_cast<size_t>(i)] = largest;
+  }
+  return result;
+}
+
+std::vector<double> magnitudes(const Operand& operand) {
+  std::vector<double> out(static_cast<size_t>(operand.tensor->num_elements()));
+  for (size_t k = 0; k < out.size(); ++k) out[k] = std::fabs(operand.value(static_cast<int64_t>(k)));
+  return out;
+}
+
+// Relative bounds: bound / |value| (0 where the value is 0).
+std::vector<double> relative(const Operand& operand) {
+  std::vector<double> out(static_cast<size_t>(operand.tensor->num_elements()), 0.0);
+  for (size_t k = 0; k < out.size(); ++k) {
+    const double value = std::fabs(operand.value(static_cast<int64_t>(k)));
+    if (value > 0.0 && std::isfinite(value)) out[k] = operand.error(static_cast<int64_t>(k)) / value;
+  }
+  return out;
+}
+
+double ulps(const Tensor& out, int64_t i, double n) { return n * ulp_of(out.f32[static_cast<size_t>(i)]); }
+double magnitude(const Tensor& out, int64_t i) {
+  return std::fabs(static_cast<double>(out.f32[static_cast<size_t>(i)]));
+}
+
+std::string number_text(double value) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%.3g", value);
+  return buffer;
+}
+
+// The dim a softmax, log-sum-exp or normalisation runs over: the row's `dims`, else the
+// output's last dim (log-sum-exp: the read's dim the output lacks).
+std::string axis_of(const StepRule& rule, const Tensor& out, const Operand& read) {
+  if (rule.dims[0] != '\0') return std::string(1, rule.dims[0]);
+  for (const std::string& dim : read.dims) {
+    if (!has(out.dims, dim)) return dim;
+  }
+  return out.dims.empty() ? std::string() : out.dims.back();
+}
+
+// ---- The kinds --------------------------------------------------------------------
+
+// Sum over dims of same-sign terms t_k (the product of the reads at k; or the first read
+// squared times the rest; or -p log(p + 1e-9)): relative error
+//   (gamma_{n + r} sum |t_k| + sum_k dt_k) / |sum_k t_k|,
+// with n terms of r roundings each and dt_k what the reads' bounds move t_k by. The
+// output is that sum scaled by a constant (a mean, a loss coefficient), so the
+// relative error carries over.
+std::optional<std::vector<double>> sum_bound(const Tensor& out, const std::vector<Operand>& reads, BoundKind kind,
+                                             int n_ulps) {
+  std::vector<const Operand*> operands;
+  Dims loop;
+  for (const Operand& read : reads) {
+    operands.push_back(&read);
+    for (const std::string& dim : read.dims) {
+      if (!has(out.dims, dim) && !has(loop, dim)) loop.push_back(dim);
+    }
+  }
+  if (operands.empty()) return std::vector<double>(static_cast<size_t>(out.num_elements()), 0.0);
+  const std::optional<Walk> walk = make_walk(out, operands, loop);
+  if (!walk) return std::nullopt;
+  const int64_t rounds = kind == BoundKind::kSumEntropy     ? 5
+                         : kind == BoundKind::kSumOfSquares ? static_cast<int64_t>(operands.size())
+                                                            : static_cast<int64_t>(operands.size()) - 1;
+  const double gamma = gamma_n(walk->n_loop + rounds);
+  std::vector<double> bound(static_cast<size_t>(walk->n_out));
+  for (int64_t i = 0; i < walk->n_out; ++i) {
+    double total = 0.0, total_abs = 0.0, moved = 0.0;
+    for (int64_t j = 0; j < walk->n_loop; ++j) {
+      double term = 1.0, dterm = 0.0;
+      for (size_t o = 0; o < operands.size(); ++o) {
+        const int64_t k = walk->out_part[o][static_cast<size_t>(i)] + walk->loop_part[o][static_cast<size_t>(j)];
+        const double value = operands[o]->value(k), error = operands[o]->error(k);
+        double factor = value, dfactor = error;
+        if (o == 0 && kind == BoundKind::kSumOfSquares) {
+          factor = value * value;
+          dfactor = 2.0 * std::fabs(value) * error;
+        } else if (o == 0 && kind == BoundKind::kSumEntropy) {
+          const double log_p = std::log(value + 1e-9);
+          factor = -value * log_p;
+          dfactor = (std::fabs(log_p) + 1.0) * error;
+        }
+        dterm = dterm * std::fabs(factor) + std::fabs(term) * dfactor;
+        term *= factor;
+      }
+      total += term;
+      total_abs += std::fabs(term);
+      moved += dterm;
+    }
+    const double absolute = gamma * total_abs + moved;
+    const double e = magnitude(out, i);
+    bound[static_cast<size_t>(i)] =
+        ulps(out, i, n_ulps) + (total != 0.0 ? e * absolute / std::fabs(total) : (e == 0.0 ? absolute : kInf));
+  }
+  return bound;
+}
+
+// An einsum of reads[0] with the weight read(s) after it, over `contract` (summed) and
+// `gathered` (selected by an index: the largest term counts), plus biases; for each output
+// element, for one float32 sum, the candidate's and the golden's:
+//   2 gamma_n sum_k |a_k b_k|  +  sum_k (da_k |b_k| + |a_k| db_k)  (+ the bias's bound),
+// then through an activation (slope <= kActivationSlope, kActivationUlps of its own); GLU
+// (several weights) multiplies one activated factor per weight.
+std::optional<std::vector<double>> product_bound(const Tensor& out, const std::vector<Operand>& reads,
+                                                 const StepRule& rule) {
+  const bool activation = rule.kind == BoundKind::kProductActivation;
+  const Dims contract = letters(rule.dims), gathered = letters(rule.gathered);
+  Dims loop = gathered;
+  loop.insert(loop.end(), contract.begin(), contract.end());
+  const Operand& a = reads[0];
+  std::vector<const Operand*> weights = {&reads[1]};
+  std::vector<const Operand*> biases;
+  for (size_t r = 2; r < reads.size(); ++r) {
+    if (!reads[r].is_float()) continue;  // an expert index or a mask that selects
+    if (activation && reads[r].dims == reads[1].dims) {
+      weights.push_back(&reads[r]);  // GLU: wi_0, wi_1, ...
+    } else {
+      biases.push_back(&reads[r]);
+    }
+  }
+  if (!biases.empty() && biases.size() != weights.size()) return std::nullopt;
+  std::vector<Walk> walks;
+  for (size_t w = 0; w < weights.size(); ++w) {
+    std::vector<const Operand*> operands = {&a, weights[w]};
+    if (!biases.empty()) operands.push_back(biases[w]);
+    std::optional<Walk> walk = make_walk(out, operands, loop);
+    if (!walk) return std::nullopt;
+    walks.push_back(std::move(*walk));
+  }
+  int64_t n_contract = 1, n_gathered = 1;
+  for (const std::string& dim : contract) {
+    const int64_t extent =
+        std::max(extent_of(a.dims, a.shape, dim), extent_of(weights[0]->dims, weights[0]->shape, dim));
+    n_contract *= extent;
+  }
+  n_gathered = walks[0].n_loop / std::max<int64_t>(n_contract, 1);
+  const double gamma = gamma_n(n_contract + (biases.empty() ? 0 : 1));
+  std::vector<double> bound(static_cast<size_t>(out.num_elements()));
+  std::vector<double> pre(weights.size()), value(weights.size());
+  for (int64_t i = 0; i < out.num_elements(); ++i) {
+    double worst = 0.0;
+    for (int64_t g = 0; g < n_gathered; ++g) {
+      for (size_t w = 0; w < weights.size(); ++w) {
+        const Walk& walk = walks[w];
+        double sum_abs = 0.0, sum = 0.0, moved = 0.0;
+        for (int64_t c = 0; c < n_contract; ++c) {
+          const size_t j = static_cast<size_t>(g * n_contract + c);
+          const int64_t ka = walk.out_part[0][static_cast<size_t>(i)] + walk.loop_part[0][j];
+          const int64_t kb = walk.out_part[1][static_cast<size_t>(i)] + walk.loop_part[1][j];
+          const double va = a.value(ka), vb = weights[w]->value(kb);
+          sum_abs += std::fabs(va * vb);
+          sum += va * vb;
+          moved += a.error(ka) * std::fabs(vb) + std::fabs(va) * weights[w]->error(kb);
+        }
+        if (!biases.empty()) {
+          const int64_t kc =
+              walk.out_part[2][static_cast<size_t>(i)] + walk.loop_part[2][static_cast<size_t>(g * n_contract)];
+          sum_abs += std::fabs(biases[w]->value(kc));
+          sum += biases[w]->value(kc);
+          moved += biases[w]->error(kc);
+        }
+        pre[w] = 2.0 * gamma * sum_abs + moved;
+        value[w] = sum;
+      }
+      double here = pre[0];
+      if (activation) {
+        here = 0.0;
+        for (size_t w = 0; w < weights.size(); ++w) {
+          double others = 1.0;
+          for (size_t v = 0; v < weights.size(); ++v) {
+            if (v != w) others *= std::fabs(value[v]) + pre[v] + 1.0;
+          }
+          here += kActivationSlope * pre[w] * (weights.size() > 1 ? others : 1.0);
+        }
+      }
+      worst = std::max(worst, here);
+    }
+    bound[static_cast<size_t>(i)] =
+        worst +
+        (activation ? ulps(out, i, static_cast<double>(kActivationUlps * static_cast<int>(weights.size()))) : 0.0);
+  }
+  return bound;
+}
+
+}  // namespace
+
+double gamma_n(int64_t n) {
+  const double nu = static_cast<double>(n) * u;
+  return nu < 1.0 ? nu / (1.0 - nu) : kInf;
+}
+
+double ulp_of(float value) {
+  if (!std::isfinite(value)) return 0.0;
+  const float magnitude_f = std::fabs(value);
+  return static_cast<double>(std::nextafter(magnitude_f, std::numeric_limits<float>::infinity())) -
+         static_cast<double>(magnitude_f);
+}
+
+Float32Bounds::Float32Bounds(const Trace& golden) : golden_(golden) {
+  if (golden.config.is_object() && golden.config.contains("variant") && golden.config["variant"].is_string()) {
+    variant_ = golden.config["variant"].get<std::string>();
+  }
+}
+
+const std::vector<double>* Float32Bounds::bound_of(const std::string& read) {
+  const bool input = read.rfind("inputs.", 0) == 0;
+  const Tensor* tensor = input ? golden_.find_input(read.substr(7)) : golden_.find_step(read);
+  if (tensor == nullptr) return nullptr;
+  if (!input && tensor->dtype == DType::kFloat32) {
+    if (steps_.count(read) == 0) {
+      std::optional<Float32Bound> computed = compute_step(read);
+      steps_[read] = std::move(computed);
+    }
+    const std::optional<Float32Bound>& found = steps_[read];
+    if (found) return &found->bound;
+    // A read the table does not classify: its atol/rtol default stands for its bound.
+    std::vector<double>& fallback = zeros_["unclassified:" + read];
+    if (fallback.empty()) {
+      const Tolerance tolerance = is_product_step(read) ? Tolerance{1e-5, 1e-4} : Tolerance{};
+      for (float value : tensor->f32) fallback.push_back(tolerance.allowed(static_cast<double>(value)));
+    }
+    return &fallback;
+  }
+  // Inputs are bit-exact and int32 steps exact.
+  std::vector<double>& zeros = zeros_[read];
+  zeros.assign(static_cast<size_t>(tensor->num_elements()), 0.0);
+  return &zeros;
+}
+
+std::optional<Float32Bound> Float32Bounds::step(const std::string& name) {
+  const auto it = steps_.find(name);
+  if (it != steps_.end()) return it->second;
+  std::optional<Float32Bound> result = compute_step(name);
+  steps_[name] = result;
+  return result;
+}
+
+std::optional<Float32Bound> Float32Bounds::compute_step(const std::string& name) {
+  const Tensor* out_tensor = golden_.find_step(name);
+  const StepRule* rule = find_step_rule(variant_, name);
+  if (out_tensor == nullptr || out_tensor->dtype != DType::kFloat32 || rule == nullptr) return std::nullopt;
+  const Tensor& out = *out_tensor;
+  std::vector<Operand> reads;
+  const auto listed = golden_.reads.find(name);
+  if (listed != golden_.reads.end()) {
+    for (const std::string& read : listed->second) {
+      const std::vector<double>* bound = bound_of(read);
+      if (bound == nullptr) continue;
+      const bool input = read.rfind("inputs.", 0) == 0;
+      Operand operand;
+      operand.name = read;
+      operand.tensor = input ? golden_.find_input(read.substr(7)) : golden_.find_step(read);
+      operand.bound = bound;
+      align(operand, out);
+      reads.push_back(operand);
+    }
+  }
+  std::vector<const Operand*> floats;
+  for (const Operand& read : reads) {
+    if (read.is_float()) floats.push_back(&read);
+  }
+  const int64_t n = out.num_elements();
+  std::vector<double> bound(static_cast<size_t>(n), 0.0);
+  const std::string ulp_text = std::to_string(rule->ulps) + " ulp";
+  std::string rule_text = bound_kind_name(rule->kind);
+  auto add_projected = [&](const Operand& read, double factor) {
+    const std::vector<double> moved = project_max(out, read, *read.bound);
+    for (size_t i = 0; i < bound.size(); ++i) bound[i] += factor * moved[i];
+  };
+  switch (rule->kind) {
+    case BoundKind::kExact:
+      for (const Operand* read : floats) add_projected(*read, 1.0);
+      rule_text += ": the reads' bounds";
+      break;
+    case BoundKind::kDecision:
+      rule_text += ": exact";
+      break;
+    case BoundKind::kArith:
+      for (int64_t i = 0; i < n; ++i) bound[static_cast<size_t>(i)] = ulps(out, i, rule->ulps);
+      for (const Operand* read : floats) add_projected(*read, 1.0);
+      rule_text += ": " + ulp_text + " + the reads' bounds";
+      break;
+    case BoundKind::kScaled: {
+      // value = c * prod(reads) elementwise: a read's bound moves it by |value / read| times.
+      for (int64_t i = 0; i < n; ++i) bound[static_cast<size_t>(i)] = ulps(out, i, rule->ulps);
+      for (const Operand* read : floats) {
+        for (const std::string& dim : read->dims) {
+          if (!has(out.dims, dim)) return std::nullopt;
+        }
+        const std::vector<double> moved = project_max(out, *read, *read->bound);
+        const std::vector<double> size = project_max(out, *read, magnitudes(*read));
+        for (int64_t i = 0; i < n; ++i) {
+          const size_t k = static_cast<size_t>(i);
+          const double e = magnitude(out, i);
+          const double ratio = e == 0.0 ? 0.0 : (size[k] > 0.0 ? e / size[k] : 1.0);
+          bound[k] += ratio * moved[k];
+        }
+      }
+      rule_text += ": " + ulp_text + " + |value / read| x each read's bound";
+      break;
+    }
+    case BoundKind::kRatio: {
+      const double own = rule->ulps + std::max<double>(0.0, static_cast<double>(reads.size()) - 1.0);
+      std::vector<double> rel(static_cast<size_t>(n), 0.0);
+      for (const Operand* read : floats) {
+        const std::vector<double> moved = project_max(out, *read, relative(*read));
+        for (size_t i = 0; i < rel.size(); ++i) rel[i] += moved[i];
+      }
+      for (int64_t i = 0; i < n; ++i) {
+        bound[static_cast<size_t>(i)] = ulps(out, i, own) + magnitude(out, i) * rel[static_cast<size_t>(i)];
+      }
+      rule_text += ": " + number_text(own) + " ulp + the reads' relative bounds";
+      break;
+    }
+    case BoundKind::kSum:
+    case BoundKind::kSumOfSquares:
+    case BoundKind::kSumEntropy: {
+      std::optional<std::vector<double>> found = sum_bound(out, reads, rule->kind, rule->ulps);
+      if (!found) return std::nullopt;
+      bound = std::move(*found);
+      rule_text += ": " + ulp_text + " + gamma_n relative over the summed terms + the reads' bounds";
+      break;
+    }
+    case BoundKind::kNormalize: {
+      if (floats.empty()) return std::nullopt;
+      const std::string axis = axis_of(*rule, out, *floats[0]);
+      const double n_axis = static_cast<double>(std::max<int64_t>(extent_of(out.dims, out.shape, axis), 1));
+      const std::vector<double> rel = project_max(out, *floats[0], relative(*floats[0]), {axis});
+      for (int64_t i = 0; i < n; ++i) {
+        const size_t k = static_cast<size_t>(i);
+        bound[k] = ulps(out, i, rule->ulps + n_axis) + 2.0 * magnitude(out, i) * rel[k];
+      }
+      rule_text +=
+          " over " + axis + ": (" + std::to_string(rule->ulps) + " + " + axis + ") ulp + 2 x the read's relative bound";
+      break;
+    }
+    case BoundKind::kSoftmax: {
+      if (floats.empty()) return std::nullopt;
+      const std::string axis = axis_of(*rule, out, *floats[0]);
+      const int64_t n_axis = std::max<int64_t>(extent_of(out.dims, out.shape, axis), 1);
+      const std::vector<double> row = project_max(out, *floats[0], *floats[0]->bound, {axis});
+      for (int64_t i = 0; i < n; ++i) {
+        const size_t k = static_cast<size_t>(i);
+        const double e = magnitude(out, i);
+        const double shift = e > 0.0 ? std::fabs(std::log(e)) + std::log(static_cast<double>(n_axis)) : 0.0;
+        bound[k] = ulps(out, i, static_cast<double>(rule->ulps + n_axis)) + u * shift * e + 2.0 * e * row[k];
+      }
+      rule_text += " over " + axis + ": (" + std::to_string(rule->ulps) + " + " + axis + ") ulp + u (|ln p| + ln " +
+                   axis + ") p + 2 p x the row's largest logit bound";
+      break;
+    }
+    case BoundKind::kLogSumExp: {
+      if (floats.empty()) return std::nullopt;
+      const std::string axis = axis_of(*rule, out, *floats[0]);
+      const int64_t n_axis = std::max<int64_t>(extent_of(floats[0]->dims, floats[0]->shape, axis), 1);
+      const std::vector<double> row = project_max(out, *floats[0], *floats[0]->bound, {axis});
+      for (int64_t i = 0; i < n; ++i) {
+        const size_t k = static_cast<size_t>(i);
+        bound[k] = ulps(out, i, rule->ulps) + static_cast<double>(n_axis + 3) * u + row[k];
+      }
+      rule_text += " over " + axis + ": " + ulp_text + " + (" + axis + " + 3) u + the row's largest logit bound";
+      break;
+    }
+    case BoundKind::kSquare: {
+      if (floats.empty()) return std::nullopt;
+      const std::vector<double> moved = project_max(out, *floats[0], *floats[0]->bound);
+      const std::vector<double> size = project_max(out, *floats[0], magnitudes(*floats[0]));
+      for (int64_t i = 0; i < n; ++i) {
+        const size_t k = static_cast<size_t>(i);
+        bound[k] = ulps(out, i, rule->ulps) + 2.0 * size[k] * moved[k];
+      }
+      rule_text += ": " + ulp_text + " + 2 |x| x the read's bound";
+      break;
+    }
+    case BoundKind::kGumbel: {
+      // g = -log(t), t = -log(x): dg/dx = 1 / (x t); the inner log's own error (3 ulp
+      // of t, i.e. 6u relative) is 6u absolute in g.
+      if (floats.empty() || floats[0]->tensor->num_elements() != n) return std::nullopt;
+      for (int64_t i = 0; i < n; ++i) {
+        const double x = floats[0]->value(i);
+        const double t = x > 0.0 && x < 1.0 ? -std::log(x) : 0.0;
+        const double moved = floats[0]->error(i) > 0.0 ? (t > 0.0 ? floats[0]->error(i) / (x * t) : kInf) : 0.0;
+        bound[static_cast<size_t>(i)] = ulps(out, i, rule->ulps) + 6.0 * u + moved;
+      }
+      rule_text += ": " + ulp_text + " + 6u + the uniform's bound / (u |ln u|)";
+      break;
+    }
+    case BoundKind::kAffine: {
+      // value = a + c b with c a constant, measured from the golden: max |value - a| / |b|.
+      if (floats.size() < 2 || floats[0]->tensor->num_elements() != n || floats[1]->tensor->num_elements() != n) {
+        return std::nullopt;
+      }
+      double c = 0.0;
+      for (int64_t i = 0; i < n; ++i) {
+        const double e = static_cast<double>(out.f32[static_cast<size_t>(i)]);
+        const double va = floats[0]->value(i), vb = floats[1]->value(i);
+        if (std::isfinite(e) && std::isfinite(va) && std::isfinite(vb) && vb != 0.0) {
+          c = std::max(c, std::fabs(e - va) / std::fabs(vb));
+        }
+      }
+      for (int64_t i = 0; i < n; ++i) {
+        bound[static_cast<size_t>(i)] = ulps(out, i, rule->ulps) + floats[0]->error(i) + c * floats[1]->error(i);
+      }
+      rule_text += ": " + ulp_text + " + the logits' bound + c x the noise's bound (c = " + number_text(c) + ")";
+      break;
+    }
+    case BoundKind::kRmsNorm: {
+      // y = x / |x| * sqrt(M) * gamma over the last dim M:
+      // dy_i <= sqrt(M) |gamma_i| (dx_i / |x| + |x_i| sum_j |x_j| dx_j / |x|^3).
+      if (floats.size() < 2 || floats[0]->tensor->num_elements() != n || out.shape.empty()) return std::nullopt;
+      const Operand& x = *floats[0];
+      const std::vector<double> gamma = project_max(out, *floats[1], magnitudes(*floats[1]));
+      const int64_t M = out.shape.back();
+      const double own = rule->ulps + static_cast<double>((M + 1) / 2);
+      for (int64_t row = 0; row * M < n; ++row) {
+        double norm2 = 0.0, weighted = 0.0;
+        for (int64_t m = 0; m < M; ++m) {
+          const double v = x.value(row * M + m);
+          norm2 += v * v;
+          weighted += std::fabs(v) * x.error(row * M + m);
+        }
+        const double norm = std::sqrt(norm2);
+        for (int64_t m = 0; m < M; ++m) {
+          const int64_t i = row * M + m;
+          const double moved = norm > 0.0 ? std::sqrt(static_cast<double>(M)) * gamma[static_cast<size_t>(i)] *
+                                                (x.error(i) / norm + std::fabs(x.value(i)) * weighted / (norm2 * norm))
+                                          : 0.0;
+          bound[static_cast<size_t>(i)] = ulps(out, i, own) + moved;
+        }
+      }
+      rule_text += ": (" + std::to_string(rule->ulps) + " + M/2) ulp + the input's bound through the norm";
+      break;
+    }
+    case BoundKind::kGeglu: {
+      // gelu(gate) * x * mult_bias: d <= |mult_bias| (|x| 1.13 dgate + |gelu(gate)| dx).
+      if (floats.size() < 2 || floats[0]->tensor->num_elements() != n || floats[1]->tensor->num_elements() != n) {
+        return std::nullopt;
+      }
+      std::vector<double> scale(static_cast<size_t>(n), 1.0);
+      if (floats.size() > 2) scale = project_max(out, *floats[2], magnitudes(*floats[2]));
+      for (int64_t i = 0; i < n; ++i) {
+        const double x = floats[0]->value(i), g = floats[1]->value(i);
+        const double gelu = 0.5 * g * (1.0 + std::erf(g / std::sqrt(2.0)));
+        bound[static_cast<size_t>(i)] =
+            ulps(out, i, rule->ulps) +
+            scale[static_cast<size_t>(i)] *
+                (std::fabs(x) * kActivationSlope * floats[1]->error(i) + std::fabs(gelu) * floats[0]->error(i));
+      }
+      rule_text += ": " + ulp_text + " + |b| (|x| 1.13 dgate + |gelu(gate)| dx)";
+      break;
+    }
+    case BoundKind::kCastBfloat16: {
+      // A cast: the read's bound, plus one bfloat16 ulp wherever that bound lets the
+      // rounding go to the neighbouring bfloat16 value. A float32 "cast" changes nothing:
+      // the read's bound alone.
+      if (floats.empty()) return std::nullopt;
+      const Operand& read = *floats[0];
+      const std::vector<double> moved = project_max(out, read, *read.bound);
+      bool changed = read.tensor->num_elements() != n, representable = true;
+      for (int64_t i = 0; i < n; ++i) {
+        const float e = out.f32[static_cast<size_t>(i)];
+        if (!changed && static_cast<double>(e) != read.value(i)) changed = true;
+        uint32_t bits = 0;
+        std::memcpy(&bits, &e, sizeof(bits));
+        if ((bits & 0xFFFFu) != 0) representable = false;
+      }
+      const bool cast = changed || representable;
+      for (int64_t i = 0; i < n; ++i) {
+        const size_t k = static_cast<size_t>(i);
+        bound[k] = moved[k] + (cast && moved[k] > 0.0 ? ulp_of(out.f32[k]) * 65536.0 : 0.0);
+      }
+      rule_text += cast ? ": the read's bound + 1 bfloat16 ulp where it is not 0" : ": the read's bound (float32)";
+      break;
+    }
+    case BoundKind::kProduct:
+    case BoundKind::kProductActivation: {
+      if (reads.size() < 2) {
+        // The config supplied this step (logits given as an input): a copy.
+        for (const Operand* read : floats) add_projected(*read, 1.0);
+        rule_text = "a copy of " + (reads.empty() ? std::string("an input") : reads[0].name);
+        break;
+      }
+      std::optional<std::vector<double>> found = product_bound(out, reads, *rule);
+      if (!found) return std::nullopt;
+      bound = std::move(*found);
+      rule_text += " over " + std::string(rule->dims) +
+                   (rule->gathered[0] != '\0' ? " (" + std::string(rule->gathered) + " selected)" : "") +
+                   ": 2 gamma_n sum_k |a_k b_k| + the operands' bounds" +
+                   (rule->kind == BoundKind::kProductActivation ? ", x 1.13, + 3 ulp" : "");
+      break;
+    }
+    case BoundKind::kWeightedSum: {
+      // sum_j w_j v[selected]: v the read with the most dims, w_j the other float reads.
+      if (floats.empty()) return std::nullopt;
+      const Operand* v = floats[0];
+      for (const Operand* read : floats) {
+        if (read->dims.size() > v->dims.size()) v = read;
+      }
+      const std::vector<double> v_size = project_max(out, *v, magnitudes(*v));
+      const std::vector<double> v_moved = project_max(out, *v, *v->bound);
+      int terms = 0;
+      for (const Operand* w : floats) terms += w == v ? 0 : 1;
+      if (terms == 0) {
+        bound = v_moved;
+      } else {
+        const double gamma = gamma_n(terms + 1);
+        for (const Operand* w : floats) {
+          if (w == v) continue;
+          const std::vector<double> w_size = project_max(out, *w, magnitudes(*w));
+          const std::vector<double> w_moved = project_max(out, *w, *w->bound);
+          for (size_t k = 0; k < bound.size(); ++k) {
+            bound[k] += 2.0 * gamma * v_size[k] * w_size[k] + v_moved[k] * w_size[k] + v_size[k] * w_moved[k];
+          }
+        }
+      }
+      rule_text += ": 2 gamma_J sum_j |w_j v| + the operands' bounds";
+      break;
+    }
+  }
+  for (double& value : bound) value = std::max(value, kBoundFloor);
+  std::vector<double> result = std::move(bound);
+  return Float32Bound{std::move(result), "float32 " + rule_text};
+}
+
+std::optional<Float32Bound> Float32Bounds::loss(const std::string& name) {
+  float value = 0.0f;
+  bool found = false;
+  for (const auto& [loss_name, loss_value] : golden_.losses) {
+    if (loss_name == name) {
+      value = loss_value;
+      found = true;
+    }
+  }
+  if (!found) return std::nullopt;
+  const LossRule* rule = find_loss_rule(variant_, name, golden_);
+  if (rule == nullptr) {
+    // The scalar step of the same name.
+    const Tensor* same = golden_.find_step(name);
+    if (same == nullptr || same->num_elements() != 1 || same->dtype != DType::kFloat32) return std::nullopt;
+    std::optional<Float32Bound> bound = step(name);
+    if (bound) bound->rule = "float32: the bound of the step " + name;
+    return bound;
+  }
+  Tensor out = Tensor::scalar(value);
+  std::vector<Operand> reads;
+  std::stringstream list(rule->reads);
+  std::string read;
+  while (std::getline(list, read, ',')) {
+    if (read.empty()) continue;
+    const std::vector<double>* bound = bound_of(read);
+    if (bound == nullptr) continue;
+    Operand operand;
+    operand.name = read;
+    operand.tensor = golden_.find_step(read);
+    operand.bound = bound;
+    operand.dims = operand.tensor->dims;
+    operand.shape = operand.tensor->shape;
+    reads.push_back(operand);
+  }
+  std::vector<double> bound(1, 0.0);
+  std::string text = std::string("float32 loss, ") + bound_kind_name(rule->kind) + " of " +
+                     (std::string(rule->reads).empty() ? "nothing (a constant)" : rule->reads);
+  if (reads.empty()) {
+    // None of the steps it is computed from ran: a constant the source returns.
+    bound[0] = 0.0;
+  } else if (rule->kind == BoundKind::kExact) {
+    for (const Operand& operand : reads) {
+      for (size_t k = 0; k < operand.bound->size(); ++k) bound[0] = std::max(bound[0], (*operand.bound)[k]);
+    }
+  } else if (rule->kind == BoundKind::kRatio) {
+    double rel = 0.0;
+    for (const Operand& operand : reads) {
+      double largest = 0.0;
+      for (double r : relative(operand)) largest = std::max(largest, r);
+      rel += largest;
+    }
+    const double own = rule->ulps + static_cast<double>(reads.size()) - 1.0;
+    bound[0] = own * ulp_of(value) + std::fabs(static_cast<double>(value)) * rel;
+  } else {
+    std::optional<std::vector<double>> summed = sum_bound(out, reads, rule->kind, rule->ulps);
+    if (!summed) return std::nullopt;
+    bound = std::move(*summed);
+  }
+  bound[0] = std::max(bound[0], kBoundFloor);
+  return Float32Bound{std::move(bound), text};
+}
+
+}  // namespace moeref
