@@ -709,7 +709,12 @@ std::optional<Float32Bound> Float32Bounds::compute_step(const std::string& name)
       break;
     }
   }
-  for (double& value : bound) value = std::max(value, kBoundFloor);
+  // A NaN or an infinity in the golden must be matched exactly (and passes nothing on to
+  // the steps that read it); elsewhere the floor.
+  for (size_t k = 0; k < bound.size(); ++k) {
+    const bool finite = std::isfinite(out.f32[k]);
+    bound[k] = finite && !std::isnan(bound[k]) ? std::max(bound[k], kBoundFloor) : (finite ? kInf : kBoundFloor);
+  }
   std::vector<double> result = std::move(bound);
   return Float32Bound{std::move(result), "float32 " + rule_text};
 }
@@ -773,7 +778,7 @@ std::optional<Float32Bound> Float32Bounds::loss(const std::string& name) {
     if (!summed) return std::nullopt;
     bound = std::move(*summed);
   }
-  bound[0] = std::max(bound[0], kBoundFloor);
+  bound[0] = !std::isfinite(value) ? kBoundFloor : (std::isnan(bound[0]) ? kInf : std::max(bound[0], kBoundFloor));
   return Float32Bound{std::move(bound), text};
 }
 
