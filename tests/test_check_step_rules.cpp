@@ -96,8 +96,9 @@ TEST_CASE("step rules: a matrix product's row names the dims its golden contract
   for (const Golden& golden : goldens()) {
     for (const moeref::NamedTensor& step : golden.trace.steps) {
       const moeref::StepRule* rule = moeref::find_step_rule(variant_of(golden.trace), step.name);
-      if (rule == nullptr ||
-          (rule->kind != moeref::BoundKind::kProduct && rule->kind != moeref::BoundKind::kProductActivation)) {
+      if (rule == nullptr || !moeref::is_product_step(step.name) ||
+          (rule->kind != moeref::BoundKind::kRouterProduct && rule->kind != moeref::BoundKind::kProduct &&
+           rule->kind != moeref::BoundKind::kProductActivation)) {
         continue;
       }
       INFO(golden.path << ": step " << step.name);

@@ -21,24 +21,29 @@ namespace moeref {
 // names how the step's own rounding (N ulps of the golden value, or a sum's
 // gamma_n) and its reads' bounds combine (spec/trace-format.md has the formulas).
 enum class BoundKind {
-  kExact,              // a copy, reshape, selection, mask or scatter: no rounding of its own
-  kDecision,           // a float that is a discrete function of its reads (a threshold): exact
-  kArith,              // a sum or difference of its reads (coefficients <= 1): N ulp + sum of the reads' bounds
-  kScaled,             // a product of its reads and constants, elementwise: N ulp + |value / read| x read's bound
-  kRatio,              // products, quotients and sums of positive reads: relative errors add
-  kSum,                // a sum over dims (mean, norm, loss) of same-sign terms: relative, with gamma_n
-  kSumOfSquares,       // the same, of its first read squared (z-losses)
-  kSumEntropy,         // the same, of -p log(p + eps) (mtf's entropy)
-  kNormalize,          // a value divided by its row sum (mtf's `normalized`)
-  kSoftmax,            // exp(x - max) / sum over a dim: relative, absolute errors of the logits count twice
-  kLogSumExp,          // log sum exp over a dim: absolute
-  kSquare,             // x^2 elementwise
-  kGumbel,             // -log(-log(u))
-  kAffine,             // a + c * b, c a constant (noise added to logits)
-  kRmsNorm,            // x / |x| * sqrt(M) * gamma over the last dim
-  kGeglu,              // gelu(gate) * x * mult_bias
-  kCastBfloat16,       // a float32 value rounded to bfloat16 and back
-  kProduct,            // an einsum of two reads: gamma_n * sum |a_k b_k| plus the operands' bounds
+  kExact,         // a copy, reshape, selection, mask or scatter: no rounding of its own
+  kDecision,      // a float that is a discrete function of its reads (a threshold): exact
+  kArith,         // a sum or difference of its reads (coefficients <= 1): N ulp + sum of the reads' bounds
+  kScaled,        // a product of its reads and constants, elementwise: N ulp + |value / read| x read's bound
+  kRatio,         // products, quotients and sums of positive reads: relative errors add
+  kSum,           // a sum over dims (mean, norm, loss) of same-sign terms: relative, with gamma_n
+  kSumOfSquares,  // the same, of its first read squared (z-losses)
+  kSumEntropy,    // the same, of -p log(p + eps) (mtf's entropy)
+  kNormalize,     // a value divided by its row sum (mtf's `normalized`)
+  kSoftmax,       // exp(x - max) / sum over a dim: relative, absolute errors of the logits count twice
+  kLogSumExp,     // log sum exp over a dim: absolute
+  kSquare,        // x^2 elementwise
+  kGumbel,        // -log(-log(u))
+  kAffine,        // a + c * b, c a constant (noise added to logits)
+  kRmsNorm,       // x / |x| * sqrt(M) * gamma over the last dim
+  kGeglu,         // gelu(gate) * x * mult_bias
+  kCastBfloat16,  // a float32 value rounded to bfloat16 and back
+  // The router's einsum, which the golden sums in double and rounds once (notation.md):
+  // gamma_n * sum |a_k b_k| + 1 ulp, plus what the operands' bounds move it by.
+  kRouterProduct,
+  // An einsum of two reads that the golden computes as a float32 GEMM too:
+  // 2 gamma_n * sum |a_k b_k|, plus what the operands' bounds move it by.
+  kProduct,
   kProductActivation,  // the same, then an activation (or several factors multiplied: GLU)
   kWeightedSum,        // sum_j w_j * v[selected]: a combine from the index form
 };

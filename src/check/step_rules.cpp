@@ -273,13 +273,13 @@ const std::vector<StepRule>& rules() {
       {"", "combine_array_dtype", B::kCastBfloat16, 0, "", ""},
       {"", "combine_tensor_fprop_dtype", B::kCastBfloat16, 0, "", ""},
       // ---- Matrix products: an einsum of the first two reads over the contracted dims. -------
-      // Router: logits [G, S, E] = inputs [G, S, M] . router_weights [M, E] (a copy when the
-      // config supplies the logits).
-      {"", "logits", B::kProduct, 0, "M", ""},
-      {"", "router_logits", B::kProduct, 0, "M", ""},
-      {"", "gate_logits", B::kProduct, 0, "M", ""},
-      {"", "outer_logits", B::kProduct, 0, "M", ""},
-      {"", "inner_logits", B::kProduct, 0, "M", ""},
+      // Router: logits [G, S, E] = inputs [G, S, M] . router_weights [M, E], summed in double
+      // by the golden (notation.md, "Router matmul"); a copy when the config supplies the logits.
+      {"", "logits", B::kRouterProduct, 0, "M", ""},
+      {"", "router_logits", B::kRouterProduct, 0, "M", ""},
+      {"", "gate_logits", B::kRouterProduct, 0, "M", ""},
+      {"", "outer_logits", B::kRouterProduct, 0, "M", ""},
+      {"", "inner_logits", B::kRouterProduct, 0, "M", ""},
       // Dispatch: expert_inputs [E, G, C, M] = inputs [G, S, M] . dispatch [G, S, E, C].
       {"", "expert_inputs", B::kProduct, 0, "S", ""},
       {"", "expert_inputs_x", B::kProduct, 0, "S", ""},
@@ -390,6 +390,8 @@ const char* bound_kind_name(BoundKind kind) {
       return "geglu";
     case B::kCastBfloat16:
       return "bfloat16 cast";
+    case B::kRouterProduct:
+      return "router product";
     case B::kProduct:
       return "matrix product";
     case B::kProductActivation:
@@ -426,7 +428,10 @@ const LossRule* find_loss_rule(const std::string& variant, const std::string& lo
 
 bool is_product_step(const std::string& step) {
   for (const StepRule& rule : rules()) {
-    if (step == rule.step && (rule.kind == B::kProduct || rule.kind == B::kProductActivation)) return true;
+    if (step == rule.step &&
+        (rule.kind == B::kRouterProduct || rule.kind == B::kProduct || rule.kind == B::kProductActivation)) {
+      return true;
+    }
   }
   return false;
 }
