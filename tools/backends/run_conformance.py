@@ -10,6 +10,11 @@ For each backend (BACKENDS below):
 2. For every golden and each bug of the backend's broken copy, `moeref check` must exit 1 and
    name the expected first divergent step, or exit 0 where the golden cannot show the bug (the
    table says why).
+3. For every golden, a planted drift (every nonzero float of every step and loss moved DRIFT_ULPS
+   ulps away from zero) must fail under moeref's default bounds and pass under the atol/rtol
+   defaults they replaced (OLD_DEFAULTS): the per-step bounds tell the torch backend (step 1)
+   from the drift, where the old defaults passed both. Each line prints how much of its bounds
+   the torch backend used (its largest |actual - expected| / bound) under both rules.
 
 All goldens run in one Python process (importing torch is the slow part). Exit 0 when all
 expectations hold, 1 otherwise. CTest runs this (tests/CMakeLists.txt, test
@@ -38,16 +43,19 @@ import torch_mtf_top2_broken  # noqa: E402
 import torch_stmoe_topn  # noqa: E402
 import torch_stmoe_topn_broken  # noqa: E402
 
-# Per-tensor tolerances for the correct backend: none needed. The checker's defaults (atol 1e-6,
-# rtol 1e-5; spec/trace-format.md) pass every golden. Measured with Debian 12's python3-torch
-# 1.13.1 on x86-64, 1 thread (the run prints the same table per golden):
+# Per-tensor tolerances for the correct backend: none needed. The checker's float32 defaults
+# (a bound per element derived from the golden, spec/trace-format.md "Tolerances") pass every
+# golden, the torch backend using at most 40% of any bound (the router's logits). Measured
+# with Debian 12's python3-torch 1.13.1 on x86-64, 1 thread (the run prints the same table per
+# golden):
 #   logits                 <= 26 ulp, rel <= 1.6e-6: float32 GEMM vs moeref's double-accumulated dot
 #   raw_gates, gate_*      <= 6 ulp, abs <= 1.2e-7: torch.softmax is exp(x - max) / sum where mtf
 #                          has exp(x - logsumexp); true division where mtf has x * reciprocal(d)
 #   density_*, losses      <= 2 ulp: torch.mean is sum / n where mtf has sum * f32(1/n)
 #   expert_hidden, expert_outputs, outputs
-#                          <= 604 ulp, rel <= 5.4e-5 (above rtol) but abs <= 2.4e-7 (below atol):
-#                          values near zero after cancellation, GEMM order, torch's tanh gelu
+#                          <= 604 ulp, rel <= 5.4e-5 but abs <= 2.4e-7: values near zero after
+#                          cancellation (a product's bound is 2 gamma_n sum_k |a_k b_k|, which
+#                          does not shrink with the result), GEMM order, torch's tanh gelu
 # Every int32 step (indices, masks, positions, counts, dispatch) matches exactly.
 TOLERANCES = {}
 
@@ -102,6 +110,16 @@ STMOE_BROKEN_EXPECTATIONS = {
     },
 }
 
+# The planted drift of step 3, and the atol/rtol defaults the per-step bounds replaced (elementwise
+# atol 1e-6, rtol 1e-5; these matrix products atol 1e-5, rtol 1e-4). 64 ulps is at most
+# 64 * 2^-23 = 7.6e-6 of a value: inside the old rtol of every step.
+DRIFT_ULPS = 64
+OLD_PRODUCTS = ["logits", "expert_inputs", "expert_hidden", "expert_hidden_dropout", "expert_outputs", "outputs",
+                "gate_logits", "expert_hidden_x", "expert_hidden_gate", "expert_geglu", "output"] + [
+    f"ff_{where}_{what}" for where in ("before", "after")
+    for what in ("hidden_x", "hidden_gate", "geglu", "output")]
+OLD_DEFAULTS = {"atol": 1e-6, "rtol": 1e-5, "tolerances": {name: (1e-5, 1e-4) for name in OLD_PRODUCTS}}
+
 # variant -> (backend module, broken module, expectations by bug)
 BACKENDS = {
     "mtf_top2": (torch_mtf_top2, torch_mtf_top2_broken, BROKEN_EXPECTATIONS),
@@ -135,6 +153,26 @@ def float_differences(golden, candidate):
     return lines
 
 
+def drift(golden, ulps):
+    """The golden's steps and losses with every nonzero finite float moved `ulps` ulps away from zero."""
+    def moved(array):
+        array = np.array(array, dtype=np.float32)
+        bits = array.view(np.int32).copy()
+        bits[np.isfinite(array) & (array != 0)] += np.int32(ulps)
+        out = bits.view(np.float32)
+        return np.where(np.isfinite(out), out, array).astype(np.float32)
+    steps = {name: (t.dims, moved(t.array) if t.dtype == "float32" else t.array) for name, t in golden.steps.items()}
+    losses = {name: float(moved(np.array([value], dtype=np.float32))[0]) for name, value in golden.losses.items()}
+    return steps, losses
+
+
+def bound_used(result):
+    """The largest |actual - expected| / bound over the float tensors of a report, and where."""
+    used = [(t.get("bound_used") or 0.0, t["name"]) for t in result.get("tensors", []) if t.get("dtype") == "float32"
+            and t.get("section") != "inputs"]
+    return max(used, default=(0.0, "-"))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--moeref", help="moeref binary (default: $MOEREF_BIN, else build/moeref)")
@@ -160,6 +198,7 @@ def main(argv=None):
             out = pathlib.Path(args.keep or scratch) / variant
             out.mkdir(parents=True, exist_ok=True)
             print(f"correct backend (tools/backends/{backend.BACKEND_NAME}.py):")
+            used = {}
             for golden_path in goldens:
                 name = golden_path.name[: -len(".trace.json")]
                 candidate_path = out / f"{name}.torch.trace.json"
@@ -172,6 +211,8 @@ def main(argv=None):
                        + (", consistent alternative at a near tie" if result.get("consistent_alternative") else ""))
                 if result.exit_code != 0:
                     print(result.text)
+                old = moeref.check(golden_path, candidate_path, moeref_bin=moeref_bin, **OLD_DEFAULTS)
+                used[name] = (bound_used(result), bound_used(old))
                 # Every golden step is produced, so nothing is silently left unchecked.
                 expect(result.get("not_checked") == 0, f"{name}: the candidate has every golden step and input")
                 for line in float_differences(golden, moeref.load_trace(candidate_path)):
@@ -198,6 +239,28 @@ def main(argv=None):
                         expect(result.exit_code == 1 and got == expected_step,
                                f"{bug} / {name}: exit {result.exit_code}, first divergent step {got} "
                                f"(expected 1, {expected_step})")
+
+            print(f"planted drift ({DRIFT_ULPS} ulps on every float) beside the torch backend, "
+                  "per-step bounds vs the old atol/rtol defaults:")
+            for golden_path in goldens:
+                name = golden_path.name[: -len(".trace.json")]
+                golden = moeref.load_trace(golden_path)
+                steps, losses = drift(golden, DRIFT_ULPS)
+                candidate_path = out / f"{name}.drift.trace.json"
+                moeref.write_trace(candidate_path, golden.config, steps, losses=losses,
+                                   inputs={n: (t.dims, t.array) for n, t in golden.inputs.items()},
+                                   capacity=golden.capacity,
+                                   generator={"program": "planted-drift", "version": "1", "rng": "replayed"})
+                new = moeref.check(golden_path, candidate_path, out / f"{name}.drift.report.json",
+                                   moeref_bin=moeref_bin, tolerances=TOLERANCES)
+                old = moeref.check(golden_path, candidate_path, moeref_bin=moeref_bin, **OLD_DEFAULTS)
+                failing = sum(1 for t in new.get("tensors", []) if t.get("status") == "mismatch")
+                (torch_new, where_new), (torch_old, where_old) = used.get(name, ((0.0, "-"), (0.0, "-")))
+                expect(new.exit_code == 1 and old.exit_code == 0,
+                       f"{name}: drift exit {new.exit_code} ({failing} tensors beyond their bounds, first "
+                       f"{new.get('first_divergent_step')}), {old.exit_code} under the old defaults; torch used "
+                       f"{torch_new:.2f} of its bounds ({where_new}), {torch_old:.2f} of the old defaults "
+                       f"({where_old})")
     print(f"{'FAIL' if failures else 'PASS'}: {len(failures)} expectation(s) failed")
     return 1 if failures else 0
 
