@@ -16,10 +16,13 @@ jobs="$(nproc 2>/dev/null || echo 2)"
 # python3-torch (with its OpenMP BLAS) run the Python tests: tools/python and the torch backend.
 packages=(cmake g++ make libeigen3-dev catch2 nlohmann-json3-dev libcli11-dev python3-jsonschema
   python3-numpy python3-torch libopenblas0-openmp)
+# Only `test` needs these: chromium opens the pages of `moeref render` headless
+# (tools/check_render.py); without it that test is skipped.
+test_packages=(chromium)
 
-install_missing_packages() {
+install_missing_packages() {  # install_missing_packages [EXTRA_PACKAGE...]
   local missing=()
-  for package in "${packages[@]}"; do
+  for package in "${packages[@]}" "$@"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
   done
   if [ "${#missing[@]}" -eq 0 ]; then
@@ -55,7 +58,7 @@ case "$command" in
     echo "golden trace of the default example (mtf_top2, train, B=2 L=8 E=4 M=8 H=16): $trace"
     ;;
   test)
-    install_missing_packages
+    install_missing_packages "${test_packages[@]}"
     build "$build_dir"
     run_suite "$build_dir"
     if [ "${MOEREF_SKIP_SANITIZERS:-0}" != "1" ]; then

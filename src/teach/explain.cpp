@@ -620,7 +620,7 @@ void routing_section(Doc& doc, const Context& context) {
           parts.push_back(rank + " → slot c" + std::to_string(seat->slot) + ", weight " + number(seat->weight, false));
           shown.push_back(expert);
         } else {
-          parts.push_back(rank + (token.dropped_by_policy(k) ? " → dropped by the second-expert policy's draw"
+          parts.push_back(rank + (token.dropped_by_policy(k) ? " → dropped by the second-expert policy"
                                                              : " → dropped: no slot left"));
         }
       }
@@ -644,9 +644,11 @@ void routing_section(Doc& doc, const Context& context) {
         for (const Seat& seat : token.seats) {
           if (seat.expert == e) seats.push_back("c" + std::to_string(seat.slot) + " " + token_label(view, g, s));
         }
-        if (!token.padding && !token.seated_at(static_cast<int32_t>(e)) &&
-            std::find(token.requested.begin(), token.requested.end(), e) != token.requested.end()) {
-          turned_away.push_back(token_label(view, g, s));
+        // Turned away: asked for this expert and found it full (a policy drop never asked).
+        for (size_t k = 0; k < token.requested.size(); ++k) {
+          if (token.requested[k] != e || token.padding || token.seated_at(static_cast<int32_t>(e))) continue;
+          if (!token.dropped_by_policy(k)) turned_away.push_back(token_label(view, g, s));
+          break;
         }
       }
       std::sort(seats.begin(), seats.end());
