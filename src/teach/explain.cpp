@@ -306,6 +306,8 @@ bool decisions(const Context& context, const Tensor& tensor, const std::vector<s
                        std::equal(tensor.shape.begin(), tensor.shape.end() - 1, scores->shape.begin());
     if (!argmax && !top_k) continue;
     const int64_t X = scores->shape[r - 1];
+    // The values must index that last dim (-1: no choice), or this is not a choice along it.
+    if (!std::all_of(tensor.i32.begin(), tensor.i32.end(), [&](int32_t v) { return v >= -1 && v < X; })) continue;
     const std::string letter = index_letter(scores->dims[r - 1]);
     const int64_t K = argmax ? 1 : tensor.shape.back();
     const int64_t rows = tensor.num_elements() / K;
@@ -383,6 +385,20 @@ bool decisions(const Context& context, const Tensor& tensor, const std::vector<s
     return true;
   }
   return false;
+}
+
+// Rule E: an order of the tokens (batch-prioritized routing's argsort): say it.
+void token_order(const Tensor& tensor, const std::string& name, std::vector<std::string>& notes) {
+  if (tensor.dtype != DType::kInt32 || tensor.dims.empty() || tensor.dims.back() != "S") return;
+  if (name.find("perm") == std::string::npos && name.find("order") == std::string::npos) return;
+  const int64_t S = tensor.shape.back();
+  for (int64_t g = 0; g < tensor.num_elements() / S && g < 4; ++g) {
+    std::vector<std::string> order;
+    for (int64_t s = 0; s < S && s < 32; ++s)
+      order.push_back("t" + std::to_string(tensor.i32[static_cast<size_t>(g * S + s)]));
+    notes.push_back(std::string(tensor.num_elements() > S ? "group g" + std::to_string(g) + ": " : "") +
+                    "tokens claim their slots in the order " + join(order, ", ") + (S > 32 ? ", ..." : ""));
+  }
 }
 
 // Rule D: the random draws a step reads, beside its result.
@@ -571,6 +587,7 @@ void step_section(Doc& doc, const Context& context, size_t number_of, const Name
   std::vector<std::string> notes;
   const bool listed = changes_since(context, step.name, step.tensor, reads, notes);
   decisions(context, step.tensor, reads, notes);
+  token_order(step.tensor, step.name, notes);
   draws(context, step.tensor, reads, notes, listed);
   if (!notes.empty()) {
     if (doc.markdown()) {
