@@ -63,7 +63,7 @@ TEST_CASE("flaxformer experts choose: each expert takes its top C tokens, ties i
   CHECK(step(trace, "router_confidence").f32[0] == moeref::ops::round_to_bfloat16(sum / 4.0f));
 }
 
-TEST_CASE("flaxformer experts choose: C > S is refused; float32 keeps the raw probabilities",
+TEST_CASE("flaxformer experts choose: C > S is refused, float32 keeps the raw probabilities",
           "[flaxformer_experts_choose]") {
   const std::vector<float> logits = {0, 1, 1, 0};
   // S = 2, min_expert_capacity 4 (the default): C = 4 > S.

@@ -73,7 +73,7 @@ TEST_CASE("mtf_expert_selection: a token taken by two experts gets each weight d
   check_token_slots(trace, 0, 3, {});
 }
 
-TEST_CASE("mtf_expert_selection: padding leaves the softmax; dispatch comes from the one-hot, not from combine",
+TEST_CASE("mtf_expert_selection: padding leaves the softmax, dispatch comes from the one-hot, not from combine",
           "[mtf_expert_selection][padding]") {
   // S = 3, importance (1, 1, 0), C = 3: every expert takes all three tokens. The padded t2's
   // logits become -1e9, its probability exp(-1e9 - lse) = 0: combine 0, yet dispatched.

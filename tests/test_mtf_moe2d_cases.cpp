@@ -42,7 +42,7 @@ const json kAllEval = {{"second_policy_eval", "all"}};
 
 }  // namespace
 
-TEST_CASE("mtf_moe2d grouping and capacities of both levels; min_expert_capacity defaults to 4",
+TEST_CASE("mtf_moe2d grouping and capacities of both levels, min_expert_capacity defaults to 4",
           "[mtf_moe2d][capacity]") {
   // B * L = 16, group_size 4: G = 4, S = 4. X = 2, eval cf 2.0: int(4 * 2 / 2) = 4, C = 4.
   // Inner: _split_into_groups(G * C = 16, 4, 1) = (I = 4, T = 4); Y = 2, cf 1.0: int(4 / 2) = 2,

@@ -48,7 +48,7 @@ TEST_CASE("mtf_ntlb: a token whose first expert is full lands in its second, beh
   check_routing_invariants(trace);
 }
 
-TEST_CASE("mtf_ntlb: tokens that fail every rank are dropped; K = 1 is top-1 in token order", "[mtf_ntlb][routing]") {
+TEST_CASE("mtf_ntlb: tokens that fail every rank are dropped, K = 1 is top-1 in token order", "[mtf_ntlb][routing]") {
   SECTION("K = 2, C = 1: t1 and t2 fail expert 0, then expert 1 (full after t3)") {
     const Trace trace = run_json(variant_config("mtf_ntlb", 1, 4, 2, log_probs(kProbs), ntlb_hparams(2, 1), false));
     CHECK(ints(trace, "tokens_left_to_route_1") == std::vector<int32_t>{0, 1, 1, 0});
@@ -96,7 +96,7 @@ TEST_CASE("mtf_ntlb loss: every rank's density, the proxy broadcast over S with 
   CHECK(ints(padded, "tokens_left_to_route_1") == std::vector<int32_t>{0, 1});
 }
 
-TEST_CASE("mtf_ntlb: only input_jitter perturbs the router; summaries count all ranks", "[mtf_ntlb][policy]") {
+TEST_CASE("mtf_ntlb: only input_jitter perturbs the router, summaries count all ranks", "[mtf_ntlb][policy]") {
   const std::vector<float> logits = log_probs(kProbs);
   SECTION("input_dropout and sample are ignored: nothing drawn") {
     for (const std::string policy : {"input_dropout", "sample", "argmax"}) {
@@ -144,7 +144,7 @@ TEST_CASE("mtf_ntlb E = 1 and C = 0", "[mtf_ntlb][edges]") {
   }
 }
 
-TEST_CASE("mtf_ntlb names: switch_top_k is the old ntlb_top_k; moe_gating \"switch\" is refused",
+TEST_CASE("mtf_ntlb names: switch_top_k is the old ntlb_top_k, moe_gating \"switch\" is refused",
           "[mtf_ntlb][hparams]") {
   json config = variant_config("mtf_ntlb", 1, 4, 2, log_probs(kProbs),
                                {{"switch_policy_eval", "argmax"}, {"switch_top_k", 2}, {"expert_capacity", 2}}, false);

@@ -57,7 +57,7 @@ TEST_CASE("mtf.top_k with k > n: iterative re-picks at -1e9 for k <= 4, TopKOper
   CHECK(moeref::ops::mtf_top_k_runs(3, 0));
 }
 
-TEST_CASE("mtf_switch_max: an overflowing expert drops its least confident token; slots by descending gate",
+TEST_CASE("mtf_switch_max: an overflowing expert drops its least confident token, slots by descending gate",
           "[mtf_switch_max][routing]") {
   // G = 1, S = 4, E = 2, C = 2. Gates: t0 0.6 (e0), t1 0.9 (e0), t2 0.7 (e0), t3 0.8 (e1).
   // Expert 0 keeps t1 (slot 0) and t2 (slot 1) and drops t0, the least confident (mtf_switch
@@ -119,7 +119,7 @@ TEST_CASE("mtf_switch_max E = 1, C = 0, all padded", "[mtf_switch_max][edges]") 
   }
 }
 
-TEST_CASE("mtf_switch_max with C > S: 2 <= C <= 4 reproduces mtf's -1e9 weights; C >= 5 is refused",
+TEST_CASE("mtf_switch_max with C > S: 2 <= C <= 4 reproduces mtf's -1e9 weights, C >= 5 is refused",
           "[mtf_switch_max][capacity]") {
   // S = 2, E = 2, C = max(min(2, int(2 * 2.0 / 2)), 4) = 4 (the default min_expert_capacity).
   // Both tokens choose expert 0 (0.7 and 0.6). Expert 0's row (0.7, 0.6): indices (0, 1, 0, 1),

@@ -153,7 +153,7 @@ TEST_CASE("mtf_switch accepts the rand_1_* names from before tensorflow/mesh b1b
   }
 }
 
-TEST_CASE("moe_gating is refused with the variant it names; \"switch\" explains the b1b5364 rename",
+TEST_CASE("moe_gating is refused with the variant it names, \"switch\" explains the b1b5364 rename",
           "[mtf_switch][hparams]") {
   json config = variant_config("mtf_switch", 1, 2, 2, {0, 1, 1, 0}, {{"moe_gating", "switch"}}, false);
   try {

@@ -148,7 +148,7 @@ TEST_CASE("walkthrough: top-2, C = 4, rank 0 overflows, rank 1 queues behind eve
   CHECK(loss(trace, "router_z_loss") == Approx(z / 6.0).epsilon(1e-6));
 }
 
-TEST_CASE("stmoe thresholds: one per rank; rank 0 always routed; a list of the wrong length fails", "[stmoe_topn]") {
+TEST_CASE("stmoe thresholds: one per rank, rank 0 always routed, a list of the wrong length fails", "[stmoe_topn]") {
   // top_n = 3, E = 3; one token with logits [0, 0, 0]: every normalised gate is 1/3.
   // threshold_train [0.0, 1e9]: rank 1's threshold is clamped to eps = 1e-9 (always kept),
   // rank 2 needs U < (1/3) / 1e9 (never, for U = 0.5).
@@ -233,7 +233,7 @@ TEST_CASE("stmoe Gumbel noise: -log(-log(U)), logs clamped at 1e-20, z-loss on u
   CHECK(loss(trace, "router_z_loss") == Approx(lse * lse).epsilon(1e-6));
 }
 
-TEST_CASE("stmoe torch ops: softmax is tf's reciprocal multiply; erf GELU", "[stmoe_topn][ops]") {
+TEST_CASE("stmoe torch ops: softmax is tf's reciprocal multiply, erf GELU", "[stmoe_topn][ops]") {
   const float logits[4] = {0.1f, -2.0f, 3.5f, 0.0f};
   float torch_probs[4], tf_probs[4];
   moeref::ops::torch_softmax(logits, torch_probs, 1, 4);

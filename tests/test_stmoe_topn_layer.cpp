@@ -30,7 +30,7 @@ const moeref::Tensor& input(const moeref::Trace& trace, const std::string& name)
 
 }  // namespace
 
-TEST_CASE("stmoe layer: dims G = B, S = L; H and F by int(M * mult * 2 / 3)", "[stmoe_topn][layer]") {
+TEST_CASE("stmoe layer: dims G = B, S = L, H and F by int(M * mult * 2 / 3)", "[stmoe_topn][layer]") {
   const moeref::Trace moe = run_json(layer({{"B", 2}, {"L", 5}, {"E", 3}, {"M", 6}}, nlohmann::json::object()));
   const nlohmann::json& dims = moe.config["dims"];
   CHECK(dims["G"] == 2);

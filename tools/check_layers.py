@@ -20,7 +20,8 @@ ALLOWED = {
     "variants": {"base", "ops", "config", "frame", "layers"},
     "run": {"base", "ops", "config", "frame", "layers", "variants", "run"},
     "check": {"base", "ops", "config", "frame", "layers", "run", "check"},
-    "cli": {"base", "ops", "config", "frame", "layers", "run", "check", "cli"},
+    "teach": {"base", "ops", "config", "frame", "layers", "run", "check", "teach"},
+    "cli": {"base", "ops", "config", "frame", "layers", "run", "check", "teach", "cli"},
 }
 
 # Headers and sources directly under include/moeref/ and src/, by stem.
@@ -37,7 +38,7 @@ TOP_LEVEL = {
 # Folders: include/moeref/<folder>/ and src/<folder>/.
 FOLDERS = {
     "ops": "ops", "config": "config", "frame": "frame", "layers": "layers", "variants": "variants",
-    "run": "run", "trace": "base", "check": "check", "cli": "cli",
+    "run": "run", "trace": "base", "check": "check", "teach": "teach", "cli": "cli",
 }
 
 

@@ -22,9 +22,10 @@ jobs="$(nproc 2>/dev/null || echo 2)"
 cli_packages=(cmake g++ make libeigen3-dev nlohmann-json3-dev libcli11-dev)
 # And for the tests: Catch2; python3-jsonschema validates goldens against spec/; python3-numpy and
 # python3-torch (with its OpenMP BLAS) run the Python tests (tools/python and the torch backend);
-# python3-venv, python3-pip, python3-setuptools and python3-wheel install tools/python into a venv offline.
+# python3-venv, python3-pip, python3-setuptools and python3-wheel install tools/python into a venv offline;
+# chromium opens the pages of `moeref render` headless (tools/check_render.py; without it that test is skipped).
 test_packages=("${cli_packages[@]}" catch2 python3-jsonschema python3-numpy python3-torch libopenblas0-openmp
-  python3-venv python3-pip python3-setuptools python3-wheel)
+  python3-venv python3-pip python3-setuptools python3-wheel chromium)
 # And for fuzzing: clang with libFuzzer and the sanitizer runtimes, and clang's OpenMP.
 fuzz_packages=("${cli_packages[@]}" clang-14 libclang-rt-14-dev libomp-14-dev)
 

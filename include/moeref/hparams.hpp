@@ -6,7 +6,8 @@
 //   table.number("second_threshold_train", &P::second_threshold_train)
 //       .defaults_to(0.2).at_least(0.0).train_only()
 //       .means("Threshold t of the threshold and random second policies when training.")
-//       .cites("moe.py: _top_2_gating").known_as({"moe_second_threshold_train"});
+//       .cites("moe.py: _top_2_gating").known_as({"moe_second_threshold_train"})
+//       .about("second_expert_threshold");
 //
 // The same declaration validates configs, drives `moeref variants ID`, fills the
 // resolved config written into every trace, and feeds the glossary.
@@ -49,6 +50,11 @@ struct HparamSpec {
   std::string cited_source;               // where the source reads it: "moe.py: _top_2_gating"
   std::vector<std::string> aliases;       // the sources' other spellings: "did you mean" only
   std::vector<std::string> renamed_from;  // the source's own old names: accepted, with a warning
+  // The idea this hyperparameter is one spelling of: a key of the topic table
+  // (src/teach/hparam_topics.cpp), which says it in plain words and gives the names
+  // other implementations use. The glossary groups every variant's hyperparameters
+  // of one topic together. (Not called `concept`: that is a keyword in C++20.)
+  std::string topic;
 
   // Builders, so that a declaration reads as named fields.
   HparamSpec& defaults_to(nlohmann::json value);
@@ -60,6 +66,8 @@ struct HparamSpec {
   HparamSpec& eval_only();
   HparamSpec& cites(std::string where);
   HparamSpec& known_as(std::vector<std::string> names);
+  // The glossary topic, e.g. about("capacity_factor") (spec/glossary.md).
+  HparamSpec& about(std::string topic_key);
   // Old names the source itself used before a rename (mtf's rand_1_* before b1b5364):
   // a config may still use them; the resolved config holds the new name.
   HparamSpec& renamed(std::vector<std::string> old_names, std::string when);

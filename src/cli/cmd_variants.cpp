@@ -1,19 +1,46 @@
-// moeref variants [ID]: list the registered variants, or one variant's hyperparameters.
+// moeref variants [ID]: list the registered variants, or one variant's hyperparameters;
+// moeref variants --glossary: spec/glossary.md; moeref variants --search WORD: find a
+// hyperparameter by any implementation's name for it (exit 1 when nothing matches).
 
 #include <iostream>
 
 #include "commands.hpp"
 #include "moeref/error.hpp"
 #include "moeref/registry.hpp"
+#include "moeref/teach/glossary.hpp"
 
 namespace moeref::cli {
 
 void add_variants_command(CLI::App& app, int& exit_code) {
   auto id = std::make_shared<std::string>();
   CLI::App* variants = app.add_subcommand("variants", "List the variants, or describe one variant's hyperparameters");
+  auto glossary = std::make_shared<bool>(false);
+  auto search = std::make_shared<std::string>();
   variants->add_option("id", *id, "A variant id, e.g. mtf_top2");
-  variants->callback([id, &exit_code]() {
+  variants->add_flag("--glossary", *glossary,
+                     "Print the glossary of every hyperparameter (spec/glossary.md; tools/regen_glossary.sh)");
+  variants->add_option("--search", *search,
+                       "Find hyperparameters by any implementation's name, e.g. rand_1_jitter or "
+                       "second_expert_policy (exit 1 when none matches)");
+  variants->callback([id, glossary, search, &exit_code]() {
     exit_code = 0;
+    const int modes = (id->empty() ? 0 : 1) + (*glossary ? 1 : 0) + (search->empty() ? 0 : 1);
+    if (modes > 1) fail_input("variants", "ID, --glossary and --search together", "one of them at a time");
+    if (*glossary) {
+      std::cout << glossary_markdown() << "\n";
+      return;
+    }
+    if (!search->empty()) {
+      const std::string found = glossary_search(*search);
+      if (found.empty()) {
+        std::cerr << "moeref: no hyperparameter of any implementation is called or described as \"" << *search
+                  << "\" (the names: spec/glossary.md#find-a-name)\n";
+        exit_code = 1;
+        return;
+      }
+      std::cout << found;
+      return;
+    }
     if (id->empty()) {
       for (const VariantSpec& spec : all_variants()) std::cout << spec.id << "  " << spec.summary << "\n";
       return;
@@ -37,6 +64,7 @@ void add_variants_command(CLI::App& app, int& exit_code) {
                   << "\n";
       }
       if (!hparam.cited_source.empty()) std::cout << "      source: " << hparam.cited_source << "\n";
+      if (!hparam.topic.empty()) std::cout << "      glossary: spec/glossary.md#" << hparam.topic << "\n";
       if (!hparam.aliases.empty()) {
         std::string names;
         for (const std::string& alias : hparam.aliases) names += (names.empty() ? "" : ", ") + alias;

@@ -10,5 +10,7 @@ void add_run_command(CLI::App& app, int& exit_code);
 void add_check_command(CLI::App& app, int& exit_code);
 void add_variants_command(CLI::App& app, int& exit_code);
 void add_t5x_metrics_command(CLI::App& app, int& exit_code);
+void add_explain_command(CLI::App& app, int& exit_code);
+void add_render_command(CLI::App& app, int& exit_code);
 
 }  // namespace moeref::cli

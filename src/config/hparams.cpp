@@ -210,6 +210,11 @@ HparamSpec& HparamSpec::known_as(std::vector<std::string> names) {
   return *this;
 }
 
+HparamSpec& HparamSpec::about(std::string topic_key) {
+  topic = std::move(topic_key);
+  return *this;
+}
+
 HparamSpec& HparamSpec::renamed(std::vector<std::string> old_names, std::string when) {
   renamed_from = std::move(old_names);
   renamed_when = std::move(when);

@@ -44,16 +44,19 @@ void declare_hparams(HparamTable<FlaxformerTokensChooseHparams>& table) {
   table.choice("router", &P::router, {"TokensChooseMaskedRouter", "TokensChooseScatterRouter"})
       .defaults_to("TokensChooseMaskedRouter")
       .means("The router class: masked matmuls (dispatch_mask, combine_array) or scatter/gather indices.")
-      .cites(routing);
+      .cites(routing)
+      .about("gating_function");
   table.integer("num_selected_experts", &P::num_selected_experts)
       .defaults_to(2)
       .between(1, kMaxHparamExtent)
       .means("K: experts per token (1 is the Switch router); jax.lax.top_k needs K <= E.")
-      .cites(routing);
+      .cites(routing)
+      .about("top_k");
   table.flag("batch_prioritized_routing", &P::batch_prioritized_routing)
       .defaults_to(true)
       .means("Tokens claim slots in descending order of their top-1 probability (stable argsort).")
-      .cites(routing);
+      .cites(routing)
+      .about("slot_priority");
   declare_flaxformer_layer_hparams(table, 1.25, 2.0, "float32");
 }
 

@@ -52,19 +52,22 @@ void declare_hparams(HparamTable<LingvoExpertChoiceHparams>& table) {
       .between(0, kMaxHparamExtent)
       .means("Required: C0, tokens each expert takes per group (raised by capacity_factor); C must not exceed S.")
       .cites(gating)
-      .known_as({"c_dim"});
+      .known_as({"c_dim"})
+      .about("explicit_capacity");
   table.optional_number("capacity_factor", &P::capacity_factor)
       .between(0.0, static_cast<double>(kMaxHparamExtent))
       .means(
           "If non-zero, C is raised to int(S * capacity_factor / E) (0 -> 4) rounded up to a multiple of 4 when C0 "
           "is smaller.")
-      .cites(gating);
+      .cites(gating)
+      .about("capacity_factor");
   table.choice("mask_dtype", &P::mask_dtype, {"int32", "float32", "bfloat16"})
       .defaults_to("int32")
       .means(
           "dtype of the masks and positions; only int32 works (a float dtype makes the source's tf.one_hot raise "
           "TypeError).")
-      .cites(gating);
+      .cites(gating)
+      .about("dtype");
   declare_grouped_activation(table, &P::activation, "gshard_layers.py: FeedForwardNetworksApplyGating",
                              {"moe_activation"});
 }

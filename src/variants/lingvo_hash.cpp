@@ -47,7 +47,8 @@ void declare_hparams(HparamTable<LingvoHashHparams>& table) {
       .between(0, kMaxHparamExtent)
       .means("Required: C, slots per expert per group (no capacity factor in hash gating).")
       .cites("gshard_layers.py: HashGatingOnLogits")
-      .known_as({"c_dim"});
+      .known_as({"c_dim"})
+      .about("explicit_capacity");
   declare_grouped_activation(table, &P::activation, "gshard_layers.py: FeedForwardNetworksApplyGating",
                              {"moe_activation"});
 }

@@ -33,7 +33,6 @@
 #include "moeref/json_number.hpp"
 #include "moeref/layers/grouped_tokens.hpp"
 #include "moeref/layers/gshard_top2_gating.hpp"
-#include "moeref/ops/mtf_activations.hpp"
 #include "moeref/ops/dispatch_tensor.hpp"
 #include "moeref/ops/elementwise.hpp"
 #include "moeref/ops/gshard_combine.hpp"
@@ -41,6 +40,7 @@
 #include "moeref/ops/gshard_position_in_expert.hpp"
 #include "moeref/ops/lingvo_capacity.hpp"
 #include "moeref/ops/lingvo_expert_padding.hpp"
+#include "moeref/ops/mtf_activations.hpp"
 #include "moeref/ops/router.hpp"
 #include "moeref/ops/tf_softmax.hpp"
 #include "moeref/ops/top1.hpp"
@@ -71,13 +71,15 @@ void declare_hparams(HparamTable<LingvoTop2Hparams>& table) {
           "Capacity C per expert and group; raised by capacity_factor when smaller (no source default; moeref uses "
           "4).")
       .cites(gating)
-      .known_as({"c_dim"});
+      .known_as({"c_dim"})
+      .about("explicit_capacity");
   table.optional_number("capacity_factor", &P::capacity_factor)
       .between(0.0, kMaxHparamExtent)
       .means(
           "If > 0: auto = int(S * capacity_factor / E) (0 -> 4); when expert_capacity_dim < auto, C = auto rounded "
           "up to a multiple of 4.")
-      .cites(gating);
+      .cites(gating)
+      .about("capacity_factor");
   declare_gshard_top2_policy_hparams(
       table, gating,
       {"all: greedy second expert; sampling: Gumbel-max draw without the first expert; random: keep with p = gate_2 "
@@ -88,18 +90,21 @@ void declare_hparams(HparamTable<LingvoTop2Hparams>& table) {
   table.optional_integer_list("expert_padding_idx", &P::expert_padding_idx)
       .between(-kMaxHparamExtent, kMaxHparamExtent - 1)
       .means("Experts (numpy indices into E) whose logits are replaced by -0.7 * float32 max before the softmax.")
-      .cites(gating);
+      .cites(gating)
+      .about("masked_experts");
   table.flag("local_dispatch", &P::local_dispatch)
       .defaults_to(true)
       .means(
           "ComputeGating: false routes all G*S tokens as one group (C from G*S), then reshapes dispatch/combine "
           "back.")
-      .cites("gshard_layers.py: ComputeGating");
+      .cites("gshard_layers.py: ComputeGating")
+      .about("grouping");
   table.choice_list("activation", &P::activation, ops::activation_names())
       .defaults_to("relu")
       .means("Expert activation of the foundation expert layer (lingvo's default moe_activation is RELU).")
       .cites("gshard_layers.py: FeedForwardNetworksApplyGating")
-      .known_as({"moe_activation", "activation_name"});
+      .known_as({"moe_activation", "activation_name"})
+      .about("activation");
 }
 
 // _CreateOverCapacityRatioSummary(mask, position_in_expert, capacity, name):

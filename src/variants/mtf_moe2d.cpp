@@ -58,49 +58,57 @@ void declare_hparams(HparamTable<MtfMoe2dHparams>& table) {
       .defaults_to(8)
       .between(1, kMaxHparamExtent)
       .means("X, the number of outer experts (expert groups).")
-      .cites(moe2d);
+      .cites(moe2d)
+      .about("num_experts");
   table.integer("expert_y", &P::expert_y)
       .defaults_to(8)
       .between(1, kMaxHparamExtent)
       .means("Y, the number of inner experts per outer expert; the experts are the X * Y pairs (y, x).")
-      .cites(moe2d);
+      .cites(moe2d)
+      .about("num_experts");
   table.number("loss_coef", &P::loss_coef)
       .defaults_to(1e-2)
       .at_least(0.0)
       .means("The layer returns (outer loss + inner loss) times this coefficient.")
       .cites(moe2d)
-      .known_as({"moe_loss_coef"});
+      .known_as({"moe_loss_coef"})
+      .about("balance_loss_coef");
   table.integer("group_size", &P::group_size)
       .defaults_to(1024)
       .between(1, kMaxHparamExtent)
       .means("Target group size of both levels' _split_into_groups (the inner one groups G * C slots).")
       .cites(moe2d)
-      .known_as({"moe_group_size"});
+      .known_as({"moe_group_size"})
+      .about("grouping");
   table.integer("mesh_dim_size", &P::mesh_dim_size)
       .defaults_to(1)
       .between(1, kMaxHparamExtent)
       .means("Mesh size over which the outer groups are split (the inner level's, a0's, is 1 here).")
-      .cites(moe2d);
+      .cites(moe2d)
+      .about("device_split");
   table.number("capacity_factor_train", &P::capacity_factor_train)
       .defaults_to(1.25)
       .at_least(0.0)
       .train_only()
       .means("Outer capacity factor when training: C = max(min(S, int(S * factor / X)), min_expert_capacity).")
       .cites(moe2d)
-      .known_as({"moe_capacity_factor_train"});
+      .known_as({"moe_capacity_factor_train"})
+      .about("capacity_factor");
   table.number("capacity_factor_eval", &P::capacity_factor_eval)
       .defaults_to(2.0)
       .at_least(0.0)
       .eval_only()
       .means("Outer capacity factor when train is false.")
       .cites(moe2d)
-      .known_as({"moe_capacity_factor_eval"});
+      .known_as({"moe_capacity_factor_eval"})
+      .about("capacity_factor");
   table.number("capacity_factor_second_level", &P::capacity_factor_second_level)
       .defaults_to(1.0)
       .at_least(0.0)
       .means("Inner capacity factor, train and eval alike: D = max(min(T, int(T * factor / Y)), min_expert_capacity).")
       .cites(moe2d)
-      .known_as({"moe_capacity_factor_second_level"});
+      .known_as({"moe_capacity_factor_second_level"})
+      .about("capacity_factor");
   table.integer("min_expert_capacity", &P::min_expert_capacity)
       .defaults_to(4)
       .between(1, kMaxHparamExtent)
@@ -108,13 +116,15 @@ void declare_hparams(HparamTable<MtfMoe2dHparams>& table) {
           "moeref default: MoE2D never sets moe_min_expert_capacity, which transformer_moe_layer_v2 reads for C and D "
           "(AttributeError at HEAD); 4 is MoE1D's default and the minimum hard-coded before commit 5a9d503.")
       .cites(moe2d)
-      .known_as({"moe_min_expert_capacity"});
+      .known_as({"moe_min_expert_capacity"})
+      .about("min_capacity");
   declare_mtf_top2_gating_hparams(table);
   table.optional_integer("num_microbatches", &P::num_microbatches)
       .defaults_to(1)
       .between(1, kMaxHparamExtent)
       .means("Number of microbatches (MoE2D passes the context's, default 1); each level's loss is divided by it.")
-      .cites(moe2d);
+      .cites(moe2d)
+      .about("num_microbatches");
 }
 
 // The same values under other dims (mtf.reshape keeps row-major order).

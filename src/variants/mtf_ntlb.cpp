@@ -48,7 +48,8 @@ void declare_hparams(HparamTable<MtfNtlbHparams>& table) {
           ">= 5.")
       .cites(gating)
       .known_as({"moe_ntlb_top_k", "moe_switch_top_k"})
-      .renamed({"switch_top_k"}, mtf_rename_commit());
+      .renamed({"switch_top_k"}, mtf_rename_commit())
+      .about("top_k");
 }
 
 // _ntlb_gating(inputs, ..., importance, num_microbatches): dispatch, combine and loss.

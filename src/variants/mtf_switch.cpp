@@ -49,7 +49,8 @@ void declare_hparams(HparamTable<MtfSwitchHparams>& table) {
           "Router z-loss coefficient; when training and not null the loss gains z_loss * sum over tokens with "
           "importance 1 of logsumexp(logits)^2 / (their count * num_microbatches).")
       .cites(gating)
-      .known_as({"moe_z_loss"});
+      .known_as({"moe_z_loss"})
+      .about("z_loss_coef");
 }
 
 // _switch_gating(inputs, ..., importance, num_microbatches): dispatch, combine and loss.

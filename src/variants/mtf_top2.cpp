@@ -36,7 +36,8 @@ void declare_hparams(HparamTable<MtfTop2Hparams>& table) {
   table.optional_integer("num_microbatches", &P::num_microbatches)
       .between(1, kMaxHparamExtent)
       .means("Number of microbatches; when > 1 the gating loss is divided by it.")
-      .cites("moe.py: _top_2_gating");
+      .cites("moe.py: _top_2_gating")
+      .about("num_microbatches");
 }
 
 // _top_2_gating(inputs, ..., importance, num_microbatches): dispatch, combine and loss.

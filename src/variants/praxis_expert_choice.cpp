@@ -70,7 +70,8 @@ void declare_hparams(HparamTable<PraxisExpertChoiceHparams>& table) {
       .defaults_to(0)
       .between(0, kMaxHparamExtent)
       .means("C0, tokens each expert takes per group unless capacity_factor raises it (layer default 0).")
-      .cites(gating);
+      .cites(gating)
+      .about("explicit_capacity");
   table.optional_number("capacity_factor", &P::capacity_factor)
       .defaults_to(2.0)
       .between(0.0, static_cast<double>(kMaxHparamExtent))
@@ -78,12 +79,14 @@ void declare_hparams(HparamTable<PraxisExpertChoiceHparams>& table) {
           "If not null, C is raised to int(S * capacity_factor / E) rounded up to a multiple of 4 when C0 is smaller "
           "(layer default 2.0).")
       .cites(gating)
-      .known_as({"unadjusted_expert_capacity_factor"});
+      .known_as({"unadjusted_expert_capacity_factor"})
+      .about("capacity_factor");
   table.number("gating_logit_cap", &P::gating_logit_cap)
       .defaults_to(0.0)
       .between(0.0, 1e38)
       .means("If > 0, logits become cap * tanh(logits / cap) (compute_gating always passes 0.0).")
-      .cites(gating);
+      .cites(gating)
+      .about("logit_cap");
   declare_grouped_activation(table, &P::activation, "transformers.py: TransformerFeedForwardMoe", {"activation_tpl"});
 }
 

@@ -60,16 +60,19 @@ void declare_hparams(HparamTable<PraxisTop2Hparams>& table) {
   table.optional_integer("num_groups", &P::num_groups)
       .between(1, kMaxHparamExtent)
       .means("TransformerFeedForwardMoe.num_groups: G when x is [B, L, M] (the source default 0 fails its own assert).")
-      .cites(layer);
+      .cites(layer)
+      .about("grouping");
   table.optional_integer("min_group_size", &P::min_group_size)
       .between(1, kMaxHparamExtent)
       .means("If B*L / num_groups is below it, G becomes ceil(B*L / min_group_size).")
-      .cites(layer);
+      .cites(layer)
+      .about("grouping");
   table.optional_integer("expert_capacity_dim", &P::expert_capacity_dim)
       .defaults_to(0)
       .between(0, kMaxHparamExtent)
       .means("C0: the capacity when capacity_factor is falsy, else a lower bound (null means 1); layer default 0.")
-      .cites(gating);
+      .cites(gating)
+      .about("explicit_capacity");
   table.optional_number("capacity_factor", &P::capacity_factor)
       .defaults_to(2.0)
       .at_least(0.0)
@@ -77,7 +80,8 @@ void declare_hparams(HparamTable<PraxisTop2Hparams>& table) {
           "If truthy, C0 is raised to roundup4(int(S * capacity_factor / E)) when below it (layer: "
           "unadjusted_expert_capacity_factor, default 2.0).")
       .cites(gating)
-      .known_as({"unadjusted_expert_capacity_factor"});
+      .known_as({"unadjusted_expert_capacity_factor"})
+      .about("capacity_factor");
   declare_gshard_top2_policy_hparams(
       table, gating,
       {"Second expert: all (greedy), sampling (Gumbel sample from the other experts) or random (keep with "
@@ -89,21 +93,25 @@ void declare_hparams(HparamTable<PraxisTop2Hparams>& table) {
       .defaults_to(0.0)
       .at_least(0.0)
       .means("If > 0, logits become cap * tanh(logits / cap) before the softmax.")
-      .cites(gating);
+      .cites(gating)
+      .about("logit_cap");
   table.number("moe_load_balance_loss_weight", &P::moe_load_balance_loss_weight)
       .defaults_to(1.0)
       .at_least(0.0)
       .means("The layer's aux loss is aux_loss times this weight (must be > 0).")
-      .cites(layer);
+      .cites(layer)
+      .about("balance_loss_coef");
   table.choice("fprop_dtype", &P::fprop_dtype, {"float32", "bfloat16"})
       .defaults_to("float32")
       .means("The layer's fprop_dtype: bfloat16 runs the router einsum in bfloat16 and converts combine_tensor to it.")
-      .cites("gshard_utils.py: top2_gating_on_logits; transformers.py: TransformerFeedForwardMoe; spec/bfloat16.md");
+      .cites("gshard_utils.py: top2_gating_on_logits; transformers.py: TransformerFeedForwardMoe; spec/bfloat16.md")
+      .about("dtype");
   table.choice("activation", &P::activation, {"linear", "relu", "swish", "sigmoid", "tanh"})
       .defaults_to("relu")
       .means("Expert activation (activation_tpl: Identity, ReLU, Swish, Sigmoid, Tanh).")
       .cites(layer)
-      .known_as({"activation_tpl"});
+      .known_as({"activation_tpl"})
+      .about("activation");
 }
 
 // top2_gating_on_logits(paddings, logits, experts_dim, expert_capacity_dim, ...,

@@ -74,75 +74,91 @@ void declare_hparams(HparamTable<StmoeTopnHparams>& table) {
       .between(2, kMaxHparamExtent)
       .means("K: experts per token (TopNGating asserts top_n >= 2; torch.topk needs top_n <= E).")
       .cites(gate)
-      .known_as({"gating_top_n"});
+      .known_as({"gating_top_n"})
+      .about("top_k");
   table.number("eps", &P::eps)
       .defaults_to(1e-9)
       .at_least(0.0)
       .means("Floor of the top-n gate sum and of every threshold; also rank 0's threshold.")
-      .cites(gate);
+      .cites(gate)
+      .about("gate_epsilon");
   table.number_or_list("threshold_train", &P::threshold_train)
       .defaults_to(0.2)
       .train_only()
       .means("Rank r >= 1 is kept iff U < gate_r / max(t_r, eps): one number for every rank, or top_n - 1 of them.")
-      .cites(gate);
+      .cites(gate)
+      .about("second_expert_threshold");
   table.number_or_list("threshold_eval", &P::threshold_eval)
       .defaults_to(0.2)
       .eval_only()
       .means("The same thresholds when train is false (evaluation keeps drawing U).")
-      .cites(gate);
+      .cites(gate)
+      .about("second_expert_threshold");
   table.number("capacity_factor_train", &P::capacity_factor_train)
       .defaults_to(1.25)
       .at_least(0.0)
       .train_only()
       .means("C = max(min(S, int(S * capacity_factor / E)), 4) when training.")
-      .cites(gate);
+      .cites(gate)
+      .about("capacity_factor");
   table.number("capacity_factor_eval", &P::capacity_factor_eval)
       .defaults_to(2.0)
       .at_least(0.0)
       .eval_only()
       .means("The same capacity factor when train is false.")
-      .cites(gate);
+      .cites(gate)
+      .about("capacity_factor");
   table.flag("straight_through_dispatch_tensor", &P::straight_through_dispatch_tensor)
       .defaults_to(true)
       .means("dispatch = (dispatch + combine) - combine in float32: 1 or 1 - 2^-24 where dispatched.")
-      .cites(gate);
+      .cites(gate)
+      .about("straight_through");
   table.flag("differentiable_topk", &P::differentiable_topk)
       .defaults_to(false)
       .means("CoLT5 coordinate-descent top-k gate values; not modelled (true is refused).")
-      .cites(gate);
+      .cites(gate)
+      .about("differentiable_topk");
   table.flag("noise_gates", &P::noise_gates)
       .defaults_to(false)
       .means("forward(noise_gates=True): add Gumbel noise to the gate logits, in training and evaluation alike.")
-      .cites(gate);
+      .cites(gate)
+      .about("gate_noise");
   table.number("noise_mult", &P::noise_mult)
       .defaults_to(1.0)
       .means("forward(noise_mult): the Gumbel noise is multiplied by it.")
-      .cites(gate);
+      .cites(gate)
+      .about("gate_noise");
   table.number("expert_hidden_mult", &P::expert_hidden_mult)
       .defaults_to(4.0)
       .at_least(0.0)
       .means("H = int(M * expert_hidden_mult * 2 / 3), each expert's GEGLU width.")
-      .cites(moe);
+      .cites(moe)
+      .about("expert_hidden");
   table.number("balance_loss_coef", &P::balance_loss_coef)
       .defaults_to(1e-2)
       .means("total_aux_loss = balance_loss * balance_loss_coef + router_z_loss * router_z_loss_coef.")
-      .cites(moe);
+      .cites(moe)
+      .about("balance_loss_coef");
   table.number("router_z_loss_coef", &P::router_z_loss_coef)
       .defaults_to(1e-3)
       .means("The router z-loss's weight in total_aux_loss.")
-      .cites(moe);
+      .cites(moe)
+      .about("z_loss_coef");
   table.choice("module", &P::module, {"MoE", "SparseMoEBlock"})
       .defaults_to("MoE")
       .means("Scope layer runs MoE, or SparseMoEBlock (RMSNorm, residual, optional GEGLU feed-forwards) around it.")
-      .cites(block);
+      .cites(block)
+      .about("moe_block");
   table.flag("add_ff_before", &P::add_ff_before)
       .defaults_to(false)
       .means("SparseMoEBlock: x = ff_before(x) + x before the MoE.")
-      .cites(block);
+      .cites(block)
+      .about("moe_block");
   table.flag("add_ff_after", &P::add_ff_after)
       .defaults_to(true)
       .means("SparseMoEBlock: x = ff_after(x) + x after the MoE.")
-      .cites(block);
+      .cites(block)
+      .about("moe_block");
 }
 
 // threshold = torch.tensor([eps, *cast_tuple(threshold, top_n - 1)]).clamp(min=eps):

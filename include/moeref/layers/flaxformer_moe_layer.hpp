@@ -52,58 +52,70 @@ void declare_flaxformer_layer_hparams(HparamTable<P>& table, double train_capaci
       .defaults_to(0.0)
       .between(0.0, 1.0)
       .means("When training, the router input is multiplied by U(1 - jitter_noise, 1 + jitter_noise).")
-      .cites(router);
+      .cites(router)
+      .about("jitter");
   table.flag("ignore_padding_tokens", &P::ignore_padding_tokens)
       .defaults_to(false)
       .means("Tokens whose inputs are all zero are padding: the masked router drops them, scatter down-weights.")
-      .cites(router);
+      .cites(router)
+      .about("padding");
   table.flag("use_bias", &P::use_bias)
       .defaults_to(false)
       .means("RouterWeights.use_bias (the class default is True; the T5X gin configs set False).")
-      .cites("routing.py: RouterWeights");
+      .cites("routing.py: RouterWeights")
+      .about("router_bias");
   table.integer("max_group_size", &P::max_group_size)
       .defaults_to(4096)
       .between(1, kMaxHparamExtent)
       .means("Groups are at most this size: G >= B*L // max_group_size, and G >= E * replicas.")
-      .cites(layer);
+      .cites(layer)
+      .about("grouping");
   table.number("train_capacity_factor", &P::train_capacity_factor)
       .defaults_to(train_capacity_factor)
       .at_least(0.0)
       .train_only()
       .means("C = max(int(round(capacity_factor * S / E)), min_expert_capacity) when training.")
-      .cites(layer);
+      .cites(layer)
+      .about("capacity_factor");
   table.number("eval_capacity_factor", &P::eval_capacity_factor)
       .defaults_to(eval_capacity_factor)
       .at_least(0.0)
       .eval_only()
       .means("The capacity factor when train is false.")
-      .cites(layer);
+      .cites(layer)
+      .about("capacity_factor");
   table.integer("min_expert_capacity", &P::min_expert_capacity)
       .defaults_to(4)
       .between(0, kMaxHparamExtent)
       .means("The capacity's floor.")
-      .cites(layer);
+      .cites(layer)
+      .about("min_capacity");
   table.integer("num_expert_replicas", &P::num_expert_replicas)
       .defaults_to(1)
       .between(1, kMaxHparamExtent)
       .means("_num_expert_replicas: max(1, device_count // (expert partitions * model partitions)).")
-      .cites(layer);
+      .cites(layer)
+      .about("device_split");
   table.flag("strict_group_size", &P::strict_group_size)
       .defaults_to(false)
       .means("Fail unless every group has exactly max_group_size tokens.")
-      .cites(layer);
+      .cites(layer)
+      .about("grouping");
   table.choice("router_weights_dtype", &P::router_weights_dtype, {"float32", "bfloat16"})
       .defaults_to("float32")
       .means("RouterWeights.dtype: inputs, kernel, logits and softmax in it (class default bfloat16, gin float32).")
-      .cites("routing.py: RouterWeights; spec/bfloat16.md");
+      .cites("routing.py: RouterWeights; spec/bfloat16.md")
+      .about("dtype");
   table.choice("dtype", &P::dtype, {"float32", "bfloat16"})
       .defaults_to(dtype)
       .means("Router.dtype: the combine array is converted to it (bfloat16 rounds to nearest even).")
-      .cites(router);
+      .cites(router)
+      .about("dtype");
   table.choice_list("activations", &P::activations, {"relu", "linear"})
       .defaults_to(nlohmann::json::array({"relu"}))
       .means("The expert MlpBlock's activations: one dense layer each, multiplied elementwise.")
-      .cites("dense.py: MlpBlock");
+      .cites("dense.py: MlpBlock")
+      .about("activation");
 }
 
 // What the router's subclass computes (_compute_routing_instructions) and the layer needs.

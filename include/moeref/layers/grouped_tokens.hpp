@@ -52,7 +52,8 @@ void declare_grouped_activation(HparamTable<P>& table, std::vector<std::string> 
       .defaults_to("relu")
       .means("Expert activation (scope layer); a list multiplies one dense factor per entry (GLU style).")
       .cites(where)
-      .known_as(std::move(aliases));
+      .known_as(std::move(aliases))
+      .about("activation");
 }
 
 // The experts and combine of FeedForwardNetworksApplyGating on x [G, S, M], with

@@ -43,16 +43,19 @@ void declare_gshard_top2_policy_hparams(HparamTable<P>& table, const char* where
   table.choice("second_expert_policy", &P::second_expert_policy, {"all", "sampling", "random"})
       .defaults_to("all")
       .means(meanings.second_expert_policy)
-      .cites(where);
+      .cites(where)
+      .about("second_expert_policy");
   table.number("second_expert_threshold", &P::second_expert_threshold)
       .defaults_to(0.0)
       .at_least(0.0)
       .means(meanings.second_expert_threshold)
-      .cites(where);
+      .cites(where)
+      .about("second_expert_threshold");
   table.flag("legacy_mtf_behavior", &P::legacy_mtf_behavior)
       .defaults_to(true)
       .means(meanings.legacy_mtf_behavior)
-      .cites(where);
+      .cites(where)
+      .about("gate_renormalization");
 }
 
 // index_1 = argmax(raw_gates, axis=-1), as the checker forces it where a backend

@@ -75,59 +75,69 @@ void declare_mtf_layer_hparams(HparamTable<P>& table) {
       .between(1, kMaxHparamExtent)
       .means("Target tokens per routing group when x is [B, L, M]; _split_into_groups may exceed it.")
       .cites("moe.py: transformer_moe_layer_v1, _split_into_groups")
-      .known_as({"moe_group_size"});
+      .known_as({"moe_group_size"})
+      .about("grouping");
   table.integer("mesh_dim_size", &P::mesh_dim_size)
       .defaults_to(1)
       .between(1, kMaxHparamExtent)
       .means("Mesh size over which groups are split; the number of groups must be a multiple of it.")
-      .cites("moe.py: transformer_moe_layer_v1, _split_into_groups");
+      .cites("moe.py: transformer_moe_layer_v1, _split_into_groups")
+      .about("device_split");
   table.number("capacity_factor_train", &P::capacity_factor_train)
       .defaults_to(1.25)
       .at_least(0.0)
       .train_only()
       .means("Training capacity factor: C = max(min(S, int(S * factor / E)), min_expert_capacity).")
       .cites(layer)
-      .known_as({"moe_capacity_factor_train"});
+      .known_as({"moe_capacity_factor_train"})
+      .about("capacity_factor");
   table.number("capacity_factor_eval", &P::capacity_factor_eval)
       .defaults_to(2.0)
       .at_least(0.0)
       .eval_only()
       .means("Evaluation capacity factor, used when train is false.")
       .cites(layer)
-      .known_as({"moe_capacity_factor_eval"});
+      .known_as({"moe_capacity_factor_eval"})
+      .about("capacity_factor");
   table.integer("min_expert_capacity", &P::min_expert_capacity)
       .defaults_to(4)
       .between(0, kMaxHparamExtent)
       .means("Lower bound on the expert capacity C (so C may exceed S).")
       .cites(layer)
-      .known_as({"moe_min_expert_capacity"});
+      .known_as({"moe_min_expert_capacity"})
+      .about("min_capacity");
   table.optional_integer("expert_capacity", &P::expert_capacity)
       .between(0, kMaxHparamExtent)
       .means(
           "moeref addition: an explicit capacity C that overrides the capacity rule, as the gating "
           "functions' callers pass it.")
-      .cites(layer);
+      .cites(layer)
+      .about("explicit_capacity");
   table.number("loss_coef", &P::loss_coef)
       .defaults_to(1e-2)
       .at_least(0.0)
       .means("The layer returns the gating loss times this coefficient.")
       .cites(layer)
-      .known_as({"moe_loss_coef"});
+      .known_as({"moe_loss_coef"})
+      .about("balance_loss_coef");
   table.choice_list("activation", &P::activation, ops::activation_names())
       .defaults_to("relu")
       .means("Expert activation; a list multiplies one dense factor per entry (GLU style, mtf dense_product).")
       .cites(layer)
-      .known_as({"moe_activation"});
+      .known_as({"moe_activation"})
+      .about("activation");
   table.number("dropout_rate", &P::dropout_rate)
       .defaults_to(0.0)
       .between(0.0, 0.999999)
       .means("Dropout rate on the expert hidden activations, applied only when training.")
       .cites(layer)
-      .known_as({"moe_dropout_rate"});
+      .known_as({"moe_dropout_rate"})
+      .about("expert_dropout");
   table.optional_integer("output_dim", &P::output_dim)
       .between(1, kMaxHparamExtent)
       .means("Expert output dim N; null means the model dim M.")
-      .cites(layer);
+      .cites(layer)
+      .about("output_dim");
 }
 
 }  // namespace moeref

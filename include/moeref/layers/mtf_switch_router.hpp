@@ -89,14 +89,16 @@ void declare_mtf_switch_router_hparams(HparamTable<P>& table, const char* gating
       .means(policy_meaning + " This one applies when train is true.")
       .cites(gating)
       .known_as({"moe_switch_policy_train", "moe_rand_1_policy_train"})
-      .renamed({"rand_1_policy_train"}, mtf_rename_commit());
+      .renamed({"rand_1_policy_train"}, mtf_rename_commit())
+      .about("router_policy");
   table.choice("switch_policy_eval", &P::switch_policy_eval, policies)
       .defaults_to("input_jitter")
       .eval_only()
       .means("The same policy when train is false (jitter and dropout then perturb nothing).")
       .cites(gating)
       .known_as({"moe_switch_policy_eval", "moe_rand_1_policy_eval"})
-      .renamed({"rand_1_policy_eval"}, mtf_rename_commit());
+      .renamed({"rand_1_policy_eval"}, mtf_rename_commit())
+      .about("router_policy");
   table.number("switch_dropout", &P::switch_dropout)
       .defaults_to(0.1)
       .between(0.0, 0.999999)
@@ -107,7 +109,8 @@ void declare_mtf_switch_router_hparams(HparamTable<P>& table, const char* gating
               : "Drop rate of the router inputs under input_dropout (keep_prob = 1 - switch_dropout), training only.")
       .cites(gating)
       .known_as({"moe_switch_dropout", "moe_rand_1_dropout"})
-      .renamed({"rand_1_dropout"}, mtf_rename_commit());
+      .renamed({"rand_1_dropout"}, mtf_rename_commit())
+      .about("router_input_dropout");
   table.number("switch_temperature", &P::switch_temperature)
       .defaults_to(1.0)
       .at_least(0.0)
@@ -117,7 +120,8 @@ void declare_mtf_switch_router_hparams(HparamTable<P>& table, const char* gating
                  : "Unused by this gating function (only _switch_gating and _switch_max_gating sample).")
       .cites(gating)
       .known_as({"moe_switch_temperature", "moe_rand_1_temperature"})
-      .renamed({"rand_1_temperature"}, mtf_rename_commit());
+      .renamed({"rand_1_temperature"}, mtf_rename_commit())
+      .about("gate_noise");
   table.number("switch_jitter", &P::switch_jitter)
       .defaults_to(1e-2)
       .between(0.0, 1.0)
@@ -125,14 +129,16 @@ void declare_mtf_switch_router_hparams(HparamTable<P>& table, const char* gating
       .means("Epsilon of input_jitter: router inputs times U[1 - eps, 1 + eps) when training; 0 perturbs nothing.")
       .cites(gating)
       .known_as({"moe_switch_jitter", "moe_rand_1_jitter"})
-      .renamed({"rand_1_jitter"}, mtf_rename_commit());
+      .renamed({"rand_1_jitter"}, mtf_rename_commit())
+      .about("jitter");
   table.optional_integer("num_microbatches", &P::num_microbatches)
       .defaults_to(1)
       .between(1, kMaxHparamExtent)
       .means(
           "Number of microbatches (MoE1D passes the context's, default 1): the loss is divided by it when > 1; null "
           "is a direct call with None.")
-      .cites(gating);
+      .cites(gating)
+      .about("num_microbatches");
 }
 
 // Fails naming inputs.importance when the config does not supply it, for a

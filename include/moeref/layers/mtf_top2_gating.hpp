@@ -44,7 +44,8 @@ void declare_mtf_top2_gating_hparams(HparamTable<P>& table) {
       .defaults_to(false)
       .means("Add 0.5 x a balance loss on the second choices to the gating loss.")
       .cites(gating)
-      .known_as({"moe_use_second_place_loss"});
+      .known_as({"moe_use_second_place_loss"})
+      .about("second_place_loss");
   table.choice("second_policy_train", &P::second_policy_train, policies)
       .defaults_to("random")
       .train_only()
@@ -52,27 +53,31 @@ void declare_mtf_top2_gating_hparams(HparamTable<P>& table) {
           "When training, which second choices to keep: all, none, threshold (gate_2 > t) or random (U < gate_2 "
           "/ t).")
       .cites(gating)
-      .known_as({"moe_second_policy_train"});
+      .known_as({"moe_second_policy_train"})
+      .about("second_expert_policy");
   table.choice("second_policy_eval", &P::second_policy_eval, policies)
       .defaults_to("random")
       .eval_only()
       .means("The same policy when train is false (mtf's default is random, so its evaluation is stochastic).")
       .cites(gating)
-      .known_as({"moe_second_policy_eval"});
+      .known_as({"moe_second_policy_eval"})
+      .about("second_expert_policy");
   table.number("second_threshold_train", &P::second_threshold_train)
       .defaults_to(0.2)
       .at_least(0.0)
       .train_only()
       .means("Threshold t of the threshold and random second policies when training.")
       .cites(gating)
-      .known_as({"moe_second_threshold_train"});
+      .known_as({"moe_second_threshold_train"})
+      .about("second_expert_threshold");
   table.number("second_threshold_eval", &P::second_threshold_eval)
       .defaults_to(0.2)
       .at_least(0.0)
       .eval_only()
       .means("Threshold t of the threshold and random second policies when train is false.")
       .cites(gating)
-      .known_as({"moe_second_threshold_eval"});
+      .known_as({"moe_second_threshold_eval"})
+      .about("second_expert_threshold");
 }
 
 // Where a call of _top_2_gating runs: the names of its dims and a prefix for its
