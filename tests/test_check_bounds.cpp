@@ -385,7 +385,7 @@ TEST_CASE("bounds: a mean of same-sign terms is relative: gamma_n over its terms
                               (gamma_n(static_cast<double>(out.num_elements() + 1)) * sum + moved) / sum});
 }
 
-TEST_CASE("bounds: counts made float are 2 ulp; differences and sums are N ulp plus their reads'", "[check][bounds]") {
+TEST_CASE("bounds: counts made float are 2 ulp, differences and sums are N ulp plus their reads'", "[check][bounds]") {
   const Trace& golden = tiny();
   const Tensor& density = step(golden, "density_1");
   std::vector<double> expected;
@@ -409,7 +409,7 @@ TEST_CASE("bounds: counts made float are 2 ulp; differences and sums are N ulp p
   pin(jittered, "input_jittered", expected_x);
 }
 
-TEST_CASE("bounds: noise: gumbel 3 ulp + 6u; logits plus c times noise add both bounds", "[check][bounds]") {
+TEST_CASE("bounds: noise: gumbel 3 ulp + 6u, logits plus c times noise add both bounds", "[check][bounds]") {
   const Trace golden = golden_with("deepspeed_top2", "logits_noised");
   const Tensor& gumbel = step(golden, "gumbel");
   std::vector<double> expected_gumbel;
@@ -581,7 +581,7 @@ TEST_CASE(
   pin(tutel, "outputs", expected_outputs);
 }
 
-TEST_CASE("bounds: a threshold on floats is exact; losses carry their steps' bounds", "[check][bounds]") {
+TEST_CASE("bounds: a threshold on floats is exact, losses carry their steps' bounds", "[check][bounds]") {
   const Trace moe2d = golden_with("mtf_moe2d", "slot_importance");
   pin(moe2d, "slot_importance", std::vector<double>(step(moe2d, "slot_importance").f32.size(), 0.0));
 

@@ -98,7 +98,7 @@ TEST_CASE("deepspeed_top1: l_aux is sum(me * ce) * E over the first choices befo
   CHECK(step(trace, "mask1_flat").i32[0] + step(trace, "mask1_flat").i32[1] == 1);
 }
 
-TEST_CASE("deepspeed_top1: RSample picks the argmax of logits + Gumbel; the gate stays clean",
+TEST_CASE("deepspeed_top1: RSample picks the argmax of logits + Gumbel, the gate stays clean",
           "[deepspeed_top1][noise]") {
   // Token logits [0, 0.1]. Gumbel from U: u = tiny + U * (1 - 2^-23 - tiny); noise = -log(-log u).
   // U = 0.99 gives +4.60 on e0, U = 0.01 gives -1.53 on e1: logits_w_noise picks e0. The gate is
@@ -117,7 +117,7 @@ TEST_CASE("deepspeed_top1: RSample picks the argmax of logits + Gumbel; the gate
   CHECK(step(eval, "indices1_s").i32 == std::vector<int32_t>{1});
 }
 
-TEST_CASE("deepspeed_top1: Jitter scales the router input only; the experts see the clean input",
+TEST_CASE("deepspeed_top1: Jitter scales the router input only, the experts see the clean input",
           "[deepspeed_top1][noise]") {
   // multiplicative_jitter: Uniform(low=f32(0.99), high=f32(1.01)).rsample = low + U * (high - low) in
   // float32. With one feature x = 2 and U = 0.75 the router sees 2 * 1.005; the expert still gets 2.

@@ -31,7 +31,7 @@ const std::vector<float> kLogits = {2, 1, 0, 2, 0, 1, 0, 2, 1};
 
 }  // namespace
 
-TEST_CASE("deepspeed_top2: second choices queue behind all first choices; gates renormalised after drops",
+TEST_CASE("deepspeed_top2: second choices queue behind all first choices, gates renormalised after drops",
           "[deepspeed_top2][capacity]") {
   // C = max(ceil(f32(3 / 3) * f32(0.5 * 2)), 0) = 1.
   // locations1 = cumsum(mask1) - 1: e0 column t0 0, t1 1; e1 column t2 0.

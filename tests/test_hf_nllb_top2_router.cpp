@@ -213,7 +213,7 @@ TEST_CASE("hf_nllb_top2: the loss averages the combine weights, counting dropped
   CHECK(loss(trace, "aux_loss") == Approx(0.001f * 0.7310586f).epsilon(1e-6));
 }
 
-TEST_CASE("hf_nllb_top2: the sparse MLP adds the two weighted fc1-relu-fc2 outputs; eval scales by 1 - p",
+TEST_CASE("hf_nllb_top2: the sparse MLP adds the two weighted fc1-relu-fc2 outputs, eval scales by 1 - p",
           "[hf_nllb_top2][layer]") {
   // One token, E = 2, M = 1, H = 1: logits [ln 3, 0] -> weights 0.75 (e0) and 0.25 (e1).
   // expert e0: fc1 w 1 b 0, fc2 w 2 b 1 -> x = 1: relu(1) * 2 + 1 = 3; e1: fc1 w 1 b -3 -> relu(-2) = 0,

@@ -109,7 +109,7 @@ TEST_CASE("hf_switch_top1: SwitchTransformerRouterTest.test_equivalency_token_ch
   CHECK(step(trace, "router_mask_flat").i32 == std::vector<int32_t>{1, 1, 1, 1, 1, 1});
 }
 
-TEST_CASE("hf_switch_top1: capacity per sequence in token order; a dropped token counts as expert 0 in the loss",
+TEST_CASE("hf_switch_top1: capacity per sequence in token order, a dropped token counts as expert 0 in the loss",
           "[hf_switch_top1][capacity]") {
   // One sequence, E = 2, expert_capacity = 1. logits: t0 [0, 1] -> e1; t1 [0, 2] -> e1; t2 [0, 0], a
   // tie: torch.argmax returns the first maximum, e0.

@@ -43,7 +43,7 @@ TEST_CASE("megablocks_dropless: one expert, top-1 is the dense MLP (test_dmoe_fo
   CHECK(step(trace, "outputs").f32 == std::vector<float>{2, 8});
 }
 
-TEST_CASE("megablocks_dropless: nothing is dropped; bins fill token-major, ranks interleaved",
+TEST_CASE("megablocks_dropless: nothing is dropped, bins fill token-major, ranks interleaved",
           "[megablocks_dropless][dropless]") {
   // Three tokens all ranking e0 then e1 (k = 2): every choice gets a row; e0's bin holds tokens 0, 1,
   // 2 at rows 0, 1, 2, and so does e1's. tokens_per_expert = [3, 3]: the capacity record is 3.

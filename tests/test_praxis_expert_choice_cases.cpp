@@ -229,7 +229,7 @@ TEST_CASE("praxis_expert_choice v1: bucket_size = int(S // E * capacity_factor),
   CHECK(moeref::testing::loss(trace, "aux_loss") == 0.0f);
 }
 
-TEST_CASE("praxis_expert_choice v1: a bucket of 0 returns every token; the refused inputs",
+TEST_CASE("praxis_expert_choice v1: a bucket of 0 returns every token, the refused inputs",
           "[praxis_expert_choice][v1]") {
   // S = 3, E = 4: S // E = 0, bucket_size = 0, and top_k's sorted[..., -0:] is the whole row: every
   // expert takes all three tokens.

@@ -65,7 +65,7 @@ TEST_CASE("praxis_topk: paddings truncate to int32 and zero every rank of a padd
   CHECK(loss(trace, "aux_loss") == Approx(0.7483961f).epsilon(1e-6));
 }
 
-TEST_CASE("praxis_topk: capacity_factor is tested with `is not None`; the asserts", "[praxis_topk][capacity]") {
+TEST_CASE("praxis_topk: capacity_factor is tested with `is not None`, the asserts", "[praxis_topk][capacity]") {
   const std::vector<float> logits(8 * 4, 0.0f);
   // S = 8, E = 4, cf = 2: auto = int(4.0) = 4 > C0 = 0: roundup4(4) = 4.
   CHECK(run_json(topk_gating(8, 4, logits, {{"capacity_factor", 2.0}, {"expert_capacity_dim", 0}}))

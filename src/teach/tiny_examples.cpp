@@ -82,6 +82,33 @@ std::vector<TinyExample> make_examples() {
        gating("flaxformer_tokens_choose", kEightTokens, {{"min_expert_capacity", 1}})},
       {"flaxformer_experts_choose", "Each expert takes its C = round(1.0 * 8 / 4) = 2 best tokens.",
        gating("flaxformer_experts_choose", kEightTokens, {{"min_expert_capacity", 1}})},
+      {"hf_switch_top1",
+       "expert_capacity 2: each expert takes the first 2 tokens that chose it, in token order; a dropped token "
+       "keeps its router probability but gets no expert output.",
+       gating("hf_switch_top1", kEightTokens, {{"expert_capacity", 2}})},
+      {"deepspeed_top1",
+       "C = ceil(8 / 4 * 1.0) = 2; random token selection (use_rts) keeps the 2 tokens with the largest draws.",
+       gating("deepspeed_top1", kEightTokens, {{"capacity_factor", 1.0}, {"min_capacity", 0}})},
+      {"deepspeed_top2",
+       "C = ceil(8 / 4 * 2 * 0.5) = 2; the second expert is sampled with Gumbel noise, second choices queue "
+       "behind every first choice, and the gates are renormalised after the drops.",
+       gating("deepspeed_top2", kEightTokens, {{"capacity_factor", 0.5}, {"min_capacity", 0}})},
+      {"deepspeed_topk", "k = 3 with C = ceil(8 / 4 * 3 * 0.5) = 3; each expert keeps its 3 highest logits.",
+       gating("deepspeed_topk", kEightTokens, {{"k", 3}, {"capacity_factor", 0.5}, {"min_capacity", 0}})},
+      {"hf_nllb_top2",
+       "expert_capacity 2; the random policy keeps a second choice when 2 * p2 is above its draw.",
+       gating("hf_nllb_top2", kEightTokens, {{"expert_capacity", 2}, {"second_expert_policy", "random"}})},
+      {"fairseq_top2",
+       "C = 2 * ceil(8 / 4) = 4 in training; the random policy keeps a second choice when 2 * gate2 is above its "
+       "draw.",
+       gating("fairseq_top2", kEightTokens, {{"second_expert_policy", "random"}})},
+      {"tutel_topk", "k = 2 with C = 2 * int(0.5 * ceil(8 / 4)) = 2: first choices claim slots before second choices.",
+       gating("tutel_topk", kEightTokens, {{"k", 2}, {"capacity_factor", 0.5}})},
+      {"megablocks_dropless",
+       "Top-2 with nothing dropped: each expert's bin grows to the tokens it receives.",
+       gating("megablocks_dropless", kEightTokens, {{"moe_top_k", 2}})},
+      {"praxis_topk", "k = 2 with C = expert_capacity_dim = 2 (capacity_factor null).",
+       gating("praxis_topk", kEightTokens, {{"k", 2}, {"expert_capacity_dim", 2}, {"capacity_factor", nullptr}})},
   };
 }
 

@@ -55,7 +55,8 @@ void declare_hparams(HparamTable<DeepspeedTop1Hparams>& table) {
       .means(
           "Random token selection: each expert keeps the C tokens with the largest uniform draws, not the "
           "first C.")
-      .cites("sharded_moe.py: top1gating");
+      .cites("sharded_moe.py: top1gating")
+      .about("slot_priority");
 }
 
 // top1gating(logits, capacity_factor, min_capacity, used_token, noisy_gate_policy, drop_tokens, use_rts).

@@ -55,7 +55,8 @@ void declare_hparams(HparamTable<DeepspeedTop2Hparams>& table) {
   table.flag("top2_2nd_expert_sampling", &P::top2_2nd_expert_sampling)
       .defaults_to(true)
       .means("The second expert is the argmax of logits + Gumbel noise, in training AND evaluation.")
-      .cites("sharded_moe.py: top2gating");
+      .cites("sharded_moe.py: top2gating")
+      .about("second_expert_policy");
 }
 
 // top2gating(logits, capacity_factor, min_capacity, drop_tokens, ep_group, top2_2nd_expert_sampling).

@@ -44,7 +44,8 @@ void declare_hparams(HparamTable<DeepspeedTopkHparams>& table) {
   table.required_integer("k", &P::k)
       .between(1, kMaxHparamExtent)
       .means("Experts per token (topkgating's k has no default; TopKGate sends k > 2 here).")
-      .cites(gating);
+      .cites(gating)
+      .about("top_k");
   declare_deepspeed_gate_hparams(
       table, {"None", "Jitter", "RSample"},
       "None (Python None); Jitter: the router input times U(0.99, 1.01) when training; RSample is read by "
@@ -55,7 +56,8 @@ void declare_hparams(HparamTable<DeepspeedTopkHparams>& table) {
       .means(
           "probs: each expert keeps the C chosen entries with the largest LOGITS (unchosen entries count as 0); "
           "position: the first C in token order.")
-      .cites(gating);
+      .cites(gating)
+      .about("slot_priority");
 }
 
 // topkgating(logits, k, capacity_factor, min_capacity, drop_tokens, ep_group, drop_policy).

@@ -55,27 +55,32 @@ void declare_hparams(HparamTable<FairseqTop2Hparams>& table) {
       .means(
           "sampling: second expert = argmax(logits + Gumbel) (any train); random: keep the greedy second iff "
           "2 * gate2 > U; all: keep it.")
-      .cites(gating);
+      .cites(gating)
+      .about("second_expert_policy");
   table.flag("normalize_gate_prob_before_dropping", &P::normalize_gate_prob_before_dropping)
       .defaults_to(false)
       .means(
           "Renormalise the two gates before the capacity drop (the 'random' test then sees them) instead of "
           "after it.")
-      .cites(gating);
+      .cites(gating)
+      .about("gate_renormalization");
   table.number("moe_eval_capacity_token_fraction", &P::moe_eval_capacity_token_fraction)
       .defaults_to(0.25)
       .eval_only()
       .means("When evaluating and > 0: C = ceil(fraction * S) (or ceil(fraction * moe_eval_capacity_length)).")
-      .cites(gating);
+      .cites(gating)
+      .about("capacity_factor");
   table.flag("batch_prioritized_routing", &P::batch_prioritized_routing)
       .defaults_to(false)
       .means("Slots are taken in descending order of the token's top probability instead of token order.")
-      .cites(gating);
+      .cites(gating)
+      .about("slot_priority");
   table.optional_integer("moe_eval_capacity_length", &P::moe_eval_capacity_length)
       .between(1, kMaxHparamExtent)
       .eval_only()
       .means("If set, the evaluation capacity is ceil(fraction * this) (MOELayer: max_positions * batch).")
-      .cites("top2gate.py: top2gating; moe_layer.py: MOELayer.forward");
+      .cites("top2gate.py: top2gating; moe_layer.py: MOELayer.forward")
+      .about("capacity_factor");
 }
 
 // top2gating(logits, input_mask, ..., eval_mode=not self.training): l_aux, combine_weights, dispatch_mask.

@@ -64,48 +64,57 @@ void declare_hparams(HparamTable<HfNllbTop2Hparams>& table) {
       .defaults_to(64)
       .between(0, kMaxHparamExtent)
       .means("C when training (or evaluating with moe_eval_capacity_token_fraction <= 0); null: 2 * ceil(S / E).")
-      .cites(router);
+      .cites(router)
+      .about("explicit_capacity");
   declare_hf_router_hparams(table, router, "modeling_nllb_moe.py: NllbMoeForConditionalGeneration.forward");
   table.flag("router_ignore_padding_tokens", &P::router_ignore_padding_tokens)
       .defaults_to(false)
       .means("True: padding_mask is NOT applied (the name reads backwards: padding is removed when it is false).")
-      .cites(router);
+      .cites(router)
+      .about("padding");
   table.choice("second_expert_policy", &P::second_expert_policy, {"all", "sampling", "random"})
       .defaults_to("all")
       .means(
           "all: greedy second expert; sampling: argmax of logits + Gumbel (any train); random: keep the second "
           "iff 2 * p2 > U, p2 the RAW probability.")
-      .cites(router);
+      .cites(router)
+      .about("second_expert_policy");
   table.flag("normalize_router_prob_before_dropping", &P::normalize_router_prob_before_dropping)
       .defaults_to(false)
       .means(
           "Renormalise the two gates before the capacity drop (then 'random' overwrites the second with its raw "
           "probability) instead of after it.")
-      .cites(router);
+      .cites(router)
+      .about("gate_renormalization");
   table.flag("batch_prioritized_routing", &P::batch_prioritized_routing)
       .defaults_to(false)
       .means("Slots are taken in descending order of the token's top probability instead of token order.")
-      .cites(router);
+      .cites(router)
+      .about("slot_priority");
   table.number("moe_eval_capacity_token_fraction", &P::moe_eval_capacity_token_fraction)
       .defaults_to(1.0)
       .eval_only()
       .means("When evaluating and > 0: C = ceil(fraction * S).")
-      .cites(router);
+      .cites(router)
+      .about("capacity_factor");
   table.number("moe_token_dropout", &P::moe_token_dropout)
       .defaults_to(0.2)
       .between(0.0, 0.999999)
       .means("Expert outputs: nn.Dropout(p) when training, times (1 - p) when evaluating (scope layer).")
-      .cites(mlp);
+      .cites(mlp)
+      .about("expert_dropout");
   table.choice("activation_function", &P::activation_function, {"relu"})
       .defaults_to("relu")
       .means("The experts' activation between fc1 and fc2 (ACT2FN's others are not modelled).")
-      .cites(mlp);
+      .cites(mlp)
+      .about("activation");
   table.number("activation_dropout", &P::activation_dropout)
       .defaults_to(0.0)
       .between(0.0, 0.999999)
       .train_only()
       .means("nn.Dropout on the experts' hidden activations when training (scope layer).")
-      .cites(mlp);
+      .cites(mlp)
+      .about("expert_dropout");
 }
 
 // normalize_router_probabilities(router_probs, top_1_mask, top_2_mask): records denom_s and both gates.

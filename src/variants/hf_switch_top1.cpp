@@ -59,7 +59,8 @@ void declare_hparams(HparamTable<HfSwitchTop1Hparams>& table) {
       .defaults_to(64)
       .between(0, kMaxHparamExtent)
       .means("C: tokens each expert takes per sequence, in token order (token_priority <= expert_capacity).")
-      .cites(router);
+      .cites(router)
+      .about("explicit_capacity");
   declare_hf_router_hparams(table, router,
                             "modeling_switch_transformers.py: SwitchTransformersForConditionalGeneration.forward");
   table.number("router_jitter_noise", &P::router_jitter_noise)
@@ -68,26 +69,31 @@ void declare_hparams(HparamTable<HfSwitchTop1Hparams>& table) {
       .train_only()
       .means(
           "When training and > 0, the router input is multiplied in place by U(1 - eps, 1 + eps) (the experts see it).")
-      .cites(router);
+      .cites(router)
+      .about("jitter");
   table.flag("router_ignore_padding_tokens", &P::router_ignore_padding_tokens)
       .defaults_to(false)
       .means("Stored by the router and never read: it changes nothing.")
-      .cites(router);
+      .cites(router)
+      .about("padding");
   table.number("router_z_loss_coef", &P::router_z_loss_coef)
       .defaults_to(0.001)
       .at_least(0.0)
       .means("The loss z_loss is router_z_loss_func(router_logits) times this.")
-      .cites("modeling_switch_transformers.py: SwitchTransformersForConditionalGeneration.forward");
+      .cites("modeling_switch_transformers.py: SwitchTransformersForConditionalGeneration.forward")
+      .about("z_loss_coef");
   table.choice("dense_act_fn", &P::dense_act_fn, {"relu"})
       .defaults_to("relu")
       .means("The experts' activation (scope layer); ACT2FN's other functions are not modelled.")
-      .cites(config);
+      .cites(config)
+      .about("activation");
   table.number("dropout_rate", &P::dropout_rate)
       .defaults_to(0.1)
       .between(0.0, 0.999999)
       .train_only()
       .means("nn.Dropout on the experts' hidden activations when training (scope layer).")
-      .cites("modeling_switch_transformers.py: SwitchTransformersDenseActDense");
+      .cites("modeling_switch_transformers.py: SwitchTransformersDenseActDense")
+      .about("expert_dropout");
 }
 
 // The router's outputs as SwitchTransformersSparseMLP.forward receives them.

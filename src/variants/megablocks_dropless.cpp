@@ -53,37 +53,44 @@ void declare_hparams(HparamTable<MegablocksDroplessHparams>& table) {
       .defaults_to(1)
       .between(1, kMaxHparamExtent)
       .means("Experts per token: scores.max for 1, torch.topk otherwise.")
-      .cites(router);
+      .cites(router)
+      .about("top_k");
   table.optional_number("moe_normalize_expert_weights", &P::moe_normalize_expert_weights)
       .at_least(1e-6)
       .means(
           "If set (p), the top-k weights are divided by their p-norm (1: renormalise to sum 1); null: raw "
           "probabilities.")
-      .cites(router);
+      .cites(router)
+      .about("gate_renormalization");
   table.optional_number("moe_jitter_eps", &P::moe_jitter_eps)
       .between(0.0, 1.0)
       .train_only()
       .means("If set, when training the router input (only) is multiplied by U(1 - eps, 1 + eps).")
-      .cites(router);
+      .cites(router)
+      .about("jitter");
   table.number("moe_loss_weight", &P::moe_loss_weight)
       .defaults_to(0.1)
       .at_least(0.0)
       .train_only()
       .means("The load-balancing loss weight (the loss is saved in training only).")
-      .cites("moe.py: ParallelMLP.forward, batched_load_balancing_loss");
+      .cites("moe.py: ParallelMLP.forward, batched_load_balancing_loss")
+      .about("balance_loss_coef");
   table.number("moe_zloss_weight", &P::moe_zloss_weight)
       .defaults_to(0.0)
       .at_least(0.0)
       .means("If > 0, the router z-loss mean(logsumexp(logits)^2) times this.")
-      .cites("router.py: batched_router_zloss");
+      .cites("router.py: batched_router_zloss")
+      .about("z_loss_coef");
   table.flag("uniform_expert_assignment", &P::uniform_expert_assignment)
       .defaults_to(false)
       .means("Benchmarking mode: rank r of token t goes to expert (t * K + r) % E; the weights are unchanged.")
-      .cites(router);
+      .cites(router)
+      .about("gating_function");
   table.choice("activation_fn", &P::activation_fn, {"gelu_tanh", "relu"})
       .defaults_to("gelu_tanh")
       .means("The experts' activation (Arguments default: F.gelu(approximate='tanh')).")
-      .cites("arguments.py: DEFAULT_ACTIVATION_FN");
+      .cites("arguments.py: DEFAULT_ACTIVATION_FN")
+      .about("activation");
 }
 
 // dMoE.forward: router(x), then experts(x, scores, expert_weights, top_experts).

@@ -65,7 +65,8 @@ void declare_hparams(HparamTable<PraxisExpertChoiceHparams>& table) {
           "(gating_func='expert_choice'): int(S // E * capacity_factor) tokens per expert, slots in ascending score "
           "order, no paddings.")
       .cites("gshard_utils.py: compute_gating, expert_choice_gating_on_logits, expert_choice_gating_on_logits_v2")
-      .known_as({"gating_func"});
+      .known_as({"gating_func"})
+      .about("gating_function");
   table.integer("expert_capacity_dim", &P::expert_capacity_dim)
       .defaults_to(0)
       .between(0, kMaxHparamExtent)

@@ -54,23 +54,27 @@ void declare_hparams(HparamTable<PraxisTopkHparams>& table) {
   using P = PraxisTopkHparams;
   const char* gating = "gshard_utils.py: topk_gating_on_logits";
   declare_praxis_layer_hparams(table);
-  table.integer("k", &P::k).defaults_to(2).between(1, kMaxHparamExtent).means("Experts per token.").cites(gating);
+  table.integer("k", &P::k).defaults_to(2).between(1, kMaxHparamExtent).means("Experts per token.").cites(gating)
+      .about("top_k");
   table.optional_integer("expert_capacity_dim", &P::expert_capacity_dim)
       .defaults_to(0)
       .between(0, kMaxHparamExtent)
       .means("C0: the capacity unless capacity_factor raises it (null fails the source's comparisons).")
-      .cites(gating);
+      .cites(gating)
+      .about("explicit_capacity");
   table.optional_number("capacity_factor", &P::capacity_factor)
       .defaults_to(2.0)
       .at_least(0.0)
       .means("If not None (0.0 included), C0 is raised to roundup4(int(S * capacity_factor / E)) when below it.")
       .cites(gating)
-      .known_as({"unadjusted_expert_capacity_factor"});
+      .known_as({"unadjusted_expert_capacity_factor"})
+      .about("capacity_factor");
   table.number("gating_logit_cap", &P::gating_logit_cap)
       .defaults_to(0.0)
       .at_least(0.0)
       .means("If > 0, logits become cap * tanh(logits / cap) before the softmax.")
-      .cites(gating);
+      .cites(gating)
+      .about("logit_cap");
 }
 
 std::string name(const char* stem, int64_t rank, const char* suffix = "") {

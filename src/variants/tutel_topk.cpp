@@ -54,25 +54,30 @@ void declare_hparams(HparamTable<TutelTopkHparams>& table) {
       .defaults_to(1)
       .between(1, kMaxHparamExtent)
       .means("Experts per token (gate_type {'type': 'top', 'k': k}); LinearTopKGate uses min(E, k).")
-      .cites("gates/top.py: LinearTopKGate");
+      .cites("gates/top.py: LinearTopKGate")
+      .about("top_k");
   table.number("capacity_factor", &P::capacity_factor)
       .defaults_to(1.0)
       .means(
           "> 0: C = k * int(cf * ceil(S / E)); 0: C = the largest expert count (nothing dropped); < 0: that, capped "
           "at k * int(-cf * ceil(S / E)).")
-      .cites(extract);
+      .cites(extract)
+      .about("capacity_factor");
   table.flag("batch_prioritized_routing", &P::batch_prioritized_routing)
       .defaults_to(false)
       .means("Slots are taken in descending order of the token's top score instead of token order.")
-      .cites(extract);
+      .cites(extract)
+      .about("slot_priority");
   table.flag("normalize_gate", &P::normalize_gate)
       .defaults_to(true)
       .means("With k > 1, the k gates are divided by their sum, before any drop.")
-      .cites(extract);
+      .cites(extract)
+      .about("gate_renormalization");
   table.flag("is_gshard_loss", &P::is_gshard_loss)
       .defaults_to(true)
       .means("True: GShard's loss on the noisy scores; false: the importance + load loss (needs gate_noise > 0).")
-      .cites("moe_layer.py: MOELayer.forward; losses.py");
+      .cites("moe_layer.py: MOELayer.forward; losses.py")
+      .about("balance_loss_coef");
   declare_tutel_layer_hparams(table);
 }
 

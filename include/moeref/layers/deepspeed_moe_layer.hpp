@@ -75,23 +75,28 @@ void declare_deepspeed_gate_hparams(HparamTable<P>& table, const std::vector<std
       .at_least(0.0)
       .train_only()
       .means("Training capacity factor: C = max(ceil(f32(S / E) * f32(k * capacity_factor)), min_capacity).")
-      .cites(gate);
+      .cites(gate)
+      .about("capacity_factor");
   table.number("eval_capacity_factor", &P::eval_capacity_factor)
       .defaults_to(1.0)
       .at_least(0.0)
       .eval_only()
       .means("The capacity factor when train is false.")
-      .cites(gate);
+      .cites(gate)
+      .about("capacity_factor");
   table.integer("min_capacity", &P::min_capacity)
       .defaults_to(4)
       .between(0, kMaxHparamExtent)
       .means("Lower bound on C (MoE's default 4; TopKGate's own default is 8).")
-      .cites(gate);
+      .cites(gate)
+      .about("min_capacity");
   table.choice("noisy_gate_policy", &P::noisy_gate_policy, policies)
       .defaults_to("None")
       .means(policy_meaning)
-      .cites(gate);
-  table.flag("drop_tokens", &P::drop_tokens).defaults_to(true).means(drop_tokens_meaning).cites(gate);
+      .cites(gate)
+      .about("router_policy");
+  table.flag("drop_tokens", &P::drop_tokens).defaults_to(true).means(drop_tokens_meaning).cites(gate)
+      .about("dropless");
 }
 
 }  // namespace moeref

@@ -22,16 +22,19 @@ void declare_hf_router_hparams(HparamTable<P>& table, const char* router, const 
   table.flag("router_bias", &P::router_bias)
       .defaults_to(false)
       .means("Whether the router's nn.Linear has a bias (the input router_bias [E]).")
-      .cites(router);
+      .cites(router)
+      .about("router_bias");
   table.choice("router_dtype", &P::router_dtype, {"float32"})
       .defaults_to("float32")
       .means("The router's dtype. float16 and bfloat16 (also allowed by the source) are not modelled by moeref.")
-      .cites(router);
+      .cites(router)
+      .about("dtype");
   table.number("router_aux_loss_coef", &P::router_aux_loss_coef)
       .defaults_to(0.001)
       .at_least(0.0)
       .means("The loss aux_loss is the load-balancing loss times this.")
-      .cites(model);
+      .cites(model)
+      .about("balance_loss_coef");
 }
 
 }  // namespace moeref

@@ -71,21 +71,25 @@ void declare_praxis_layer_hparams(HparamTable<P>& table) {
   table.optional_integer("num_groups", &P::num_groups)
       .between(1, kMaxHparamExtent)
       .means("TransformerFeedForwardMoe.num_groups: G when x is [B, L, M].")
-      .cites(layer);
+      .cites(layer)
+      .about("grouping");
   table.optional_integer("min_group_size", &P::min_group_size)
       .between(1, kMaxHparamExtent)
       .means("If B*L / num_groups is below it, G becomes ceil(B*L / min_group_size).")
-      .cites(layer);
+      .cites(layer)
+      .about("grouping");
   table.number("moe_load_balance_loss_weight", &P::moe_load_balance_loss_weight)
       .defaults_to(1.0)
       .at_least(0.0)
       .means("The layer's aux loss is aux_loss times this weight (must be > 0).")
-      .cites(layer);
+      .cites(layer)
+      .about("balance_loss_coef");
   table.choice("activation", &P::activation, {"linear", "relu", "swish", "sigmoid", "tanh"})
       .defaults_to("relu")
       .means("Expert activation (activation_tpl: Identity, ReLU, Swish, Sigmoid, Tanh).")
       .cites(layer)
-      .known_as({"activation_tpl"});
+      .known_as({"activation_tpl"})
+      .about("activation");
 }
 
 }  // namespace moeref

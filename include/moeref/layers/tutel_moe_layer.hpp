@@ -64,19 +64,23 @@ void declare_tutel_layer_hparams(HparamTable<P>& table) {
       .at_least(0.0)
       .train_only()
       .means("When training and > 0: logits + gate_noise * N(0, 1) / E before the softmax.")
-      .cites("moe_layer.py: MOELayer.forward");
+      .cites("moe_layer.py: MOELayer.forward")
+      .about("gate_noise");
   table.flag("is_postscore", &P::is_postscore)
       .defaults_to(true)
       .means("True: the gate multiplies the expert output at decode; false: the expert input at encode (scope layer).")
-      .cites("moe_layer.py: MOELayer; fast_dispatch.py: TutelMoeFastDispatcher");
+      .cites("moe_layer.py: MOELayer; fast_dispatch.py: TutelMoeFastDispatcher")
+      .about("gate_application");
   table.flag("has_fc1_bias", &P::has_fc1_bias)
       .defaults_to(true)
       .means("The experts' first layer has a bias (scope layer).")
-      .cites("experts/ffn.py: FusedExpertsNetwork");
+      .cites("experts/ffn.py: FusedExpertsNetwork")
+      .about("expert_bias");
   table.flag("has_fc2_bias", &P::has_fc2_bias)
       .defaults_to(true)
       .means("The experts' second layer has a bias (scope layer).")
-      .cites("experts/ffn.py: FusedExpertsNetwork");
+      .cites("experts/ffn.py: FusedExpertsNetwork")
+      .about("expert_bias");
 }
 
 }  // namespace moeref
