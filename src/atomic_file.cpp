@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -90,6 +91,11 @@ void write_file_atomically(const std::string& path, const std::string& contents)
 }
 
 std::string read_whole_file(const std::string& path, const std::string& what) {
+  // An ifstream opens a directory and reads nothing from it: say what it is instead.
+  std::error_code ignored;
+  if (std::filesystem::is_directory(path, ignored)) {
+    throw InputError(what + " " + path + ": is a directory; a file is expected");
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     throw InputError(what + " " + path + ": cannot open it for reading");

@@ -538,7 +538,7 @@ TEST_CASE("bounds: stmoe's RMSNorm (5 + M/2) ulp and GEGLU 6 ulp plus their read
 }
 
 TEST_CASE(
-    "bounds: a bfloat16 cast adds one bfloat16 ulp where its read may move; a combine from the index "
+    "bounds: a bfloat16 cast adds one bfloat16 ulp where its read may move, a combine from the index "
     "form adds its terms'",
     "[check][bounds]") {
   const Trace golden = golden_with("flaxformer_experts_choose", "combine_array_dtype");

@@ -333,3 +333,12 @@ TEST_CASE("check cli: a --tolerance with trailing junk exits 2", "[check][cli]")
   const CommandResult result = files.check_exits(2, "--tolerance raw_gates=1e-3junk,0");
   CHECK_THAT(result.output, Contains("--tolerance"));
 }
+
+TEST_CASE("check cli: a directory given as a trace is named as a directory, exit 2", "[check][cli]") {
+  const CheckDir dir;
+  const CommandResult result = run_cli("check " + dir.golden + " " + dir.dir);
+  INFO(result.output);
+  CHECK(result.exit_code == 2);
+  CHECK(result.output.find(dir.dir + ": is a directory; a file is expected") != std::string::npos);
+  CHECK(result.output.find("not valid JSON") == std::string::npos);
+}

@@ -10,7 +10,9 @@
 # checks every spec/walkthroughs/*.md that starts with the generated marker.
 set -eu
 FAMILIES="mtf_top2 mtf_switch mtf_ntlb mtf_expert_selection mtf_moe2d lingvo_top2 lingvo_expert_choice lingvo_hash
-stmoe_topn flaxformer_tokens_choose flaxformer_experts_choose"
+stmoe_topn flaxformer_tokens_choose flaxformer_experts_choose
+hf_switch_top1 deepspeed_top1 deepspeed_top2 deepspeed_topk hf_nllb_top2 fairseq_top2 tutel_topk megablocks_dropless
+praxis_topk"
 repo=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-"$repo/build"}
 cmake --build "$build" --target moeref >/dev/null
