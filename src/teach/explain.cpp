@@ -638,7 +638,7 @@ void routing_section(Doc& doc, const Context& context) {
           shown.push_back(expert);
         } else {
           parts.push_back(rank + (token.dropped_by_policy(k) ? " → dropped by the second-expert policy"
-                                                             : " → dropped: no slot left"));
+                                                             : " → dropped: its expert's slots went to other tokens"));
         }
       }
       for (const Seat& seat : token.seats) {
@@ -686,7 +686,7 @@ void routing_section(Doc& doc, const Context& context) {
   if (view.requested_choices > 0) {
     totals += ". Of their " + std::to_string(view.requested_choices) + " choices, " +
               std::to_string(view.requested_choices - view.dropped_choices) + " got a slot, " +
-              std::to_string(view.dropped_choices - view.policy_dropped_choices) + " found no slot left" +
+              std::to_string(view.dropped_choices - view.policy_dropped_choices) + " found their expert's slots taken by other tokens" +
               (view.policy_from.empty() ? ""
                                         : " and " + std::to_string(view.policy_dropped_choices) +
                                               " were dropped by the second-expert policy (" + view.policy_from + ")");
