@@ -11,6 +11,7 @@
 //
 // Dims: G groups, S group size, E experts, C capacity, M model, H hidden, K choices.
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <set>
 #include <string>
@@ -161,11 +162,44 @@ TEST_CASE("step rules: every golden passes against itself with nothing left to t
     INFO(golden.path);
     const moeref::CheckReport report = moeref::compare_traces(golden.trace, golden.trace, moeref::CheckOptions{});
     CHECK(report.pass);
-    for (const moeref::TensorResult& result : report.results) {
-      if (result.dtype != "float32" || result.section == "inputs") continue;
-      INFO(result.section << "." << result.name << ": " << result.tolerance);
-      const bool load_importance = result.name == "l_aux" && golden.trace.find_step("threshold") != nullptr;
-      CHECK((result.tolerance.rfind("float32", 0) == 0) != load_importance);
+    // A bit-identical candidate needs no bound (compare_traces skips it), so ask for each
+    // step's and loss's tolerance as a differing candidate would get it.
+    moeref::Float32Bounds defaults(golden.trace);
+    auto rule_of = [&](const std::string& name, bool loss) {
+      return moeref::tolerance_for_step(moeref::CheckOptions{}, golden.trace, name, defaults, loss).rule();
+    };
+    auto check_rule = [&](const std::string& name, bool loss) {
+      const std::string rule = rule_of(name, loss);
+      INFO((loss ? "losses." : "steps.") << name << ": " << rule);
+      const bool load_importance = name == "l_aux" && golden.trace.find_step("threshold") != nullptr;
+      CHECK((rule.rfind("float32", 0) == 0) != load_importance);
+    };
+    for (const moeref::NamedTensor& step : golden.trace.steps) {
+      if (step.tensor.dtype == moeref::DType::kFloat32) check_rule(step.name, false);
+    }
+    for (const auto& [name, value] : golden.trace.losses) check_rule(name, true);
+  }
+}
+
+TEST_CASE("step rules: a bit-identical tensor skips its bound, a moved one gets its rule", "[check][bounds]") {
+  const moeref::Trace& golden = moeref::testing::tiny_mtf_top2_layer_trace();
+  moeref::Trace candidate = golden;
+  float& moved = moeref::testing::mutable_step(candidate, "outputs").f32[0];
+  moved = std::nextafter(moved, 2.0f * moved + 1.0f);  // one ulp: inside any product bound
+  const moeref::CheckReport report = moeref::compare_traces(golden, candidate, moeref::CheckOptions{});
+  CHECK(report.pass);
+  int identical = 0;
+  for (const moeref::TensorResult& result : report.results) {
+    if (result.dtype != "float32" || result.section == "inputs") continue;
+    INFO(result.section << "." << result.name << ": " << result.tolerance);
+    if (result.name == "outputs") {
+      CHECK(result.tolerance.rfind("float32 matrix product", 0) == 0);
+      CHECK(result.bound_used > 0.0);
+    } else {
+      CHECK(result.tolerance == "bit-identical to the golden (no bound needed)");
+      CHECK(result.bound_used == 0.0);
+      ++identical;
     }
   }
+  CHECK(identical > 5);
 }

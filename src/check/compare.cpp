@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <set>
 #include <string>
@@ -54,6 +55,17 @@ ElementDiff make_diff(const Tensor& expected, const Tensor& actual, int64_t i, d
   }
   diff.neighbours = neighbours_text(expected, actual, i);
   return diff;
+}
+
+// Same dims, shape, dtype and bits (so +0 and -0 differ, and a NaN matches only its own bits).
+bool bit_identical(const Tensor& expected, const Tensor& actual) {
+  if (expected.dims != actual.dims || expected.shape != actual.shape || expected.dtype != actual.dtype) return false;
+  if (expected.dtype == DType::kFloat32) {
+    return expected.f32.size() == actual.f32.size() &&
+           (expected.f32.empty() ||
+            std::memcmp(expected.f32.data(), actual.f32.data(), expected.f32.size() * sizeof(float)) == 0);
+  }
+  return expected.i32 == actual.i32;
 }
 
 // Compares two tensors of identical structure; fills mismatches, first, worst.
@@ -235,6 +247,9 @@ CheckReport compare_traces(const Trace& golden, const Trace& candidate, const Ch
   // the bounds of everything its step reads, found on demand).
   Float32Bounds defaults(golden);
   std::map<std::string, StepTolerance> resolved;
+  // A candidate tensor that holds the golden's bits needs no bound: deriving one costs as
+  // much as the golden's own products, and every rule passes a difference of zero.
+  const StepTolerance identical(Tolerance{0.0, 0.0}, "bit-identical to the golden (no bound needed)");
   auto tolerance_for = [&](const std::string& name, bool loss) -> const StepTolerance* {
     const std::string key = (loss ? "losses." : "steps.") + name;
     auto it = resolved.find(key);
@@ -285,8 +300,10 @@ CheckReport compare_traces(const Trace& golden, const Trace& candidate, const Ch
   for (const NamedTensor& step : golden.steps) {
     const Tensor* actual = candidate.find_step(step.name);
     const bool judged = actual != nullptr && step.tensor.dtype == DType::kFloat32;
-    TensorResult result =
-        compare_tensor("steps", step.name, step.tensor, actual, judged ? tolerance_for(step.name, false) : nullptr);
+    TensorResult result = compare_tensor("steps", step.name, step.tensor, actual,
+                                         !judged                               ? nullptr
+                                         : bit_identical(step.tensor, *actual) ? &identical
+                                                                               : tolerance_for(step.name, false));
     if (result.status == TensorStatus::kNotChecked && (options.complete || required.count(step.name))) {
       result.status = TensorStatus::kMissing;
       result.message = options.complete ? "absent from the candidate, and --complete requires every golden step"
@@ -314,8 +331,10 @@ CheckReport compare_traces(const Trace& golden, const Trace& candidate, const Ch
         actual = &actual_value;
       }
     }
-    report.results.push_back(
-        compare_tensor("losses", name, expected, actual, actual != nullptr ? tolerance_for(name, true) : nullptr));
+    report.results.push_back(compare_tensor("losses", name, expected, actual,
+                                            actual == nullptr                  ? nullptr
+                                            : bit_identical(expected, *actual) ? &identical
+                                                                               : tolerance_for(name, true)));
   }
 
   for (const auto& [name, value] : candidate.losses) {

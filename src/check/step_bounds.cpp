@@ -6,6 +6,7 @@
 
 #include "moeref/step_bounds.hpp"
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -335,6 +336,117 @@ std::optional<std::vector<double>> sum_bound(const Tensor& out, const std::vecto
   return bound;
 }
 
+// The per-element sums of a product as matrix products, when its einsum is a batched
+// GEMM: every output dim is a batch dim (in both operands), a row dim (in the first
+// only) or a column dim (in the second only), and the contracted dims are in both.
+// For each output element (flat index) it fills
+//   sum_abs = sum_k |a_k b_k|,  moved = sum_k (da_k |b_k| + |a_k| db_k),  value = sum_k a_k b_k
+// (value only when `want_value`). These are sums of products in double, in Eigen's
+// order: a bound, not a golden value, so any order serves. nullopt when the layout
+// does not factor so.
+struct ProductSums {
+  std::vector<double> sum_abs, moved, value;
+};
+
+std::optional<ProductSums> product_sums_by_gemm(const Tensor& out, const Operand& a, const Operand& b,
+                                                const Dims& contract, bool want_value) {
+  Dims batch, rows, cols;
+  for (const std::string& dim : out.dims) {
+    const bool in_a = has(a.dims, dim), in_b = has(b.dims, dim);
+    if (in_a && in_b) {
+      batch.push_back(dim);
+    } else if (in_a) {
+      rows.push_back(dim);
+    } else if (in_b) {
+      cols.push_back(dim);
+    } else {
+      return std::nullopt;
+    }
+  }
+  for (const std::string& dim : contract) {
+    if (!has(a.dims, dim) || !has(b.dims, dim) || has(out.dims, dim)) return std::nullopt;
+    if (extent_of(a.dims, a.shape, dim) != extent_of(b.dims, b.shape, dim)) return std::nullopt;
+  }
+  for (const Operand* operand : {&a, &b}) {
+    for (const std::string& dim : operand->dims) {
+      if (!has(out.dims, dim) && !has(contract, dim)) return std::nullopt;
+    }
+  }
+  auto extents = [&](const Dims& dims, const Dims& source_dims, const Shape& source_shape) {
+    Shape shape;
+    for (const std::string& dim : dims) shape.push_back(extent_of(source_dims, source_shape, dim));
+    return shape;
+  };
+  const Shape batch_x = extents(batch, out.dims, out.shape), rows_x = extents(rows, out.dims, out.shape),
+              cols_x = extents(cols, out.dims, out.shape), contract_x = extents(contract, a.dims, a.shape);
+  for (const std::string& dim : batch) {
+    if (extent_of(a.dims, a.shape, dim) != extent_of(out.dims, out.shape, dim) ||
+        extent_of(b.dims, b.shape, dim) != extent_of(out.dims, out.shape, dim)) {
+      return std::nullopt;
+    }
+  }
+  const std::vector<int64_t> out_batch = offsets_over(batch, batch_x, out.dims, out.shape),
+                             out_rows = offsets_over(rows, rows_x, out.dims, out.shape),
+                             out_cols = offsets_over(cols, cols_x, out.dims, out.shape),
+                             a_batch = offsets_over(batch, batch_x, a.dims, a.shape),
+                             a_rows = offsets_over(rows, rows_x, a.dims, a.shape),
+                             a_k = offsets_over(contract, contract_x, a.dims, a.shape),
+                             b_batch = offsets_over(batch, batch_x, b.dims, b.shape),
+                             b_k = offsets_over(contract, contract_x, b.dims, b.shape),
+                             b_cols = offsets_over(cols, cols_x, b.dims, b.shape);
+  const auto R = static_cast<Eigen::Index>(out_rows.size()), Q = static_cast<Eigen::Index>(out_cols.size()),
+             K = static_cast<Eigen::Index>(a_k.size());
+  ProductSums sums;
+  const size_t n = static_cast<size_t>(out.num_elements());
+  sums.sum_abs.assign(n, 0.0);
+  sums.moved.assign(n, 0.0);
+  if (want_value) sums.value.assign(n, 0.0);
+  using Matrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  // Batches are independent: each thread fills its own output elements.
+#pragma omp parallel for schedule(static)
+  for (size_t t = 0; t < out_batch.size(); ++t) {
+    Matrix a_abs(R, 2 * K), b_abs(K, Q), b_both(2 * K, Q), a_val, b_val;
+    if (want_value) {
+      a_val.resize(R, K);
+      b_val.resize(K, Q);
+    }
+    for (Eigen::Index r = 0; r < R; ++r) {
+      for (Eigen::Index k = 0; k < K; ++k) {
+        const int64_t at = a_batch[t] + a_rows[static_cast<size_t>(r)] + a_k[static_cast<size_t>(k)];
+        const double v = a.value(at);
+        a_abs(r, k) = std::fabs(v);
+        a_abs(r, K + k) = a.error(at);
+        if (want_value) a_val(r, k) = v;
+      }
+    }
+    for (Eigen::Index k = 0; k < K; ++k) {
+      for (Eigen::Index q = 0; q < Q; ++q) {
+        const int64_t at = b_batch[t] + b_k[static_cast<size_t>(k)] + b_cols[static_cast<size_t>(q)];
+        const double v = b.value(at);
+        b_abs(k, q) = std::fabs(v);
+        b_both(k, q) = b.error(at);       // |a| db
+        b_both(K + k, q) = std::fabs(v);  // da |b|
+        if (want_value) b_val(k, q) = v;
+      }
+    }
+    const Matrix sum_abs = a_abs.leftCols(K) * b_abs;
+    // [|a|, da] . [db; |b|] = |a| db + da |b|
+    const Matrix moved = a_abs * b_both;
+    Matrix value;
+    if (want_value) value = a_val * b_val;
+    for (Eigen::Index r = 0; r < R; ++r) {
+      for (Eigen::Index q = 0; q < Q; ++q) {
+        const size_t i =
+            static_cast<size_t>(out_batch[t] + out_rows[static_cast<size_t>(r)] + out_cols[static_cast<size_t>(q)]);
+        sums.sum_abs[i] = sum_abs(r, q);
+        sums.moved[i] = moved(r, q);
+        if (want_value) sums.value[i] = value(r, q);
+      }
+    }
+  }
+  return sums;
+}
+
 // An einsum of reads[0] with the weight read(s) after it, over `contract` (summed) and
 // `gathered` (selected by an index: the largest term counts), plus biases; for each output
 // element, for one float32 sum, the candidate's and the golden's:
@@ -378,19 +490,42 @@ std::optional<std::vector<double>> product_bound(const Tensor& out, const std::v
   }
   n_gathered = walks[0].n_loop / std::max<int64_t>(n_contract, 1);
   const double gamma = gamma_n(n_contract + (biases.empty() ? 0 : 1));
+  // The same sums as matrix products where the layout allows (the realistic layer's
+  // expert products would take minutes element by element).
+  std::vector<ProductSums> by_gemm;
+  if (n_gathered == 1) {
+    for (size_t w = 0; w < weights.size(); ++w) {
+      std::optional<ProductSums> found =
+          product_sums_by_gemm(out, a, *weights[w], contract, activation && weights.size() > 1);
+      if (!found) break;
+      by_gemm.push_back(std::move(*found));
+    }
+    if (by_gemm.size() != weights.size()) by_gemm.clear();
+  }
   std::vector<double> bound(static_cast<size_t>(out.num_elements()));
-  std::vector<double> pre(weights.size()), value(weights.size());
+  // Each element's bound is its own sum, in the same order on any thread count.
+#pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < out.num_elements(); ++i) {
+    std::vector<double> pre(weights.size()), value(weights.size());
     double worst = 0.0;
     for (int64_t g = 0; g < n_gathered; ++g) {
       for (size_t w = 0; w < weights.size(); ++w) {
         const Walk& walk = walks[w];
         double sum_abs = 0.0, sum = 0.0, moved = 0.0;
-        for (int64_t c = 0; c < n_contract; ++c) {
+        if (!by_gemm.empty()) {
+          const ProductSums& found = by_gemm[w];
+          sum_abs = found.sum_abs[static_cast<size_t>(i)];
+          moved = found.moved[static_cast<size_t>(i)];
+          sum = found.value.empty() ? 0.0 : found.value[static_cast<size_t>(i)];
+        }
+        for (int64_t c = 0; by_gemm.empty() && c < n_contract; ++c) {
           const size_t j = static_cast<size_t>(g * n_contract + c);
           const int64_t ka = walk.out_part[0][static_cast<size_t>(i)] + walk.loop_part[0][j];
           const int64_t kb = walk.out_part[1][static_cast<size_t>(i)] + walk.loop_part[1][j];
-          const double va = a.value(ka), vb = weights[w]->value(kb);
+          const double va = a.value(ka);
+          // A term whose operand is an exact zero adds nothing (dispatch and combine are mostly such zeros).
+          if (va == 0.0 && a.error(ka) == 0.0) continue;
+          const double vb = weights[w]->value(kb);
           sum_abs += std::fabs(va * vb);
           sum += va * vb;
           moved += a.error(ka) * std::fabs(vb) + std::fabs(va) * weights[w]->error(kb);
