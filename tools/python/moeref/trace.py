@@ -271,6 +271,12 @@ def _items(mapping):
     return mapping.items() if hasattr(mapping, "items") else mapping
 
 
+def _current_umask():
+    mask = os.umask(0)  # reading the umask means setting it: put it back at once
+    os.umask(mask)
+    return mask
+
+
 def write_trace(path, config, steps, losses=None, inputs=None, capacity=None, generator=None):
     """Writes a candidate trace in moeref's format.
 
@@ -278,7 +284,8 @@ def write_trace(path, config, steps, losses=None, inputs=None, capacity=None, ge
     are written in the order given. Float arrays must be float32; integer and bool arrays are
     written as int32. `losses`: name -> scalar, written as float32. `config`: the resolved
     config (its `variant` must be the golden's). `generator`: {"program", "version", "rng"}.
-    The file is written to a temporary name in the same directory, then renamed.
+    The file is written to a temporary name in the same directory, then renamed; it gets the
+    mode the process umask gives a new file (0644 under umask 022), as moeref's own traces do.
     """
     text = format_trace(config, steps, losses=losses, inputs=inputs, capacity=capacity, generator=generator)
     directory = os.path.dirname(os.path.abspath(path))
@@ -286,6 +293,8 @@ def write_trace(path, config, steps, losses=None, inputs=None, capacity=None, ge
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+            # mkstemp creates 0600; a golden written by one user must be readable by the next.
+            os.fchmod(f.fileno(), 0o666 & ~_current_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -7,6 +7,7 @@ Tests that need the moeref binary are skipped when it cannot be found.
 import json
 import os
 import pathlib
+import stat
 import subprocess
 import sys
 import tempfile
@@ -188,6 +189,14 @@ class CheckAgainstMoeref(unittest.TestCase):
         moeref.write_trace(path, self.golden.config, steps, capacity=self.golden.capacity,
                            generator={"program": "test_moeref.py", "version": "0", "rng": "none"}, **kwargs)
         return path
+
+    def test_written_trace_mode_follows_umask(self):
+        previous = os.umask(0o022)
+        try:
+            path = self.write(self.golden.steps, losses=self.golden.losses, inputs=self.golden.inputs)
+        finally:
+            os.umask(previous)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o644)
 
     def test_written_golden_passes(self):
         path = self.write(self.golden.steps, losses=self.golden.losses, inputs=self.golden.inputs)
