@@ -5,10 +5,10 @@
 
 namespace moeref {
 
-Trace run_config(const Config& config) {
+Trace run_config(const Config& config, RunObserver* observer) {
   Trace trace;
   trace.generator = {{"program", "moeref"}, {"version", MOEREF_VERSION}, {"rng", kGeneratorVersion}};
-  config.spec->run(config, trace);
+  config.spec->run(config, trace, observer);
   return trace;
 }
 

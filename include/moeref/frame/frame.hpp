@@ -26,6 +26,7 @@
 
 #include "moeref/config.hpp"
 #include "moeref/inputs.hpp"
+#include "moeref/run_observer.hpp"
 #include "moeref/tensor.hpp"
 #include "moeref/trace.hpp"
 
@@ -49,7 +50,8 @@ inline constexpr int64_t kMaxRoutingElements = int64_t{1} << 31;
 
 class Frame {
  public:
-  Frame(const Config& config, Trace& trace);
+  // `observer` (may be null) sees every input taken and step recorded.
+  Frame(const Config& config, Trace& trace, RunObserver* observer = nullptr);
 
   const Config& config() const { return config_; }
   bool train() const { return config_.train; }
@@ -122,6 +124,7 @@ class Frame {
 
   const Config& config_;
   Trace& trace_;
+  RunObserver* observer_;
   InputSet inputs_;
   std::map<std::string, int64_t> resolved_dims_;
   std::map<std::string, int64_t> step_extents_;
