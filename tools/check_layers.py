@@ -29,7 +29,7 @@ TOP_LEVEL = {
     "trace": "base", "tolerance": "base", "run_observer": "base",
     "config": "config", "hparams": "config", "inputs": "config", "dims": "config",
     "near_tie": "frame", "variant": "frame",
-    "registry": "run", "run": "run", "config_reader": "run",
+    "registry": "run", "run": "run", "config_reader": "run", "step_selection": "run",
     "check": "check",
     "moeref": "cli",  # the public API header includes every layer
 }

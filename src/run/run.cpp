@@ -2,6 +2,7 @@
 
 #include "moeref/ops/matmul.hpp"
 #include "moeref/rng.hpp"
+#include "moeref/step_selection.hpp"
 #include "moeref/variant.hpp"
 
 namespace moeref {
@@ -13,6 +14,7 @@ Trace run_config(const Config& config, RunObserver* observer) {
   Trace trace;
   trace.generator = {{"program", "moeref"}, {"version", MOEREF_VERSION}, {"rng", kGeneratorVersion}};
   config.spec->run(config, trace, observer);
+  if (!config.steps.empty()) keep_only_steps(trace, config.steps);
   return trace;
 }
 
