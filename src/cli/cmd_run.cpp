@@ -10,6 +10,7 @@
 #include "moeref/config_reader.hpp"
 #include "moeref/run.hpp"
 #include "moeref/step_selection.hpp"
+#include "run_progress.hpp"
 
 namespace moeref::cli {
 
@@ -19,6 +20,7 @@ void add_run_command(CLI::App& app, int& exit_code) {
     std::string output_path;
     int threads = 0;
     std::vector<std::string> steps;
+    bool quiet = false;
   };
   auto options = std::make_shared<Options>();
   CLI::App* run = app.add_subcommand("run", "Run a config (or replay a trace) and write its trace");
@@ -31,16 +33,26 @@ void add_run_command(CLI::App& app, int& exit_code) {
                   "Write only these steps (comma-separated names), with every input; overrides the config's "
                   "\"steps\"")
       ->delimiter(',');
+  run->add_flag("-q,--quiet", options->quiet,
+                "No progress line on stderr (it shows only on a terminal, for runs longer than about 2 s)");
   run->callback([options, &exit_code]() {
     if (options->threads > 0) omp_set_num_threads(options->threads);
+    RunProgress progress(!options->quiet);
+    progress.stage("reading " + options->config_path);
     Config config = load_config_file(options->config_path);
+    progress.clear();
     if (!options->steps.empty()) {
       check_step_list(options->steps, "--steps");
       config.steps = options->steps;
     }
     for (const std::string& warning : config.warnings) std::cerr << "moeref: warning: " << warning << "\n";
-    const Trace trace = run_config(config);
-    write_file_atomically(options->output_path, write_trace(trace));
+    const Trace trace = run_config(config, &progress);
+    progress.stage("formatting the trace");
+    const std::string text = write_trace(trace);
+    progress.stage("writing " + options->output_path);
+    write_file_atomically(options->output_path, text,
+                          [&progress](size_t written, size_t total) { progress.bytes_written(written, total); });
+    progress.clear();
     std::cout << "wrote " << options->output_path << " (" << trace.config["variant"].get<std::string>() << ", "
               << trace.steps.size() << " steps)\n";
     exit_code = 0;
