@@ -21,6 +21,7 @@ void add_run_command(CLI::App& app, int& exit_code) {
     int threads = 0;
     std::vector<std::string> steps;
     bool quiet = false;
+    bool fast = false;
   };
   auto options = std::make_shared<Options>();
   CLI::App* run = app.add_subcommand("run", "Run a config (or replay a trace) and write its trace");
@@ -33,6 +34,9 @@ void add_run_command(CLI::App& app, int& exit_code) {
                   "Write only these steps (comma-separated names), with every input; overrides the config's "
                   "\"steps\"")
       ->delimiter(',');
+  run->add_flag("--fast", options->fast,
+                "mtf expert layer: dispatch and combine by index instead of the dense einsums (same routing, outputs "
+                "equal up to the sign of zero); the trace's config says \"fast\": true");
   run->add_flag("-q,--quiet", options->quiet,
                 "No progress line on stderr (it shows only on a terminal, for runs longer than about 2 s)");
   run->callback([options, &exit_code]() {
@@ -45,6 +49,7 @@ void add_run_command(CLI::App& app, int& exit_code) {
       check_step_list(options->steps, "--steps");
       config.steps = options->steps;
     }
+    if (options->fast) config.fast = true;
     for (const std::string& warning : config.warnings) std::cerr << "moeref: warning: " << warning << "\n";
     const Trace trace = run_config(config, &progress);
     progress.stage("formatting the trace");

@@ -167,6 +167,7 @@ void Frame::finish() {
   for (const auto& [letter, extent] : resolved_dims_) dims[letter] = extent;
   trace_.config = {{"variant", config_.variant}, {"scope", config_.scope}, {"train", config_.train},
                    {"seed", config_.seed},       {"dims", dims},           {"hparams", config_.hparams}};
+  if (fast_path_used_) trace_.config["fast"] = true;
 }
 
 }  // namespace moeref

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <string>
 
+#include "moeref/frame/mtf_index_dispatch.hpp"
 #include "moeref/ops/matmul.hpp"
 
 namespace moeref {
@@ -19,20 +20,15 @@ MtfExpertWeights take_mtf_expert_weights(Frame& frame, size_t factors, int64_t E
   return weights;
 }
 
-const Tensor& mtf_expert_layer(Frame& frame, const Tensor& inputs, const Tensor& dispatch_tensor,
-                               const Tensor& combine_tensor, const std::vector<ops::Activation>& activations,
-                               const MtfExpertWeights& weights, const std::optional<MtfDropout>& dropout) {
+namespace {
+
+// The literal dispatch einsum over S: per group, [E*C, S] x [S, M] with the dispatch
+// tensor read as float 0/1, as the source's matrix product, so a slot takes exactly
+// the one token dispatched to it; slot (e, c) of group g lands in row (e, g, c).
+void dense_dispatch(const Tensor& inputs, const Tensor& dispatch_tensor, Tensor& expert_inputs) {
   const int64_t G = inputs.shape[0], S = inputs.shape[1], M = inputs.shape[2];
   const int64_t E = dispatch_tensor.shape[2], C = dispatch_tensor.shape[3];
-  const int64_t H = weights.wi[0]->shape[2], N = weights.wo->shape[2];
   const int64_t EC = E * C;
-
-  // expert_inputs = einsum([inputs, dispatch_tensor]) over S: per group,
-  // [E*C, S] x [S, M] with the dispatch tensor read as float 0/1. Written literally
-  // as the source's matrix product, so a slot takes exactly the one token
-  // dispatched to it; slot (e, c) of group g lands in row (e, g, c).
-  Tensor& expert_inputs =
-      frame.float32_step("expert_inputs", {inputs, dispatch_tensor}, {"E", "G", "C", "M"}, {E, G, C, M});
 #pragma omp parallel for schedule(static)
   for (int64_t g = 0; g < G; ++g) {
     std::vector<const float*> token_rows(static_cast<size_t>(S));  // [S] rows of [S, M]
@@ -46,6 +42,50 @@ const Tensor& mtf_expert_layer(Frame& frame, const Tensor& inputs, const Tensor&
     // a(e*C + c, s) = dispatch_tensor[g, s, e, c]: the transpose of [S, E*C].
     const ops::MatmulLhs dispatch_transposed{nullptr, dispatch_tensor.i32.data() + g * S * EC, 1, EC};
     ops::matmul(EC, S, M, dispatch_transposed, token_rows.data(), slot_rows.data());
+  }
+}
+
+// The literal combine einsum over E and C: per group, [S, E*C] x [E*C, N], slot
+// (e, c) of group g read from row (e, g, c).
+void dense_combine(const Tensor& expert_outputs, const Tensor& combine_tensor, Tensor& outputs) {
+  const int64_t G = outputs.shape[0], S = outputs.shape[1], N = outputs.shape[2];
+  const int64_t E = combine_tensor.shape[2], C = combine_tensor.shape[3];
+  const int64_t EC = E * C;
+#pragma omp parallel for schedule(static)
+  for (int64_t g = 0; g < G; ++g) {
+    std::vector<const float*> slot_rows(static_cast<size_t>(EC));  // [E*C] rows of [E, G, C, N]
+    for (int64_t e = 0; e < E; ++e) {
+      for (int64_t c = 0; c < C; ++c) {
+        slot_rows[static_cast<size_t>(e * C + c)] = expert_outputs.f32.data() + ((e * G + g) * C + c) * N;
+      }
+    }
+    std::vector<float*> token_rows(static_cast<size_t>(S));  // [S] rows of [G, S, N]
+    for (int64_t s = 0; s < S; ++s) token_rows[static_cast<size_t>(s)] = outputs.f32.data() + (g * S + s) * N;
+    const ops::MatmulLhs combine_g{combine_tensor.f32.data() + g * S * EC, nullptr, EC, 1};  // [S, E*C]
+    ops::matmul(S, EC, N, combine_g, slot_rows.data(), token_rows.data());
+  }
+}
+
+}  // namespace
+
+const Tensor& mtf_expert_layer(Frame& frame, const Tensor& inputs, const Tensor& dispatch_tensor,
+                               const Tensor& combine_tensor, const std::vector<ops::Activation>& activations,
+                               const MtfExpertWeights& weights, const std::optional<MtfDropout>& dropout) {
+  const int64_t G = inputs.shape[0], S = inputs.shape[1], M = inputs.shape[2];
+  const int64_t E = dispatch_tensor.shape[2], C = dispatch_tensor.shape[3];
+  const int64_t H = weights.wi[0]->shape[2], N = weights.wo->shape[2];
+  // --fast: the dispatch and combine einsums from the nonzero entries only
+  // (mtf_index_dispatch.hpp); the expert FFN is the same either way.
+  const bool fast = frame.config().fast;
+  if (fast) frame.note_fast_path();
+
+  // expert_inputs = einsum([inputs, dispatch_tensor]) over S.
+  Tensor& expert_inputs =
+      frame.float32_step("expert_inputs", {inputs, dispatch_tensor}, {"E", "G", "C", "M"}, {E, G, C, M});
+  if (fast) {
+    index_dispatch(inputs, dispatch_tensor, expert_inputs);
+  } else {
+    dense_dispatch(inputs, dispatch_tensor, expert_inputs);
   }
 
   // h = dense_product(expert_inputs, wi...): the product of act_i(expert_inputs . wi_i).
@@ -95,21 +135,12 @@ const Tensor& mtf_expert_layer(Frame& frame, const Tensor& inputs, const Tensor&
                 expert_outputs.f32.data() + e * rows * N, rows, H, N);
   }
 
-  // output = einsum([expert_output, combine_tensor]) over E and C: per group,
-  // [S, E*C] x [E*C, N], slot (e, c) of group g read from row (e, g, c).
+  // output = einsum([expert_output, combine_tensor]) over E and C.
   Tensor& outputs = frame.float32_step("outputs", {expert_outputs, combine_tensor}, {"G", "S", "N"}, {G, S, N});
-#pragma omp parallel for schedule(static)
-  for (int64_t g = 0; g < G; ++g) {
-    std::vector<const float*> slot_rows(static_cast<size_t>(EC));  // [E*C] rows of [E, G, C, N]
-    for (int64_t e = 0; e < E; ++e) {
-      for (int64_t c = 0; c < C; ++c) {
-        slot_rows[static_cast<size_t>(e * C + c)] = expert_outputs.f32.data() + ((e * G + g) * C + c) * N;
-      }
-    }
-    std::vector<float*> token_rows(static_cast<size_t>(S));  // [S] rows of [G, S, N]
-    for (int64_t s = 0; s < S; ++s) token_rows[static_cast<size_t>(s)] = outputs.f32.data() + (g * S + s) * N;
-    const ops::MatmulLhs combine_g{combine_tensor.f32.data() + g * S * EC, nullptr, EC, 1};  // [S, E*C]
-    ops::matmul(S, EC, N, combine_g, slot_rows.data(), token_rows.data());
+  if (fast) {
+    index_combine(expert_outputs, combine_tensor, outputs);
+  } else {
+    dense_combine(expert_outputs, combine_tensor, outputs);
   }
   return outputs;
 }

@@ -69,8 +69,8 @@ Config config_from_json(const nlohmann::json& input_doc, const std::string& sour
   for (auto it = doc.begin(); it != doc.end(); ++it) {
     const std::string& key = it.key();
     if (key != "variant" && key != "scope" && key != "train" && key != "seed" && key != "dims" && key != "hparams" &&
-        key != "steps") {
-      fail_input(key, "an unknown config field", "variant, scope, train, seed, dims, hparams, steps, inputs");
+        key != "steps" && key != "fast") {
+      fail_input(key, "an unknown config field", "variant, scope, train, seed, dims, hparams, steps, fast, inputs");
     }
   }
 
@@ -105,6 +105,10 @@ Config config_from_json(const nlohmann::json& input_doc, const std::string& sour
   config.hparams = resolve_hparams(config.spec->hparams, doc.contains("hparams") ? doc["hparams"] : nlohmann::json(),
                                    &config.warnings);
 
+  if (doc.contains("fast")) {
+    if (!doc["fast"].is_boolean()) fail_input("fast", doc["fast"].dump(), "true or false");
+    config.fast = doc["fast"].get<bool>();
+  }
   if (doc.contains("steps")) {
     const nlohmann::json& steps = doc["steps"];
     if (!steps.is_array()) fail_input("steps", steps.dump().substr(0, 60), "an array of step names");

@@ -2,7 +2,7 @@
 //
 //   moeref_bench [--size small|medium|large | --G 4 --S 1024 --E 16 --M 512 --H 2048]
 //                [--variant mtf_top2] [--threads 1,2] [--repeats 3] [--json]
-//                [--write-trace PATH]
+//                [--write-trace PATH] [--fast]
 //
 // Sizes (G, S, E, M, H), the same in tools/bench/torch_layer_bench.py:
 //   small 1,64,8,64,256   medium 4,1024,16,512,2048   large 8,2048,64,1024,4096
@@ -101,6 +101,7 @@ int main(int argc, char** argv) {
   std::vector<int> threads = {1, 2};
   int repeats = 3;
   bool json = false;
+  bool fast = false;
   std::string write_trace_path;
   std::vector<std::string> size_names;
   for (const auto& entry : named_sizes()) size_names.push_back(entry.first);
@@ -119,6 +120,7 @@ int main(int argc, char** argv) {
   app.add_option("--repeats", repeats, "Runs per thread count (default 3)")->check(CLI::Range(1, 1000));
   app.add_flag("--json", json, "One JSON object per run on stdout instead of the summary");
   app.add_option("--write-trace", write_trace_path, "Also write the trace here, timed");
+  app.add_flag("--fast", fast, "The index-dispatch path (moeref run --fast) instead of the literal einsums");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -130,12 +132,14 @@ int main(int argc, char** argv) {
                                 {"scope", "layer"},
                                 {"train", true},
                                 {"seed", 0},
-                                {"dims", {{"G", dims.G}, {"S", dims.S}, {"E", dims.E}, {"M", dims.M}, {"H", dims.H}}}};
+                                {"dims", {{"G", dims.G}, {"S", dims.S}, {"E", dims.E}, {"M", dims.M}, {"H", dims.H}}},
+                                {"fast", fast}};
     const moeref::Config config = moeref::config_from_json(doc, "benchmark config");
     const std::string size_label = size.empty() ? "custom" : size;
     if (!json) {
       std::cout << "variant " << variant << ", " << size_label << ": G=" << dims.G << " S=" << dims.S << " E=" << dims.E
-                << " M=" << dims.M << " H=" << dims.H << ", train, " << repeats << " repeats\n";
+                << " M=" << dims.M << " H=" << dims.H << ", train, " << (fast ? "fast path, " : "") << repeats
+                << " repeats\n";
     }
     // One untimed run at the small size first: the OpenMP thread pool and the first
     // allocations (torch_layer_bench.py warms up the same way).
@@ -169,7 +173,7 @@ int main(int argc, char** argv) {
           char digest_text[17];
           std::snprintf(digest_text, sizeof(digest_text), "%016llx", static_cast<unsigned long long>(digest));
           const nlohmann::json line = {{"tool", "moeref"},
-                                       {"mode", "literal"},
+                                       {"mode", fast ? "fast" : "literal"},
                                        {"variant", variant},
                                        {"size", size_label},
                                        {"dims", doc["dims"]},

@@ -115,6 +115,10 @@ class Frame {
   // or nullptr when it forces nothing there; fails when it is not int32 of `shape`.
   const Tensor* forced_decision(const std::string& step, const std::vector<int64_t>& shape) const;
 
+  // The mtf expert layer took the index-dispatch path (Config::fast): the trace's
+  // config will say "fast": true.
+  void note_fast_path() { fast_path_used_ = true; }
+
   // Writes the resolved config into the trace and fails on a supplied input the
   // run did not use. Called by the frame's driver after the body returns.
   void finish();
@@ -128,6 +132,7 @@ class Frame {
   InputSet inputs_;
   std::map<std::string, int64_t> resolved_dims_;
   std::map<std::string, int64_t> step_extents_;
+  bool fast_path_used_ = false;
 };
 
 }  // namespace moeref
