@@ -44,7 +44,7 @@ void add_run_command(CLI::App& app, int& exit_code) {
     RunProgress progress(!options->quiet);
     progress.stage("reading " + options->config_path);
     Config config = load_config_file(options->config_path);
-    progress.clear();
+    progress.pause();
     if (!options->steps.empty()) {
       check_step_list(options->steps, "--steps");
       config.steps = options->steps;
@@ -57,7 +57,7 @@ void add_run_command(CLI::App& app, int& exit_code) {
     progress.stage("writing " + options->output_path);
     write_file_atomically(options->output_path, text,
                           [&progress](size_t written, size_t total) { progress.bytes_written(written, total); });
-    progress.clear();
+    progress.finish();
     std::cout << "wrote " << options->output_path << " (" << trace.config["variant"].get<std::string>() << ", "
               << trace.steps.size() << " steps)\n";
     exit_code = 0;
