@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -56,11 +57,12 @@ int create_temporary_beside(const std::string& path, std::string& tmp_path) {
 
 }  // namespace
 
-void write_file_atomically(const std::string& path, const std::string& contents) {
+void write_file_atomically(const std::string& path, const std::string& contents, const WriteProgressFn& progress) {
   struct stat existing;
   if (::stat(path.c_str(), &existing) == 0 && !S_ISREG(existing.st_mode)) {
     if (S_ISDIR(existing.st_mode)) throw InputError("output file " + path + ": is a directory");
     write_in_place(path, contents);
+    if (progress) progress(contents.size(), contents.size());
     return;
   }
   std::string tmp_path;
@@ -73,7 +75,9 @@ void write_file_atomically(const std::string& path, const std::string& contents)
   size_t left = contents.size();
   bool ok = true;
   while (left > 0) {
-    ssize_t written = ::write(fd, data, left);
+    // Chunks, so that a progress line moves while a large trace is written.
+    constexpr size_t kChunk = size_t{16} << 20;
+    ssize_t written = ::write(fd, data, std::min(left, kChunk));
     if (written < 0) {
       if (errno == EINTR) continue;
       ok = false;
@@ -81,6 +85,7 @@ void write_file_atomically(const std::string& path, const std::string& contents)
     }
     data += written;
     left -= static_cast<size_t>(written);
+    if (progress) progress(contents.size() - left, contents.size());
   }
   if (::close(fd) != 0) ok = false;
   if (!ok || std::rename(tmp_path.c_str(), path.c_str()) != 0) {

@@ -82,7 +82,7 @@ TEST_CASE("config: unknown top-level field names it and lists the known fields",
   nlohmann::json doc = base_config();
   doc["hparam"] = {{"group_size", 4}};
   REQUIRE_INPUT_ERROR(parse(doc), Contains("hparam:") && Contains("unknown config field") &&
-                                      Contains("variant, scope, train, seed, dims, hparams, inputs"));
+                                      Contains("variant, scope, train, seed, dims, hparams, steps, fast, inputs"));
   doc = base_config();
   doc["scope"] = "model";
   REQUIRE_INPUT_ERROR(parse(doc),

@@ -6,7 +6,10 @@
 #                       whole suite, build and test examples/cpp_backend against an installed moeref,
 #                       then the suite again under AddressSanitizer + UndefinedBehaviorSanitizer
 #   tools/dev.sh build  install what the tests need and build everything
-#   tools/dev.sh bench  build and time the realistic layer (G=4, S=1024, E=16, M=512, H=2048)
+#   tools/dev.sh bench [ARGS]
+#                       build moeref_bench and time the layer against PyTorch, interleaved, at the
+#                       small, medium and large sizes (tools/bench/run_bench.py ARGS: --sizes,
+#                       --threads, --repeats); medians, ratios and peak memory
 #   tools/dev.sh fuzz [SECONDS]
 #                       build the libFuzzer targets (clang, ASan + UBSan; tools/fuzz/README.md) and
 #                       fuzz each for SECONDS (default 60), seeded from golden/
@@ -99,16 +102,16 @@ case "$command" in
     build "$build_dir"
     ;;
   bench)
-    install_missing_packages "${cli_packages[@]}"
+    install_missing_packages "${cli_packages[@]}" python3-numpy python3-torch libopenblas0-openmp
     build_target "$build_dir" moeref_bench
-    "$build_dir/moeref_bench" "${@:2}"
+    /usr/bin/python3 "$repo/tools/bench/run_bench.py" --moeref-bench "$build_dir/moeref_bench" "${@:2}"
     ;;
   fuzz)
     install_missing_packages "${fuzz_packages[@]}"
     MOEREF_FUZZ_BUILD_DIR="$fuzz_dir" "$repo/tools/fuzz/run.sh" "${2:-60}"
     ;;
   *)
-    echo "usage: tools/dev.sh demo|test|build|bench|fuzz [SECONDS]" >&2
+    echo "usage: tools/dev.sh demo|test|build|bench [ARGS]|fuzz [SECONDS]" >&2
     exit 2
     ;;
 esac

@@ -1,6 +1,8 @@
 // Writing output files so that a reader never sees a partial file.
 #pragma once
 
+#include <cstddef>
+#include <functional>
 #include <string>
 
 namespace moeref {
@@ -12,7 +14,10 @@ namespace moeref {
 // behind. The new file has mode 0666 & ~umask, like any other file the process
 // creates. The data is not fsync'ed: the guarantee is against the process dying,
 // not against the machine losing power.
-void write_file_atomically(const std::string& path, const std::string& contents);
+// `progress`, when given, is told the bytes written so far and the total after each
+// chunk of at most 16 MiB (a progress line for large traces).
+using WriteProgressFn = std::function<void(size_t written, size_t total)>;
+void write_file_atomically(const std::string& path, const std::string& contents, const WriteProgressFn& progress = {});
 
 // Reads a whole file; throws InputError naming the path when it cannot.
 std::string read_whole_file(const std::string& path, const std::string& what);

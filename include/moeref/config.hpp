@@ -3,7 +3,7 @@
 // A config is JSON (spec/trace-format.md, spec/config.schema.json):
 //   {"variant": "mtf_top2", "scope": "layer"|"gating", "train": true, "seed": 0,
 //    "dims": {"B": 2, "L": 8, "E": 4, "M": 8, "H": 16}, "hparams": {...},
-//    "inputs": {"x": tensor, ...}}
+//    "steps": ["index_1", ...], "fast": false, "inputs": {"x": tensor, ...}}
 // A trace is accepted as a config too: its resolved config and inputs replay it.
 // Reading and validating one is config_reader.hpp's (it needs the registry).
 #pragma once
@@ -27,6 +27,11 @@ struct Config {
   uint64_t seed = 0;
   std::map<std::string, int64_t> dims;  // as given; variants derive the rest
   nlohmann::json hparams;               // resolved: every hparam of the variant
+  // The steps to write (step_selection.hpp); empty: every step. Inputs always are.
+  std::vector<std::string> steps;
+  // `moeref run --fast`: the mtf expert layer dispatches and combines by index
+  // (frame/mtf_index_dispatch.hpp). A trace made that way says "fast": true.
+  bool fast = false;
   std::map<std::string, Tensor> inputs;
   // Decisions forced by the checker's near-tie analysis: int32 tensors named after
   // the decision step (e.g. "index_1"), -1 where the reference decides itself.

@@ -6,18 +6,22 @@
 // the trace alone replays the run.
 #pragma once
 
+#include <chrono>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "moeref/config.hpp"
+#include "moeref/run_observer.hpp"
 #include "moeref/trace.hpp"
 
 namespace moeref {
 
 class InputSet {
  public:
-  InputSet(const Config& config, Trace& trace) : config_(config), trace_(trace) {}
+  // `observer` (may be null) is told when each input starts and is taken.
+  InputSet(const Config& config, Trace& trace, RunObserver* observer = nullptr)
+      : config_(config), trace_(trace), observer_(observer) {}
 
   bool supplied(const std::string& name) const;
 
@@ -58,9 +62,13 @@ class InputSet {
   const Tensor& check_supplied(const std::string& name, const std::vector<std::string>& dims,
                                const std::vector<int64_t>& shape);
   const Tensor& record(const std::string& name, Tensor tensor);
+  // Marks the start of taking input `name` (for the observer's timing).
+  void begin(const std::string& name);
 
   const Config& config_;
   Trace& trace_;
+  RunObserver* observer_;
+  std::chrono::steady_clock::time_point started_;
   std::set<std::string> used_;
 };
 

@@ -13,14 +13,16 @@
 #include "moeref/config.hpp"
 #include "moeref/hparams.hpp"
 #include "moeref/near_tie.hpp"
+#include "moeref/run_observer.hpp"
 #include "moeref/tolerance.hpp"
 #include "moeref/trace.hpp"
 
 namespace moeref {
 
 // Runs a validated config and fills the trace (resolved config, inputs, steps,
-// losses, capacity). Throws InputError for dims or inputs that do not fit.
-using VariantRunFn = std::function<void(const Config& config, Trace& trace)>;
+// losses, capacity), telling `observer` (may be null) as it goes. Throws
+// InputError for dims or inputs that do not fit.
+using VariantRunFn = std::function<void(const Config& config, Trace& trace, RunObserver* observer)>;
 
 // For a decision step of the variant (e.g. "index_1") and one element where the
 // candidate chose another value, the margin analysis; nullopt when the step is

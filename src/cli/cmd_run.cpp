@@ -1,4 +1,5 @@
-// moeref run CONFIG.json -o TRACE.json: run one variant, write its trace.
+// moeref run CONFIG.json -o TRACE.json [--steps NAME,...]: run one variant, write its
+// trace (only the chosen steps, with every input, when --steps or the config says so).
 
 #include <omp.h>
 
@@ -8,6 +9,8 @@
 #include "moeref/atomic_file.hpp"
 #include "moeref/config_reader.hpp"
 #include "moeref/run.hpp"
+#include "moeref/step_selection.hpp"
+#include "run_progress.hpp"
 
 namespace moeref::cli {
 
@@ -16,6 +19,9 @@ void add_run_command(CLI::App& app, int& exit_code) {
     std::string config_path;
     std::string output_path;
     int threads = 0;
+    std::vector<std::string> steps;
+    bool quiet = false;
+    bool fast = false;
   };
   auto options = std::make_shared<Options>();
   CLI::App* run = app.add_subcommand("run", "Run a config (or replay a trace) and write its trace");
@@ -24,12 +30,34 @@ void add_run_command(CLI::App& app, int& exit_code) {
   run->add_option("--threads", options->threads,
                   "OpenMP threads (default: OMP_NUM_THREADS); traces do not depend on it")
       ->check(CLI::Range(1, 1024));
+  run->add_option("--steps", options->steps,
+                  "Write only these steps (comma-separated names), with every input; overrides the config's "
+                  "\"steps\"")
+      ->delimiter(',');
+  run->add_flag("--fast", options->fast,
+                "mtf expert layer: dispatch and combine by index instead of the dense einsums (same routing, outputs "
+                "equal up to the sign of zero); the trace's config says \"fast\": true");
+  run->add_flag("-q,--quiet", options->quiet,
+                "No progress line on stderr (it shows only on a terminal, for runs longer than about 2 s)");
   run->callback([options, &exit_code]() {
     if (options->threads > 0) omp_set_num_threads(options->threads);
-    const Config config = load_config_file(options->config_path);
+    RunProgress progress(!options->quiet);
+    progress.stage("reading " + options->config_path);
+    Config config = load_config_file(options->config_path);
+    progress.pause();
+    if (!options->steps.empty()) {
+      check_step_list(options->steps, "--steps");
+      config.steps = options->steps;
+    }
+    if (options->fast) config.fast = true;
     for (const std::string& warning : config.warnings) std::cerr << "moeref: warning: " << warning << "\n";
-    const Trace trace = run_config(config);
-    write_file_atomically(options->output_path, write_trace(trace));
+    const Trace trace = run_config(config, &progress);
+    progress.stage("formatting the trace");
+    const std::string text = write_trace(trace);
+    progress.stage("writing " + options->output_path);
+    write_file_atomically(options->output_path, text,
+                          [&progress](size_t written, size_t total) { progress.bytes_written(written, total); });
+    progress.finish();
     std::cout << "wrote " << options->output_path << " (" << trace.config["variant"].get<std::string>() << ", "
               << trace.steps.size() << " steps)\n";
     exit_code = 0;

@@ -22,9 +22,18 @@ std::string dims_text(const std::vector<std::string>& dims, const std::vector<in
 
 bool InputSet::supplied(const std::string& name) const { return config_.inputs.count(name) > 0; }
 
+void InputSet::begin(const std::string& name) {
+  started_ = std::chrono::steady_clock::now();
+  if (observer_ != nullptr) observer_->input_started(name);
+}
+
 const Tensor& InputSet::record(const std::string& name, Tensor tensor) {
   used_.insert(name);
   trace_.inputs.push_back({name, std::move(tensor)});
+  if (observer_ != nullptr) {
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    observer_->input_taken(name, trace_.inputs.back().tensor, seconds);
+  }
   return trace_.inputs.back().tensor;
 }
 
@@ -48,6 +57,7 @@ const Tensor& InputSet::check_supplied(const std::string& name, const std::vecto
 
 const Tensor& InputSet::float_input(const std::string& name, const std::vector<std::string>& dims,
                                     const std::vector<int64_t>& shape, double lo, double hi) {
+  begin(name);
   if (supplied(name)) return check_supplied(name, dims, shape);
   Tensor generated = Tensor::float32(dims, shape);
   const uint32_t stream = stream_id(name);
@@ -67,6 +77,7 @@ const Tensor& InputSet::float_input(const std::string& name, const std::vector<s
 const Tensor& InputSet::uniform_draw(const std::string& name, const std::vector<std::string>& dims,
                                      const std::vector<int64_t>& shape) {
   if (supplied(name)) {
+    begin(name);
     const Tensor& given = check_supplied(name, dims, shape);
     for (size_t i = 0; i < given.f32.size(); ++i) {
       if (!(given.f32[i] >= 0.0f && given.f32[i] < 1.0f)) {
@@ -82,6 +93,7 @@ const Tensor& InputSet::uniform_draw(const std::string& name, const std::vector<
 
 const Tensor& InputSet::normal_draw(const std::string& name, const std::vector<std::string>& dims,
                                     const std::vector<int64_t>& shape) {
+  begin(name);
   if (supplied(name)) return check_supplied(name, dims, shape);
   Tensor generated = Tensor::float32(dims, shape);
   const uint32_t stream = stream_id(name);
@@ -99,6 +111,7 @@ const Tensor& InputSet::normal_draw(const std::string& name, const std::vector<s
 
 const Tensor& InputSet::int_input(const std::string& name, const std::vector<std::string>& dims,
                                   const std::vector<int64_t>& shape, int32_t lo, int32_t hi) {
+  begin(name);
   if (supplied(name)) {
     const Tensor& given = config_.inputs.at(name);
     const std::string field = "inputs." + name;
@@ -127,6 +140,7 @@ const Tensor& InputSet::int_input(const std::string& name, const std::vector<std
 const Tensor* InputSet::optional_input(const std::string& name, const std::vector<std::string>& dims,
                                        const std::vector<int64_t>& shape) {
   if (!supplied(name)) return nullptr;
+  begin(name);
   return &check_supplied(name, dims, shape);
 }
 

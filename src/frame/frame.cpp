@@ -6,7 +6,8 @@
 
 namespace moeref {
 
-Frame::Frame(const Config& config, Trace& trace) : config_(config), trace_(trace), inputs_(config, trace) {}
+Frame::Frame(const Config& config, Trace& trace, RunObserver* observer)
+    : config_(config), trace_(trace), observer_(observer), inputs_(config, trace, observer) {}
 
 int64_t Frame::required_dim(const char* letter, const std::string& why) {
   auto it = config_.dims.find(letter);
@@ -118,6 +119,7 @@ std::vector<std::string> Frame::names_of(const Reads& reads) const {
 const Tensor& Frame::step(const std::string& name, const Reads& reads, Tensor value) {
   std::vector<std::string> names = names_of(reads);
   trace_.add_step(name, std::move(value), std::move(names));
+  if (observer_ != nullptr) observer_->step_recorded(name, trace_.steps.back().tensor);
   return trace_.steps.back().tensor;
 }
 
@@ -165,6 +167,7 @@ void Frame::finish() {
   for (const auto& [letter, extent] : resolved_dims_) dims[letter] = extent;
   trace_.config = {{"variant", config_.variant}, {"scope", config_.scope}, {"train", config_.train},
                    {"seed", config_.seed},       {"dims", dims},           {"hparams", config_.hparams}};
+  if (fast_path_used_) trace_.config["fast"] = true;
 }
 
 }  // namespace moeref

@@ -3,6 +3,9 @@
 #include <cmath>
 #include <string>
 
+#include "moeref/frame/mtf_index_dispatch.hpp"
+#include "moeref/ops/matmul.hpp"
+
 namespace moeref {
 
 MtfExpertWeights take_mtf_expert_weights(Frame& frame, size_t factors, int64_t E, int64_t M, int64_t H, int64_t N) {
@@ -17,34 +20,72 @@ MtfExpertWeights take_mtf_expert_weights(Frame& frame, size_t factors, int64_t E
   return weights;
 }
 
+namespace {
+
+// The literal dispatch einsum over S: per group, [E*C, S] x [S, M] with the dispatch
+// tensor read as float 0/1, as the source's matrix product, so a slot takes exactly
+// the one token dispatched to it; slot (e, c) of group g lands in row (e, g, c).
+void dense_dispatch(const Tensor& inputs, const Tensor& dispatch_tensor, Tensor& expert_inputs) {
+  const int64_t G = inputs.shape[0], S = inputs.shape[1], M = inputs.shape[2];
+  const int64_t E = dispatch_tensor.shape[2], C = dispatch_tensor.shape[3];
+  const int64_t EC = E * C;
+#pragma omp parallel for schedule(static)
+  for (int64_t g = 0; g < G; ++g) {
+    std::vector<const float*> token_rows(static_cast<size_t>(S));  // [S] rows of [S, M]
+    for (int64_t s = 0; s < S; ++s) token_rows[static_cast<size_t>(s)] = inputs.f32.data() + (g * S + s) * M;
+    std::vector<float*> slot_rows(static_cast<size_t>(EC));  // [E*C] rows of [E, G, C, M]
+    for (int64_t e = 0; e < E; ++e) {
+      for (int64_t c = 0; c < C; ++c) {
+        slot_rows[static_cast<size_t>(e * C + c)] = expert_inputs.f32.data() + ((e * G + g) * C + c) * M;
+      }
+    }
+    // a(e*C + c, s) = dispatch_tensor[g, s, e, c]: the transpose of [S, E*C].
+    const ops::MatmulLhs dispatch_transposed{nullptr, dispatch_tensor.i32.data() + g * S * EC, 1, EC};
+    ops::matmul(EC, S, M, dispatch_transposed, token_rows.data(), slot_rows.data());
+  }
+}
+
+// The literal combine einsum over E and C: per group, [S, E*C] x [E*C, N], slot
+// (e, c) of group g read from row (e, g, c).
+void dense_combine(const Tensor& expert_outputs, const Tensor& combine_tensor, Tensor& outputs) {
+  const int64_t G = outputs.shape[0], S = outputs.shape[1], N = outputs.shape[2];
+  const int64_t E = combine_tensor.shape[2], C = combine_tensor.shape[3];
+  const int64_t EC = E * C;
+#pragma omp parallel for schedule(static)
+  for (int64_t g = 0; g < G; ++g) {
+    std::vector<const float*> slot_rows(static_cast<size_t>(EC));  // [E*C] rows of [E, G, C, N]
+    for (int64_t e = 0; e < E; ++e) {
+      for (int64_t c = 0; c < C; ++c) {
+        slot_rows[static_cast<size_t>(e * C + c)] = expert_outputs.f32.data() + ((e * G + g) * C + c) * N;
+      }
+    }
+    std::vector<float*> token_rows(static_cast<size_t>(S));  // [S] rows of [G, S, N]
+    for (int64_t s = 0; s < S; ++s) token_rows[static_cast<size_t>(s)] = outputs.f32.data() + (g * S + s) * N;
+    const ops::MatmulLhs combine_g{combine_tensor.f32.data() + g * S * EC, nullptr, EC, 1};  // [S, E*C]
+    ops::matmul(S, EC, N, combine_g, slot_rows.data(), token_rows.data());
+  }
+}
+
+}  // namespace
+
 const Tensor& mtf_expert_layer(Frame& frame, const Tensor& inputs, const Tensor& dispatch_tensor,
                                const Tensor& combine_tensor, const std::vector<ops::Activation>& activations,
                                const MtfExpertWeights& weights, const std::optional<MtfDropout>& dropout) {
   const int64_t G = inputs.shape[0], S = inputs.shape[1], M = inputs.shape[2];
   const int64_t E = dispatch_tensor.shape[2], C = dispatch_tensor.shape[3];
   const int64_t H = weights.wi[0]->shape[2], N = weights.wo->shape[2];
-  const int64_t EC = E * C;
+  // --fast: the dispatch and combine einsums from the nonzero entries only
+  // (mtf_index_dispatch.hpp); the expert FFN is the same either way.
+  const bool fast = frame.config().fast;
+  if (fast) frame.note_fast_path();
 
-  // expert_inputs = einsum([inputs, dispatch_tensor]) over S: per group,
-  // [E*C, S] x [S, M]. Written literally as the source's matrix product, so a
-  // slot takes exactly the one token dispatched to it.
+  // expert_inputs = einsum([inputs, dispatch_tensor]) over S.
   Tensor& expert_inputs =
       frame.float32_step("expert_inputs", {inputs, dispatch_tensor}, {"E", "G", "C", "M"}, {E, G, C, M});
-#pragma omp parallel for schedule(static)
-  for (int64_t g = 0; g < G; ++g) {
-    MatrixRM dispatch_g(S, EC);  // [S, E*C] as float 0/1
-    for (int64_t i = 0; i < S * EC; ++i) {
-      dispatch_g.data()[i] = static_cast<float>(dispatch_tensor.i32[static_cast<size_t>(g * S * EC + i)]);
-    }
-    ConstMapRM x_g(inputs.f32.data() + g * S * M, S, M);  // [S, M]
-    MatrixRM slots(EC, M);                                // [E*C, M]
-    slots.noalias() = dispatch_g.transpose() * x_g;
-    for (int64_t e = 0; e < E; ++e) {
-      for (int64_t c = 0; c < C; ++c) {
-        float* dst = expert_inputs.f32.data() + ((e * G + g) * C + c) * M;
-        for (int64_t m = 0; m < M; ++m) dst[m] = slots(e * C + c, m);
-      }
-    }
+  if (fast) {
+    index_dispatch(inputs, dispatch_tensor, expert_inputs);
+  } else {
+    dense_dispatch(inputs, dispatch_tensor, expert_inputs);
   }
 
   // h = dense_product(expert_inputs, wi...): the product of act_i(expert_inputs . wi_i).
@@ -54,16 +95,18 @@ const Tensor& mtf_expert_layer(Frame& frame, const Tensor& inputs, const Tensor&
   const int64_t rows = G * C;  // every slot of one expert, all groups
 #pragma omp parallel for schedule(static)
   for (int64_t e = 0; e < E; ++e) {
-    ConstMapRM a_e(expert_inputs.f32.data() + e * rows * M, rows, M);  // [G*C, M]
-    MapRM h_e(expert_hidden.f32.data() + e * rows * H, rows, H);       // [G*C, H]
-    MatrixRM factor(rows, H);
+    const float* a_e = expert_inputs.f32.data() + e * rows * M;  // [G*C, M]
+    float* h_e = expert_hidden.f32.data() + e * rows * H;        // [G*C, H]
+    std::vector<float> factor;                                   // [G*C, H], from the second factor on
     for (size_t i = 0; i < activations.size(); ++i) {
-      ConstMapRM wi_e(weights.wi[i]->f32.data() + e * M * H, M, H);  // [M, H]
-      factor.noalias() = a_e * wi_e;
+      const float* wi_e = weights.wi[i]->f32.data() + e * M * H;  // [M, H]
+      if (i > 0) factor.resize(static_cast<size_t>(rows * H));
+      float* product = i == 0 ? h_e : factor.data();
+      ops::matmul(a_e, wi_e, product, rows, M, H);
       for (int64_t k = 0; k < rows * H; ++k) {
-        const float activated = ops::apply_activation(activations[i], factor.data()[k]);
+        const float activated = ops::apply_activation(activations[i], product[k]);
         // functools.reduce(mtf.multiply, factors): ((f0 * f1) * f2) ...
-        h_e.data()[k] = i == 0 ? activated : h_e.data()[k] * activated;
+        h_e[k] = i == 0 ? activated : h_e[k] * activated;
       }
     }
   }
@@ -88,27 +131,16 @@ const Tensor& mtf_expert_layer(Frame& frame, const Tensor& inputs, const Tensor&
       frame.float32_step("expert_outputs", {hidden, weights.wo}, {"E", "G", "C", "N"}, {E, G, C, N});
 #pragma omp parallel for schedule(static)
   for (int64_t e = 0; e < E; ++e) {
-    ConstMapRM h_e(hidden->f32.data() + e * rows * H, rows, H);
-    ConstMapRM wo_e(weights.wo->f32.data() + e * H * N, H, N);
-    MapRM out_e(expert_outputs.f32.data() + e * rows * N, rows, N);
-    out_e.noalias() = h_e * wo_e;
+    ops::matmul(hidden->f32.data() + e * rows * H, weights.wo->f32.data() + e * H * N,
+                expert_outputs.f32.data() + e * rows * N, rows, H, N);
   }
 
-  // output = einsum([expert_output, combine_tensor]) over E and C: per group,
-  // [S, E*C] x [E*C, N].
+  // output = einsum([expert_output, combine_tensor]) over E and C.
   Tensor& outputs = frame.float32_step("outputs", {expert_outputs, combine_tensor}, {"G", "S", "N"}, {G, S, N});
-#pragma omp parallel for schedule(static)
-  for (int64_t g = 0; g < G; ++g) {
-    MatrixRM slots(EC, N);  // this group's expert outputs, [E*C, N]
-    for (int64_t e = 0; e < E; ++e) {
-      for (int64_t c = 0; c < C; ++c) {
-        const float* src = expert_outputs.f32.data() + ((e * G + g) * C + c) * N;
-        for (int64_t n = 0; n < N; ++n) slots(e * C + c, n) = src[n];
-      }
-    }
-    ConstMapRM combine_g(combine_tensor.f32.data() + g * S * EC, S, EC);  // [S, E*C]
-    MapRM out_g(outputs.f32.data() + g * S * N, S, N);
-    out_g.noalias() = combine_g * slots;
+  if (fast) {
+    index_combine(expert_outputs, combine_tensor, outputs);
+  } else {
+    dense_combine(expert_outputs, combine_tensor, outputs);
   }
   return outputs;
 }

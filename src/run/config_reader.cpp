@@ -5,6 +5,7 @@
 #include "moeref/atomic_file.hpp"
 #include "moeref/error.hpp"
 #include "moeref/registry.hpp"
+#include "moeref/step_selection.hpp"
 #include "moeref/trace.hpp"
 
 namespace moeref {
@@ -67,8 +68,9 @@ Config config_from_json(const nlohmann::json& input_doc, const std::string& sour
 
   for (auto it = doc.begin(); it != doc.end(); ++it) {
     const std::string& key = it.key();
-    if (key != "variant" && key != "scope" && key != "train" && key != "seed" && key != "dims" && key != "hparams") {
-      fail_input(key, "an unknown config field", "variant, scope, train, seed, dims, hparams, inputs");
+    if (key != "variant" && key != "scope" && key != "train" && key != "seed" && key != "dims" && key != "hparams" &&
+        key != "steps" && key != "fast") {
+      fail_input(key, "an unknown config field", "variant, scope, train, seed, dims, hparams, steps, fast, inputs");
     }
   }
 
@@ -102,6 +104,20 @@ Config config_from_json(const nlohmann::json& input_doc, const std::string& sour
   config.dims = read_dims(doc["dims"]);
   config.hparams = resolve_hparams(config.spec->hparams, doc.contains("hparams") ? doc["hparams"] : nlohmann::json(),
                                    &config.warnings);
+
+  if (doc.contains("fast")) {
+    if (!doc["fast"].is_boolean()) fail_input("fast", doc["fast"].dump(), "true or false");
+    config.fast = doc["fast"].get<bool>();
+  }
+  if (doc.contains("steps")) {
+    const nlohmann::json& steps = doc["steps"];
+    if (!steps.is_array()) fail_input("steps", steps.dump().substr(0, 60), "an array of step names");
+    for (const nlohmann::json& name : steps) {
+      if (!name.is_string()) fail_input("steps", name.dump().substr(0, 60), "step names (strings)");
+      config.steps.push_back(name.get<std::string>());
+    }
+    check_step_list(config.steps, "steps");
+  }
 
   if (!inputs.is_null()) {
     if (!inputs.is_object()) fail_input("inputs", inputs.dump().substr(0, 60), "an object of named tensors");

@@ -82,6 +82,10 @@ class MtfTop2:
         self.train = config.get("train", True)
         self.scope = config.get("scope", "layer")
         self.steps = {}
+        # False: stop the gating at the index form (routing_expert, routing_slot, routing_weight)
+        # without the [G, S, E, C] tensors, for a backend that dispatches by index
+        # (tools/bench/torch_layer_bench.py --mode index).
+        self.dense_routing = True
 
     def record(self, name, dims, tensor):
         self.steps[name] = (dims, tensor)
@@ -213,6 +217,8 @@ class MtfTop2:
             occupies, torch.stack([position_in_expert_1, position_in_expert_2], dim=-1).long(), -1))
         self.record("routing_weight", ("G", "S", "K"), torch.where(
             occupies, torch.stack([gate_1, gate_2], dim=-1), torch.zeros((), dtype=gate_1.dtype)))
+        if not self.dense_routing:
+            return None, None, loss
 
         # [G, S, E, C]: each token's weight at (its expert, its slot) for each kept choice.
         combine_tensor = (

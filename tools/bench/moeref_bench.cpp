@@ -1,19 +1,31 @@
-// moeref_bench: times one variant at a realistic size on 1..N OpenMP threads.
+// moeref_bench: times one variant's layer at a benchmark size on 1..N OpenMP threads.
 //
-//   moeref_bench [--variant mtf_top2] [--G 4 --S 1024 --E 16 --M 512 --H 2048]
-//                [--threads 1,2] [--repeats 3] [--write-trace PATH]
+//   moeref_bench [--size small|medium|large | --G 4 --S 1024 --E 16 --M 512 --H 2048]
+//                [--variant mtf_top2] [--threads 1,2] [--repeats 3] [--json]
+//                [--write-trace PATH] [--fast]
 //
-// Prints the median wall time of run_config (inputs generated from the seed,
-// gating, experts, combine) per thread count, and whether all traces were
-// byte-identical. Writing a trace of this size is timed separately, only when
-// --write-trace is given (the text is hundreds of megabytes).
+// Sizes (G, S, E, M, H), the same in tools/bench/torch_layer_bench.py:
+//   small 1,64,8,64,256   medium 4,1024,16,512,2048   large 8,2048,64,1024,4096
+//
+// Each repeat runs the config once (train, seed 0) and reports
+//   run_s     the whole run_config, as `moeref run` does it before writing;
+//   inputs_s  of which generating the inputs from the seed (x, weights, draws);
+//   layer_s   the rest: router, gating, experts and combine, the part PyTorch times;
+// then the peak resident memory of the process. One untimed run at the small size
+// comes first (thread pool, first allocations). Traces of every thread count
+// must be identical: a digest of every tensor's bytes is compared (and printed).
+// --json prints one JSON object per repeat, for tools/bench/run_bench.py.
+// Writing a trace is timed separately, only with --write-trace.
 #include <omp.h>
+#include <sys/resource.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
+#include <cstdint>
+#include <cstdio>
 #include <iostream>
-#include <sstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -25,98 +37,178 @@
 
 namespace {
 
-struct BenchOptions {
-  std::string variant = "mtf_top2";
+struct Dims {
   int64_t G = 4, S = 1024, E = 16, M = 512, H = 2048;
-  std::vector<int> threads = {1, 2};
-  int repeats = 3;
-  std::string write_trace_path;
 };
 
-BenchOptions parse(int argc, char** argv) {
-  BenchOptions options;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (i + 1 >= argc) throw moeref::InputError(flag + ": needs a value");
-    const std::string value = argv[++i];
-    if (flag == "--variant")
-      options.variant = value;
-    else if (flag == "--G")
-      options.G = std::stoll(value);
-    else if (flag == "--S")
-      options.S = std::stoll(value);
-    else if (flag == "--E")
-      options.E = std::stoll(value);
-    else if (flag == "--M")
-      options.M = std::stoll(value);
-    else if (flag == "--H")
-      options.H = std::stoll(value);
-    else if (flag == "--repeats")
-      options.repeats = std::max(1, std::stoi(value));
-    else if (flag == "--write-trace")
-      options.write_trace_path = value;
-    else if (flag == "--threads") {
-      options.threads.clear();
-      std::stringstream list(value);
-      std::string item;
-      while (std::getline(list, item, ',')) options.threads.push_back(std::stoi(item));
-    } else {
-      throw moeref::InputError(flag +
-                               ": unknown flag (--variant --G --S --E --M --H --threads --repeats --write-trace)");
-    }
-  }
-  return options;
+const std::map<std::string, Dims>& named_sizes() {
+  static const std::map<std::string, Dims> sizes = {
+      {"small", {1, 64, 8, 64, 256}}, {"medium", {4, 1024, 16, 512, 2048}}, {"large", {8, 2048, 64, 1024, 4096}}};
+  return sizes;
 }
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// Sums the time spent taking inputs.
+class InputTimer : public moeref::RunObserver {
+ public:
+  void input_taken(const std::string&, const moeref::Tensor&, double seconds) override { seconds_ += seconds; }
+  double seconds() const { return seconds_; }
+
+ private:
+  double seconds_ = 0.0;
+};
+
+// FNV-1a over the bytes of every input, step and loss, in trace order.
+uint64_t trace_digest(const moeref::Trace& trace) {
+  uint64_t hash = 1469598103934665603ull;
+  auto add = [&hash](const void* data, size_t bytes) {
+    const unsigned char* p = static_cast<const unsigned char*>(data);
+    for (size_t i = 0; i < bytes; ++i) hash = (hash ^ p[i]) * 1099511628211ull;
+  };
+  auto add_tensor = [&add](const moeref::Tensor& tensor) {
+    add(tensor.f32.data(), tensor.f32.size() * sizeof(float));
+    add(tensor.i32.data(), tensor.i32.size() * sizeof(int32_t));
+  };
+  for (const moeref::NamedTensor& input : trace.inputs) add_tensor(input.tensor);
+  for (const moeref::NamedTensor& step : trace.steps) add_tensor(step.tensor);
+  for (const auto& loss : trace.losses) add(&loss.second, sizeof(float));
+  return hash;
+}
+
+double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  CLI::App app{
+      "moeref_bench: time one variant's layer at a benchmark size (tools/bench/run_bench.py compares "
+      "it with PyTorch)"};
+  std::string size;
+  Dims dims;
+  std::string variant = "mtf_top2";
+  std::vector<int> threads = {1, 2};
+  int repeats = 3;
+  bool json = false;
+  bool fast = false;
+  std::string write_trace_path;
+  std::vector<std::string> size_names;
+  for (const auto& entry : named_sizes()) size_names.push_back(entry.first);
+  CLI::Option* size_option = app.add_option("--size", size, "A named size: small, medium or large (G,S,E,M,H)")
+                                 ->check(CLI::IsMember(size_names));
+  for (auto [flag, target] : {std::pair{"--G", &dims.G}, std::pair{"--S", &dims.S}, std::pair{"--E", &dims.E},
+                              std::pair{"--M", &dims.M}, std::pair{"--H", &dims.H}}) {
+    app.add_option(flag, *target, std::string("Dim ") + (flag + 2) + " (default: medium)")
+        ->check(CLI::PositiveNumber)
+        ->excludes(size_option);
+  }
+  app.add_option("--variant", variant, "Variant id (default mtf_top2)");
+  app.add_option("--threads", threads, "OpenMP thread counts, comma-separated (default 1,2)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--repeats", repeats, "Runs per thread count (default 3)")->check(CLI::Range(1, 1000));
+  app.add_flag("--json", json, "One JSON object per run on stdout instead of the summary");
+  app.add_option("--write-trace", write_trace_path, "Also write the trace here, timed");
+  app.add_flag("--fast", fast, "The index-dispatch path (moeref run --fast) instead of the literal einsums");
   try {
-    const BenchOptions options = parse(argc, argv);
-    const nlohmann::json doc = {
-        {"variant", options.variant},
-        {"scope", "layer"},
-        {"train", true},
-        {"seed", 0},
-        {"dims", {{"G", options.G}, {"S", options.S}, {"E", options.E}, {"M", options.M}, {"H", options.H}}}};
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error) == 0 ? 0 : 2;
+  }
+  try {
+    if (!size.empty()) dims = named_sizes().at(size);
+    const nlohmann::json doc = {{"variant", variant},
+                                {"scope", "layer"},
+                                {"train", true},
+                                {"seed", 0},
+                                {"dims", {{"G", dims.G}, {"S", dims.S}, {"E", dims.E}, {"M", dims.M}, {"H", dims.H}}},
+                                {"fast", fast}};
     const moeref::Config config = moeref::config_from_json(doc, "benchmark config");
-    std::cout << "variant " << options.variant << ", G=" << options.G << " S=" << options.S << " E=" << options.E
-              << " M=" << options.M << " H=" << options.H << ", train, " << options.repeats << " repeats\n";
-    std::string reference_text;
-    bool identical = true;
-    for (int threads : options.threads) {
-      omp_set_num_threads(threads);
-      std::vector<double> times;
-      moeref::Trace trace;
-      for (int r = 0; r < options.repeats; ++r) {
+    const std::string size_label = size.empty() ? "custom" : size;
+    if (!json) {
+      std::cout << "variant " << variant << ", " << size_label << ": G=" << dims.G << " S=" << dims.S << " E=" << dims.E
+                << " M=" << dims.M << " H=" << dims.H << ", train, " << (fast ? "fast path, " : "") << repeats
+                << " repeats\n";
+    }
+    // One untimed run at the small size first: the OpenMP thread pool and the first
+    // allocations (torch_layer_bench.py warms up the same way).
+    {
+      nlohmann::json warm = doc;
+      const Dims small = named_sizes().at("small");
+      warm["dims"] = {{"G", small.G}, {"S", small.S}, {"E", small.E}, {"M", small.M}, {"H", small.H}};
+      omp_set_num_threads(*std::max_element(threads.begin(), threads.end()));
+      moeref::run_config(moeref::config_from_json(warm, "warm-up config"));
+    }
+    uint64_t reference_digest = 0;
+    bool have_reference = false, identical = true;
+    moeref::Trace last;
+    for (int thread_count : threads) {
+      omp_set_num_threads(thread_count);
+      std::vector<double> run_times, input_times, layer_times;
+      for (int r = 0; r < repeats; ++r) {
+        last = moeref::Trace();  // free the previous run's tensors before timing the next
+        InputTimer timer;
         const auto start = std::chrono::steady_clock::now();
-        trace = moeref::run_config(config);
-        times.push_back(seconds_since(start));
+        last = moeref::run_config(config, &timer);
+        const double run_s = seconds_since(start);
+        run_times.push_back(run_s);
+        input_times.push_back(timer.seconds());
+        layer_times.push_back(run_s - timer.seconds());
+        const uint64_t digest = trace_digest(last);
+        if (!have_reference) reference_digest = digest;
+        have_reference = true;
+        identical = identical && digest == reference_digest;
+        if (json) {
+          char digest_text[17];
+          std::snprintf(digest_text, sizeof(digest_text), "%016llx", static_cast<unsigned long long>(digest));
+          const nlohmann::json line = {{"tool", "moeref"},
+                                       {"mode", fast ? "fast" : "literal"},
+                                       {"variant", variant},
+                                       {"size", size_label},
+                                       {"dims", doc["dims"]},
+                                       {"C", last.capacity["expert_capacity"]},
+                                       {"threads", thread_count},
+                                       {"repeat", r},
+                                       {"run_s", run_s},
+                                       {"inputs_s", timer.seconds()},
+                                       {"layer_s", run_s - timer.seconds()},
+                                       {"peak_rss_mb", peak_rss_mb()},
+                                       {"digest", digest_text}};
+          std::cout << line.dump() << std::endl;
+        }
       }
-      std::sort(times.begin(), times.end());
-      std::cout << "threads " << threads << ": median " << times[times.size() / 2] << " s (min " << times.front()
-                << " s), C=" << trace.capacity["expert_capacity"] << "\n";
-      // Byte identity across thread counts, checked on the full trace text.
-      const std::string text = moeref::write_trace(trace);
-      if (reference_text.empty()) {
-        reference_text = text;
-      } else {
-        identical = identical && text == reference_text;
+      if (!json) {
+        std::cout << "threads " << thread_count << ": run median " << median(run_times) << " s = inputs "
+                  << median(input_times) << " s + layer " << median(layer_times) << " s (min run "
+                  << *std::min_element(run_times.begin(), run_times.end())
+                  << " s), C=" << last.capacity["expert_capacity"] << "\n";
       }
     }
-    std::cout << "traces byte-identical across thread counts: " << (identical ? "yes" : "NO") << "\n";
-    if (!options.write_trace_path.empty()) {
+    if (!json) {
+      std::cout << "traces identical across thread counts: " << (identical ? "yes" : "NO") << "\n";
+      std::cout << "peak RSS " << peak_rss_mb() << " MB\n";
+    }
+    if (!write_trace_path.empty()) {
       const auto start = std::chrono::steady_clock::now();
-      moeref::write_file_atomically(options.write_trace_path, reference_text);
-      std::cout << "wrote " << reference_text.size() / (1024 * 1024) << " MiB trace in " << seconds_since(start)
-                << " s\n";
+      const std::string text = moeref::write_trace(last);
+      moeref::write_file_atomically(write_trace_path, text);
+      const double seconds = seconds_since(start);
+      std::cerr << "wrote " << text.size() / (1024 * 1024) << " MiB trace in " << seconds << " s ("
+                << static_cast<double>(text.size()) / 1e6 / seconds << " MB/s)\n";
     }
     return identical ? 0 : 1;
-  } catch (const std::exception& error) {
+  } catch (const moeref::InputError& error) {
     std::cerr << "moeref_bench: error: " << error.what() << "\n";
     return 2;
   }

@@ -47,9 +47,9 @@ VariantSpec define_variant(const VariantDescription& description, HparamDeclarat
   spec.source = description.source;
   spec.spec_page = description.spec_page;
   spec.hparams = table.specs();
-  spec.run = [table, body](const Config& config, Trace& trace) {
+  spec.run = [table, body](const Config& config, Trace& trace, RunObserver* observer) {
     const P hparams = table.parse(config.hparams);
-    Frame frame(config, trace);
+    Frame frame(config, trace, observer);
     body(frame, hparams);
     frame.finish();
   };

@@ -26,6 +26,7 @@
 
 #include "moeref/config.hpp"
 #include "moeref/inputs.hpp"
+#include "moeref/run_observer.hpp"
 #include "moeref/tensor.hpp"
 #include "moeref/trace.hpp"
 
@@ -49,7 +50,8 @@ inline constexpr int64_t kMaxRoutingElements = int64_t{1} << 31;
 
 class Frame {
  public:
-  Frame(const Config& config, Trace& trace);
+  // `observer` (may be null) sees every input taken and step recorded.
+  Frame(const Config& config, Trace& trace, RunObserver* observer = nullptr);
 
   const Config& config() const { return config_; }
   bool train() const { return config_.train; }
@@ -113,6 +115,10 @@ class Frame {
   // or nullptr when it forces nothing there; fails when it is not int32 of `shape`.
   const Tensor* forced_decision(const std::string& step, const std::vector<int64_t>& shape) const;
 
+  // The mtf expert layer took the index-dispatch path (Config::fast): the trace's
+  // config will say "fast": true.
+  void note_fast_path() { fast_path_used_ = true; }
+
   // Writes the resolved config into the trace and fails on a supplied input the
   // run did not use. Called by the frame's driver after the body returns.
   void finish();
@@ -122,9 +128,11 @@ class Frame {
 
   const Config& config_;
   Trace& trace_;
+  RunObserver* observer_;
   InputSet inputs_;
   std::map<std::string, int64_t> resolved_dims_;
   std::map<std::string, int64_t> step_extents_;
+  bool fast_path_used_ = false;
 };
 
 }  // namespace moeref

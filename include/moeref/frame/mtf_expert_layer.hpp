@@ -5,9 +5,9 @@
 // einsums for a bias-free FFN, so their variants use it too.
 //
 // Dims: G groups, S group size, E experts, C capacity, M model, H hidden, N output.
-// Matrix products use Eigen float32 GEMM, single-threaded inside; the loops over
-// groups and experts are the OpenMP-parallel ones, so results do not depend on
-// the thread count.
+// Matrix products are ops::matmul (every sum in index order, no FMA: the same bits
+// on any CPU), single-threaded inside; the loops over groups and experts are the
+// OpenMP-parallel ones, so results do not depend on the thread count either.
 #pragma once
 
 #include <optional>

@@ -1,0 +1,212 @@
+// ops::matmul: every kernel this CPU runs gives the bits of a plain scalar loop that
+// sums in the documented order (k = 0 .. depth-1, float32, no FMA), for any shape,
+// any way of addressing A, and any thread count.
+//
+// Dims: rows x depth times depth x cols (the expert layer's [G*C, M] x [M, H] and
+// the dispatch/combine products are instances).
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "moeref/ops/matmul.hpp"
+#include "portable_random.hpp"
+#include "test_support.hpp"
+
+using moeref::testing::pick;
+using moeref::testing::uniform_float;
+
+namespace {
+
+// The documented order, written as plainly as possible: the ground truth.
+std::vector<float> scalar_matmul(const std::vector<float>& a, const std::vector<float>& b, int64_t rows, int64_t depth,
+                                 int64_t cols) {
+  std::vector<float> c(static_cast<size_t>(rows * cols));
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t j = 0; j < cols; ++j) {
+      float acc = 0.0f;
+      for (int64_t k = 0; k < depth; ++k) {
+        const float product = a[static_cast<size_t>(i * depth + k)] * b[static_cast<size_t>(k * cols + j)];
+        acc = acc + product;
+      }
+      c[static_cast<size_t>(i * cols + j)] = acc;
+    }
+  }
+  return c;
+}
+
+// Values with mixed signs and magnitudes (so that the order of the sum shows in the
+// last bits), exact zeros of both signs, and a few subnormals.
+std::vector<float> awkward_values(size_t count, uint64_t seed) {
+  uint64_t state = seed;
+  std::vector<float> values(count);
+  for (size_t i = 0; i < count; ++i) {
+    const double scale = (i % 7 == 0) ? 1000.0 : (i % 5 == 0 ? 0.001 : 1.0);
+    values[i] = uniform_float(state, -scale, scale);
+    if (i % 23 == 0) values[i] = 0.0f;
+    if (i % 29 == 0) values[i] = -0.0f;
+    if (i % 31 == 0) values[i] = std::numeric_limits<float>::denorm_min() * 3.0f;
+  }
+  return values;
+}
+
+bool same_bits(const std::vector<float>& x, const std::vector<float>& y) {
+  return x.size() == y.size() && (x.empty() || std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0);
+}
+
+// Index of the first element whose bits differ, or -1.
+int64_t first_difference(const std::vector<float>& x, const std::vector<float>& y) {
+  for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
+    if (std::memcmp(&x[i], &y[i], sizeof(float)) != 0) return static_cast<int64_t>(i);
+  }
+  return x.size() == y.size() ? -1 : static_cast<int64_t>(std::min(x.size(), y.size()));
+}
+
+// Restores the kernel a test started with, however it ends.
+struct KernelGuard {
+  std::string saved = moeref::ops::matmul_kernel();
+  ~KernelGuard() { moeref::ops::select_matmul_kernel(saved); }
+};
+
+struct Shape {
+  int64_t rows, depth, cols;
+};
+
+// Edge sizes (0, 1, odd, one off each tile size) and a few that span several tiles.
+std::vector<Shape> test_shapes() {
+  std::vector<Shape> shapes = {{0, 0, 0},  {0, 5, 3},   {4, 0, 3},     {3, 5, 0},     {1, 1, 1},   {1, 7, 1},
+                               {7, 1, 9},  {5, 3, 7},   {6, 8, 16},    {8, 13, 48},   {9, 17, 49}, {13, 33, 47},
+                               {7, 64, 8}, {17, 2, 97}, {25, 100, 65}, {48, 31, 130}, {3, 257, 5}};
+  // Random shapes, reproducible: each dim in [1, 70].
+  uint64_t state = 99;
+  for (int i = 0; i < 12; ++i) {
+    const int64_t rows = pick(state, 1, 70), depth = pick(state, 1, 70), cols = pick(state, 1, 70);
+    shapes.push_back({rows, depth, cols});
+  }
+  return shapes;
+}
+
+}  // namespace
+
+TEST_CASE("matmul: every kernel on this CPU gives the scalar loop's bits", "[ops][matmul]") {
+  KernelGuard guard;
+  const std::vector<std::string> kernels = moeref::ops::matmul_kernels_available();
+  REQUIRE(!kernels.empty());
+  CHECK(kernels.back() == "generic");
+  uint64_t seed = 1;
+  for (const Shape& shape : test_shapes()) {
+    const std::vector<float> a = awkward_values(static_cast<size_t>(shape.rows * shape.depth), seed++);
+    const std::vector<float> b = awkward_values(static_cast<size_t>(shape.depth * shape.cols), seed++);
+    const std::vector<float> expected = scalar_matmul(a, b, shape.rows, shape.depth, shape.cols);
+    for (const std::string& kernel : kernels) {
+      INFO("kernel " << kernel << ", rows " << shape.rows << ", depth " << shape.depth << ", cols " << shape.cols);
+      REQUIRE(moeref::ops::select_matmul_kernel(kernel));
+      // NaN-filled output: every element must be written.
+      std::vector<float> c(expected.size(), std::numeric_limits<float>::quiet_NaN());
+      moeref::ops::matmul(a.data(), b.data(), c.data(), shape.rows, shape.depth, shape.cols);
+      INFO("first differing element " << first_difference(c, expected));
+      CHECK(same_bits(c, expected));
+    }
+  }
+}
+
+TEST_CASE("matmul: A as int32, transposed, and rows gathered and scattered", "[ops][matmul]") {
+  KernelGuard guard;
+  // A [rows, depth] stored transposed as int32 0/1 values (a dispatch tensor [S, E*C]
+  // read as [E*C, S]); B's rows and C's rows in reversed order in memory.
+  const int64_t rows = 19, depth = 11, cols = 23;
+  std::vector<int32_t> a_stored(static_cast<size_t>(depth * rows));  // [depth, rows]
+  std::vector<float> a(static_cast<size_t>(rows * depth));           // [rows, depth]
+  uint64_t state = 5;
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t k = 0; k < depth; ++k) {
+      const int32_t value = pick(state, 0, 2) == 0 ? 1 : 0;
+      a_stored[static_cast<size_t>(k * rows + i)] = value;
+      a[static_cast<size_t>(i * depth + k)] = static_cast<float>(value);
+    }
+  }
+  const std::vector<float> b = awkward_values(static_cast<size_t>(depth * cols), 6);
+  const std::vector<float> expected = scalar_matmul(a, b, rows, depth, cols);
+
+  std::vector<const float*> b_rows(static_cast<size_t>(depth));
+  std::vector<float> b_reversed(b.size());  // row k of B at row depth-1-k
+  for (int64_t k = 0; k < depth; ++k) {
+    std::memcpy(b_reversed.data() + (depth - 1 - k) * cols, b.data() + k * cols, static_cast<size_t>(cols) * 4);
+  }
+  for (int64_t k = 0; k < depth; ++k) b_rows[static_cast<size_t>(k)] = b_reversed.data() + (depth - 1 - k) * cols;
+
+  for (const std::string& kernel : moeref::ops::matmul_kernels_available()) {
+    INFO("kernel " << kernel);
+    REQUIRE(moeref::ops::select_matmul_kernel(kernel));
+    std::vector<float> c_reversed(expected.size(), std::numeric_limits<float>::quiet_NaN());
+    std::vector<float*> c_rows(static_cast<size_t>(rows));
+    for (int64_t i = 0; i < rows; ++i) c_rows[static_cast<size_t>(i)] = c_reversed.data() + (rows - 1 - i) * cols;
+    const moeref::ops::MatmulLhs a_transposed{nullptr, a_stored.data(), 1, rows};
+    moeref::ops::matmul(rows, depth, cols, a_transposed, b_rows.data(), c_rows.data());
+    std::vector<float> c(expected.size());
+    for (int64_t i = 0; i < rows; ++i) {
+      std::memcpy(c.data() + i * cols, c_rows[static_cast<size_t>(i)], static_cast<size_t>(cols) * 4);
+    }
+    INFO("first differing element " << first_difference(c, expected));
+    CHECK(same_bits(c, expected));
+  }
+}
+
+TEST_CASE("matmul: products on 1 and 2 threads give the same bits", "[ops][matmul]") {
+  // Independent products in a parallel loop, as the expert layer runs them: each
+  // thread packs into its own workspace, reused across calls of different sizes.
+  const int64_t problems = 6;
+  std::vector<Shape> shapes;
+  std::vector<std::vector<float>> as, bs;
+  for (int64_t p = 0; p < problems; ++p) {
+    shapes.push_back({10 + 7 * p, 30 + 11 * p, 20 + 13 * p});
+    const Shape& shape = shapes.back();
+    as.push_back(awkward_values(static_cast<size_t>(shape.rows * shape.depth), static_cast<uint64_t>(40 + 2 * p)));
+    bs.push_back(awkward_values(static_cast<size_t>(shape.depth * shape.cols), static_cast<uint64_t>(41 + 2 * p)));
+  }
+  const auto run_all = [&](int threads) {
+    std::vector<std::vector<float>> cs(static_cast<size_t>(problems));
+#pragma omp parallel for schedule(static, 1) num_threads(threads)
+    for (int64_t p = 0; p < problems; ++p) {
+      const Shape& shape = shapes[static_cast<size_t>(p)];
+      std::vector<float>& c = cs[static_cast<size_t>(p)];
+      c.assign(static_cast<size_t>(shape.rows * shape.cols), 0.0f);
+      moeref::ops::matmul(as[static_cast<size_t>(p)].data(), bs[static_cast<size_t>(p)].data(), c.data(), shape.rows,
+                          shape.depth, shape.cols);
+    }
+    return cs;
+  };
+  const std::vector<std::vector<float>> one = run_all(1);
+  const std::vector<std::vector<float>> two = run_all(2);
+  for (int64_t p = 0; p < problems; ++p) {
+    const Shape& shape = shapes[static_cast<size_t>(p)];
+    INFO("problem " << p);
+    CHECK(same_bits(one[static_cast<size_t>(p)], two[static_cast<size_t>(p)]));
+    CHECK(same_bits(one[static_cast<size_t>(p)], scalar_matmul(as[static_cast<size_t>(p)], bs[static_cast<size_t>(p)],
+                                                               shape.rows, shape.depth, shape.cols)));
+  }
+}
+
+TEST_CASE("matmul: MOEREF_MATMUL_KERNEL=generic writes the same trace bytes as the default kernel",
+          "[ops][matmul][cli]") {
+  const std::string dir = moeref::testing::temp_dir("matmul_kernel_env");
+  nlohmann::json config = moeref::testing::tiny_mtf_top2_layer_config();
+  config["dims"]["M"] = 13;  // odd sizes: partial tiles everywhere
+  config["dims"]["H"] = 21;
+  moeref::testing::write_text(dir + "/config.json", config.dump());
+  const std::string run = "run " + dir + "/config.json -o " + dir;
+  const auto widest = moeref::testing::run_cli(run + "/default.json");
+  const auto generic = moeref::testing::run_cli_env("MOEREF_MATMUL_KERNEL=generic", run + "/generic.json");
+  INFO(widest.output << generic.output);
+  REQUIRE(widest.exit_code == 0);
+  REQUIRE(generic.exit_code == 0);
+  CHECK(moeref::testing::read_text(dir + "/generic.json") == moeref::testing::read_text(dir + "/default.json"));
+
+  const auto unknown = moeref::testing::run_cli_env("MOEREF_MATMUL_KERNEL=sse9", run + "/unknown.json");
+  CHECK(unknown.exit_code == 2);
+  CHECK_THAT(unknown.output,
+             Catch::Contains("MOEREF_MATMUL_KERNEL") && Catch::Contains("sse9") && Catch::Contains("generic"));
+}
