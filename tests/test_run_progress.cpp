@@ -42,7 +42,7 @@ TEST_CASE("progress: silent when stderr is not a terminal", "[cli][progress]") {
   CHECK_THAT(result.output, !Contains("\r"));
 }
 
-TEST_CASE("progress: on a terminal, stages, steps and bytes written; none with --quiet", "[cli][progress]") {
+TEST_CASE("progress: on a terminal, stages, steps and bytes written, none with --quiet", "[cli][progress]") {
   if (!have_script()) {
     WARN("util-linux `script` not found: the terminal half of this test is skipped");
     return;
