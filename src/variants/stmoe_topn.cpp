@@ -67,8 +67,6 @@ struct StmoeTopnHparams : StmoeLayerHparams {
 void declare_hparams(HparamTable<StmoeTopnHparams>& table) {
   using P = StmoeTopnHparams;
   const char* gate = "st_moe_pytorch.py: TopNGating";
-  const char* moe = "st_moe_pytorch.py: MoE";
-  const char* block = "st_moe_pytorch.py: SparseMoEBlock";
   table.integer("top_n", &P::top_n)
       .defaults_to(2)
       .between(2, kMaxHparamExtent)
@@ -128,37 +126,7 @@ void declare_hparams(HparamTable<StmoeTopnHparams>& table) {
       .means("forward(noise_mult): the Gumbel noise is multiplied by it.")
       .cites(gate)
       .about("gate_noise");
-  table.number("expert_hidden_mult", &P::expert_hidden_mult)
-      .defaults_to(4.0)
-      .at_least(0.0)
-      .means("H = int(M * expert_hidden_mult * 2 / 3), each expert's GEGLU width.")
-      .cites(moe)
-      .about("expert_hidden");
-  table.number("balance_loss_coef", &P::balance_loss_coef)
-      .defaults_to(1e-2)
-      .means("total_aux_loss = balance_loss * balance_loss_coef + router_z_loss * router_z_loss_coef.")
-      .cites(moe)
-      .about("balance_loss_coef");
-  table.number("router_z_loss_coef", &P::router_z_loss_coef)
-      .defaults_to(1e-3)
-      .means("The router z-loss's weight in total_aux_loss.")
-      .cites(moe)
-      .about("z_loss_coef");
-  table.choice("module", &P::module, {"MoE", "SparseMoEBlock"})
-      .defaults_to("MoE")
-      .means("Scope layer runs MoE, or SparseMoEBlock (RMSNorm, residual, optional GEGLU feed-forwards) around it.")
-      .cites(block)
-      .about("moe_block");
-  table.flag("add_ff_before", &P::add_ff_before)
-      .defaults_to(false)
-      .means("SparseMoEBlock: x = ff_before(x) + x before the MoE.")
-      .cites(block)
-      .about("moe_block");
-  table.flag("add_ff_after", &P::add_ff_after)
-      .defaults_to(true)
-      .means("SparseMoEBlock: x = ff_after(x) + x after the MoE.")
-      .cites(block)
-      .about("moe_block");
+  declare_stmoe_layer_hparams(table);
 }
 
 // threshold = torch.tensor([eps, *cast_tuple(threshold, top_n - 1)]).clamp(min=eps):

@@ -22,6 +22,7 @@
 #include <string>
 
 #include "moeref/frame/frame.hpp"
+#include "moeref/frame/hparam_table.hpp"
 
 namespace moeref {
 
@@ -56,5 +57,44 @@ void resolve_stmoe_layer_dims(Frame& frame, const StmoeLayerHparams& hparams, bo
 // and records the losses balance_loss and router_z_loss (and, in scope "layer",
 // total_aux_loss).
 void stmoe_moe_layer(Frame& frame, const StmoeLayerHparams& hparams, const StmoeGatingFunction& gating);
+
+// Declares MoE's and SparseMoEBlock's hyperparameters (expert_hidden_mult, the two
+// loss coefficients, module, add_ff_before, add_ff_after) in a variant's table.
+template <typename P>
+void declare_stmoe_layer_hparams(HparamTable<P>& table) {
+  const char* moe = "st_moe_pytorch.py: MoE";
+  const char* block = "st_moe_pytorch.py: SparseMoEBlock";
+  table.number("expert_hidden_mult", &P::expert_hidden_mult)
+      .defaults_to(4.0)
+      .at_least(0.0)
+      .means("H = int(M * expert_hidden_mult * 2 / 3), each expert's GEGLU width.")
+      .cites(moe)
+      .about("expert_hidden");
+  table.number("balance_loss_coef", &P::balance_loss_coef)
+      .defaults_to(1e-2)
+      .means("total_aux_loss = balance_loss * balance_loss_coef + router_z_loss * router_z_loss_coef.")
+      .cites(moe)
+      .about("balance_loss_coef");
+  table.number("router_z_loss_coef", &P::router_z_loss_coef)
+      .defaults_to(1e-3)
+      .means("The router z-loss's weight in total_aux_loss.")
+      .cites(moe)
+      .about("z_loss_coef");
+  table.choice("module", &P::module, {"MoE", "SparseMoEBlock"})
+      .defaults_to("MoE")
+      .means("Scope layer runs MoE, or SparseMoEBlock (RMSNorm, residual, optional GEGLU feed-forwards) around it.")
+      .cites(block)
+      .about("moe_block");
+  table.flag("add_ff_before", &P::add_ff_before)
+      .defaults_to(false)
+      .means("SparseMoEBlock: x = ff_before(x) + x before the MoE.")
+      .cites(block)
+      .about("moe_block");
+  table.flag("add_ff_after", &P::add_ff_after)
+      .defaults_to(true)
+      .means("SparseMoEBlock: x = ff_after(x) + x after the MoE.")
+      .cites(block)
+      .about("moe_block");
+}
 
 }  // namespace moeref
