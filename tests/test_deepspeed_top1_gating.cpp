@@ -21,12 +21,9 @@ namespace {
 
 // deepspeed_top1 in scope "gating" on supplied logits [1, S, E].
 nlohmann::json top1_gating(int64_t S, int64_t E, const std::vector<float>& logits, nlohmann::json hparams) {
-  return {{"variant", "deepspeed_top1"},
-          {"scope", "gating"},
-          {"train", true},
-          {"dims", {{"G", 1}, {"S", S}, {"E", E}}},
-          {"hparams", std::move(hparams)},
-          {"inputs", {{"logits", tensor_json({"G", "S", "E"}, {1, S, E}, logits)}}}};
+  nlohmann::json config = gating_on_logits("deepspeed_top1", S, E, logits, std::move(hparams));
+  config["train"] = true;
+  return config;
 }
 
 }  // namespace

@@ -18,12 +18,9 @@ namespace {
 // `hparams` turns it on.
 nlohmann::json top2_gating(int64_t S, int64_t E, const std::vector<float>& logits, nlohmann::json hparams) {
   if (!hparams.contains("top2_2nd_expert_sampling")) hparams["top2_2nd_expert_sampling"] = false;
-  return {{"variant", "deepspeed_top2"},
-          {"scope", "gating"},
-          {"train", true},
-          {"dims", {{"G", 1}, {"S", S}, {"E", E}}},
-          {"hparams", std::move(hparams)},
-          {"inputs", {{"logits", tensor_json({"G", "S", "E"}, {1, S, E}, logits)}}}};
+  nlohmann::json config = gating_on_logits("deepspeed_top2", S, E, logits, std::move(hparams));
+  config["train"] = true;
+  return config;
 }
 
 // t0 [2, 1, 0] -> e0 then e1; t1 [2, 0, 1] -> e0 then e2; t2 [0, 2, 1] -> e1 then e2.

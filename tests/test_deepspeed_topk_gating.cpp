@@ -18,11 +18,7 @@ namespace {
 
 // deepspeed_topk in scope "gating" on supplied logits [1, S, E].
 nlohmann::json topk_gating(int64_t S, int64_t E, const std::vector<float>& logits, nlohmann::json hparams) {
-  return {{"variant", "deepspeed_topk"},
-          {"scope", "gating"},
-          {"dims", {{"G", 1}, {"S", S}, {"E", E}}},
-          {"hparams", std::move(hparams)},
-          {"inputs", {{"logits", tensor_json({"G", "S", "E"}, {1, S, E}, logits)}}}};
+  return gating_on_logits("deepspeed_topk", S, E, logits, std::move(hparams));
 }
 
 // The dispatched entries of dispatch_mask [1, S, E, C] as (s, e, c), in row-major order: the form

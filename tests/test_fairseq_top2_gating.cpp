@@ -18,12 +18,9 @@ namespace {
 // fairseq_top2 in scope "gating" on supplied logits [1, S, E], training, policy 'all' unless given.
 nlohmann::json fairseq_gating(int64_t S, int64_t E, const std::vector<float>& logits, nlohmann::json hparams) {
   if (!hparams.contains("second_expert_policy")) hparams["second_expert_policy"] = "all";
-  return {{"variant", "fairseq_top2"},
-          {"scope", "gating"},
-          {"train", true},
-          {"dims", {{"G", 1}, {"S", S}, {"E", E}}},
-          {"hparams", std::move(hparams)},
-          {"inputs", {{"logits", tensor_json({"G", "S", "E"}, {1, S, E}, logits)}}}};
+  nlohmann::json config = gating_on_logits("fairseq_top2", S, E, logits, std::move(hparams));
+  config["train"] = true;
+  return config;
 }
 
 }  // namespace

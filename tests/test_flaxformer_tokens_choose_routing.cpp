@@ -25,11 +25,8 @@ using moeref::testing::tensor_json;
 namespace {
 
 nlohmann::json gating(int64_t G, int64_t S, int64_t E, const std::vector<float>& logits, nlohmann::json hparams) {
-  return {{"variant", "flaxformer_tokens_choose"},
-          {"scope", "gating"},
-          {"dims", {{"G", G}, {"S", S}, {"E", E}}},
-          {"hparams", std::move(hparams)},
-          {"inputs", {{"router_logits", tensor_json({"G", "S", "E"}, {G, S, E}, logits)}}}};
+  return moeref::testing::gating_on_logits("flaxformer_tokens_choose", G, S, E, logits, std::move(hparams),
+                                           "router_logits");
 }
 
 // One row of E logits: `top` at expert `first`, `second_value` at `second` (if >= 0), 0 else.

@@ -78,12 +78,9 @@ const std::vector<int32_t> kExpectedTop1Sampling = {
 
 // hf_nllb_top2 in scope "gating" on supplied logits [1, S, E], training (NllbMoeTop2Router's default).
 nlohmann::json nllb_gating(int64_t S, int64_t E, const std::vector<float>& logits, nlohmann::json hparams) {
-  return {{"variant", "hf_nllb_top2"},
-          {"scope", "gating"},
-          {"train", true},
-          {"dims", {{"G", 1}, {"S", S}, {"E", E}}},
-          {"hparams", std::move(hparams)},
-          {"inputs", {{"logits", tensor_json({"G", "S", "E"}, {1, S, E}, logits)}}}};
+  nlohmann::json config = gating_on_logits("hf_nllb_top2", S, E, logits, std::move(hparams));
+  config["train"] = true;
+  return config;
 }
 
 void check_close(const std::vector<float>& actual, const std::vector<float>& expected) {

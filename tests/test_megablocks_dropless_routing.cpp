@@ -16,12 +16,9 @@ namespace {
 
 // megablocks_dropless in scope "gating" on supplied logits [1, S, E], training.
 nlohmann::json megablocks_gating(int64_t S, int64_t E, const std::vector<float>& logits, nlohmann::json hparams) {
-  return {{"variant", "megablocks_dropless"},
-          {"scope", "gating"},
-          {"train", true},
-          {"dims", {{"G", 1}, {"S", S}, {"E", E}}},
-          {"hparams", std::move(hparams)},
-          {"inputs", {{"logits", tensor_json({"G", "S", "E"}, {1, S, E}, logits)}}}};
+  nlohmann::json config = gating_on_logits("megablocks_dropless", S, E, logits, std::move(hparams));
+  config["train"] = true;
+  return config;
 }
 
 }  // namespace

@@ -13,9 +13,9 @@
 
 #include "moeref/error.hpp"
 #include "moeref/ops/jax_softmax.hpp"
+#include "moeref/ops/mtf_softmax.hpp"
 #include "moeref/ops/praxis_capacity.hpp"
 #include "moeref/ops/praxis_grouping.hpp"
-#include "moeref/ops/mtf_softmax.hpp"
 #include "test_support.hpp"
 
 using moeref::testing::loss;
@@ -27,27 +27,16 @@ namespace {
 
 // A scope "gating" config with supplied logits [G, S, E].
 nlohmann::json gating(int64_t G, int64_t S, int64_t E, const std::vector<float>& logits, nlohmann::json hparams) {
-  return {{"variant", "praxis_top2"},
-          {"scope", "gating"},
-          {"dims", {{"G", G}, {"S", S}, {"E", E}}},
-          {"hparams", std::move(hparams)},
-          {"inputs", {{"logits", tensor_json({"G", "S", "E"}, {G, S, E}, logits)}}}};
+  return moeref::testing::gating_on_logits("praxis_top2", G, S, E, logits, std::move(hparams));
 }
 
 // jax.nn.softmax of one row, restated from jax/_src/nn/functions.py `_softmax`:
 // exp(x - max) / sum(exp(x - max)), exp in double rounded once, float32 division.
 std::vector<float> softmax_row(const std::vector<float>& x) {
-  float x_max = x[0];
-  for (float v : x) x_max = std::max(x_max, v);
-  std::vector<float> t;
-  double sum = 0.0;
-  for (float v : x) {
-    t.push_back(static_cast<float>(std::exp(static_cast<double>(v - x_max))));
-    sum += static_cast<double>(t.back());
-  }
-  const float z = static_cast<float>(sum);
-  for (float& v : t) v = v / z;
-  return t;
+  moeref::testing::ShiftedExps e = moeref::testing::shifted_exps(x);
+  const float z = static_cast<float>(e.sum);
+  for (float& v : e.t) v = v / z;
+  return e.t;
 }
 
 std::vector<int32_t> ints(const moeref::Tensor& t) { return t.i32; }

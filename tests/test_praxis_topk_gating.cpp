@@ -15,11 +15,7 @@ namespace {
 // praxis_topk in scope "gating" on supplied logits [1, S, E] with C = expert_capacity_dim.
 nlohmann::json topk_gating(int64_t S, int64_t E, const std::vector<float>& logits, nlohmann::json hparams) {
   if (!hparams.contains("capacity_factor")) hparams["capacity_factor"] = nullptr;
-  return {{"variant", "praxis_topk"},
-          {"scope", "gating"},
-          {"dims", {{"G", 1}, {"S", S}, {"E", E}}},
-          {"hparams", std::move(hparams)},
-          {"inputs", {{"logits", tensor_json({"G", "S", "E"}, {1, S, E}, logits)}}}};
+  return gating_on_logits("praxis_topk", S, E, logits, std::move(hparams));
 }
 
 }  // namespace

@@ -38,17 +38,10 @@ nlohmann::json gating(int64_t G, int64_t S, int64_t E, const std::vector<float>&
 
 // torch.softmax of one row as PyTorch's CPU kernel computes it: exp(x - max) * (1 / sum).
 std::vector<float> softmax_row(const std::vector<float>& x) {
-  float x_max = x[0];
-  for (float v : x) x_max = std::max(x_max, v);
-  std::vector<float> t;
-  double sum = 0.0;
-  for (float v : x) {
-    t.push_back(static_cast<float>(std::exp(static_cast<double>(v - x_max))));
-    sum += static_cast<double>(t.back());
-  }
-  const float inverse = 1.0f / static_cast<float>(sum);
-  for (float& v : t) v = v * inverse;
-  return t;
+  moeref::testing::ShiftedExps e = moeref::testing::shifted_exps(x);
+  const float inverse = 1.0f / static_cast<float>(e.sum);
+  for (float& v : e.t) v = v * inverse;
+  return e.t;
 }
 
 std::vector<int32_t> ints(const moeref::Tensor& t) { return t.i32; }

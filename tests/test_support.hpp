@@ -3,7 +3,9 @@
 // read and write files, run the CLI.
 #pragma once
 
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -31,6 +33,42 @@ inline nlohmann::json tensor_json(const std::vector<std::string>& dims, const st
 inline nlohmann::json int_tensor_json(const std::vector<std::string>& dims, const std::vector<int64_t>& shape,
                                       const std::vector<int32_t>& data) {
   return {{"dims", dims}, {"shape", shape}, {"dtype", "int32"}, {"data", data}};
+}
+
+// A config of VARIANT in scope "gating" on supplied router logits [G, S, E] (the input
+// named `logits_input`), with the given hparams; "train" is left to the caller (the
+// config's default unless set).
+inline nlohmann::json gating_on_logits(const std::string& variant, int64_t G, int64_t S, int64_t E,
+                                       const std::vector<float>& logits, nlohmann::json hparams,
+                                       const std::string& logits_input = "logits") {
+  return {{"variant", variant},
+          {"scope", "gating"},
+          {"dims", {{"G", G}, {"S", S}, {"E", E}}},
+          {"hparams", std::move(hparams)},
+          {"inputs", {{logits_input, tensor_json({"G", "S", "E"}, {G, S, E}, logits)}}}};
+}
+
+// The same with one group.
+inline nlohmann::json gating_on_logits(const std::string& variant, int64_t S, int64_t E,
+                                       const std::vector<float>& logits, nlohmann::json hparams) {
+  return gating_on_logits(variant, 1, S, E, logits, std::move(hparams));
+}
+
+// exp(x - max(x)) of one row, each exp in double rounded once to float32, and the sum
+// of those in double: what jax's and torch's softmax share before they divide.
+struct ShiftedExps {
+  std::vector<float> t;
+  double sum = 0.0;
+};
+inline ShiftedExps shifted_exps(const std::vector<float>& x) {
+  float x_max = x[0];
+  for (float v : x) x_max = std::max(x_max, v);
+  ShiftedExps out;
+  for (float v : x) {
+    out.t.push_back(static_cast<float>(std::exp(static_cast<double>(v - x_max))));
+    out.sum += static_cast<double>(out.t.back());
+  }
+  return out;
 }
 
 inline Trace run_json(const nlohmann::json& config_doc) {

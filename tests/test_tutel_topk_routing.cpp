@@ -15,12 +15,9 @@ namespace {
 
 // tutel_topk in scope "gating" on supplied logits [1, S, E], training.
 nlohmann::json tutel_gating(int64_t S, int64_t E, const std::vector<float>& logits, nlohmann::json hparams) {
-  return {{"variant", "tutel_topk"},
-          {"scope", "gating"},
-          {"train", true},
-          {"dims", {{"G", 1}, {"S", S}, {"E", E}}},
-          {"hparams", std::move(hparams)},
-          {"inputs", {{"logits", tensor_json({"G", "S", "E"}, {1, S, E}, logits)}}}};
+  nlohmann::json config = gating_on_logits("tutel_topk", S, E, logits, std::move(hparams));
+  config["train"] = true;
+  return config;
 }
 
 }  // namespace
