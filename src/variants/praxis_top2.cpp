@@ -55,18 +55,8 @@ struct PraxisTop2Hparams : PraxisLayerHparams, GshardTop2PolicyHparams {
 
 void declare_hparams(HparamTable<PraxisTop2Hparams>& table) {
   using P = PraxisTop2Hparams;
-  const char* layer = "transformers.py: TransformerFeedForwardMoe";
   const char* gating = "gshard_utils.py: top2_gating_on_logits";
-  table.optional_integer("num_groups", &P::num_groups)
-      .between(1, kMaxHparamExtent)
-      .means("TransformerFeedForwardMoe.num_groups: G when x is [B, L, M] (the source default 0 fails its own assert).")
-      .cites(layer)
-      .about("grouping");
-  table.optional_integer("min_group_size", &P::min_group_size)
-      .between(1, kMaxHparamExtent)
-      .means("If B*L / num_groups is below it, G becomes ceil(B*L / min_group_size).")
-      .cites(layer)
-      .about("grouping");
+  declare_praxis_layer_hparams(table);
   table.optional_integer("expert_capacity_dim", &P::expert_capacity_dim)
       .defaults_to(0)
       .between(0, kMaxHparamExtent)
@@ -95,23 +85,11 @@ void declare_hparams(HparamTable<PraxisTop2Hparams>& table) {
       .means("If > 0, logits become cap * tanh(logits / cap) before the softmax.")
       .cites(gating)
       .about("logit_cap");
-  table.number("moe_load_balance_loss_weight", &P::moe_load_balance_loss_weight)
-      .defaults_to(1.0)
-      .at_least(0.0)
-      .means("The layer's aux loss is aux_loss times this weight (must be > 0).")
-      .cites(layer)
-      .about("balance_loss_coef");
   table.choice("fprop_dtype", &P::fprop_dtype, {"float32", "bfloat16"})
       .defaults_to("float32")
       .means("The layer's fprop_dtype: bfloat16 runs the router einsum in bfloat16 and converts combine_tensor to it.")
       .cites("gshard_utils.py: top2_gating_on_logits; transformers.py: TransformerFeedForwardMoe; spec/bfloat16.md")
       .about("dtype");
-  table.choice("activation", &P::activation, {"linear", "relu", "swish", "sigmoid", "tanh"})
-      .defaults_to("relu")
-      .means("Expert activation (activation_tpl: Identity, ReLU, Swish, Sigmoid, Tanh).")
-      .cites(layer)
-      .known_as({"activation_tpl"})
-      .about("activation");
 }
 
 // top2_gating_on_logits(paddings, logits, experts_dim, expert_capacity_dim, ...,

@@ -64,13 +64,13 @@ void praxis_moe_layer(Frame& frame, const PraxisLayerHparams& hparams, const Pra
 
 // Declares the layer's num_groups, min_group_size, moe_load_balance_loss_weight and
 // activation under TransformerFeedForwardMoe's names, for gating functions that
-// run in the layer (praxis_topk; praxis_top2 declares its own, in its file).
+// run in the layer (praxis_top2, praxis_topk).
 template <typename P>
 void declare_praxis_layer_hparams(HparamTable<P>& table) {
   const char* layer = "transformers.py: TransformerFeedForwardMoe";
   table.optional_integer("num_groups", &P::num_groups)
       .between(1, kMaxHparamExtent)
-      .means("TransformerFeedForwardMoe.num_groups: G when x is [B, L, M].")
+      .means("TransformerFeedForwardMoe.num_groups: G when x is [B, L, M] (the source default 0 fails its own assert).")
       .cites(layer)
       .about("grouping");
   table.optional_integer("min_group_size", &P::min_group_size)
