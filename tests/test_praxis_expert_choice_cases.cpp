@@ -224,7 +224,8 @@ TEST_CASE("praxis_expert_choice v1: bucket_size = int(S // E * capacity_factor),
   CHECK(gate[1] == Approx(0.8807971f).epsilon(1e-6));
   CHECK(gate[2] == 0.5f);
   // perm [G, E, C, S] is the one-hot of the indices; combine [G, S, E, C] holds each gate at its slot.
-  CHECK(moeref::testing::step(trace, "perm").i32 == std::vector<int32_t>{1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 1, 0, 0});
+  CHECK(moeref::testing::step(trace, "perm").i32 ==
+        std::vector<int32_t>{1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 1, 0, 0});
   CHECK(moeref::testing::f_at(moeref::testing::step(trace, "combine_tensor"), {0, 2, 0, 1}) == gate[1]);
   CHECK(moeref::testing::loss(trace, "aux_loss") == 0.0f);
 }

@@ -686,7 +686,8 @@ void routing_section(Doc& doc, const Context& context) {
   if (view.requested_choices > 0) {
     totals += ". Of their " + std::to_string(view.requested_choices) + " choices, " +
               std::to_string(view.requested_choices - view.dropped_choices) + " got a slot, " +
-              std::to_string(view.dropped_choices - view.policy_dropped_choices) + " found their expert's slots taken by other tokens" +
+              std::to_string(view.dropped_choices - view.policy_dropped_choices) +
+              " found their expert's slots taken by other tokens" +
               (view.policy_from.empty() ? ""
                                         : " and " + std::to_string(view.policy_dropped_choices) +
                                               " were dropped by the second-expert policy (" + view.policy_from + ")");

@@ -389,8 +389,7 @@ std::vector<HparamTopic> make_topics() {
        "usual way), or the token's input to the expert, before the expert runs; with a nonlinear expert the "
        "two give different outputs.",
        "",
-       {{"mtf", {}, "no setting: the output (combine)"},
-        {"DeepSpeed", {}, "no setting: the output (combine)"}}},
+       {{"mtf", {}, "no setting: the output (combine)"}, {"DeepSpeed", {}, "no setting: the output (combine)"}}},
       {"expert_dropout",
        "Dropout inside the experts",
        kExperts,

@@ -54,7 +54,11 @@ void declare_hparams(HparamTable<PraxisTopkHparams>& table) {
   using P = PraxisTopkHparams;
   const char* gating = "gshard_utils.py: topk_gating_on_logits";
   declare_praxis_layer_hparams(table);
-  table.integer("k", &P::k).defaults_to(2).between(1, kMaxHparamExtent).means("Experts per token.").cites(gating)
+  table.integer("k", &P::k)
+      .defaults_to(2)
+      .between(1, kMaxHparamExtent)
+      .means("Experts per token.")
+      .cites(gating)
       .about("top_k");
   table.optional_integer("expert_capacity_dim", &P::expert_capacity_dim)
       .defaults_to(0)

@@ -95,8 +95,7 @@ void declare_deepspeed_gate_hparams(HparamTable<P>& table, const std::vector<std
       .means(policy_meaning)
       .cites(gate)
       .about("router_policy");
-  table.flag("drop_tokens", &P::drop_tokens).defaults_to(true).means(drop_tokens_meaning).cites(gate)
-      .about("dropless");
+  table.flag("drop_tokens", &P::drop_tokens).defaults_to(true).means(drop_tokens_meaning).cites(gate).about("dropless");
 }
 
 }  // namespace moeref
