@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "moeref/error.hpp"
+#include "moeref/huge_pages.hpp"
 
 namespace moeref {
 
@@ -26,7 +27,7 @@ Tensor Tensor::float32(std::vector<std::string> dims, std::vector<int64_t> shape
   t.dims = std::move(dims);
   t.shape = std::move(shape);
   t.dtype = DType::kFloat32;
-  t.f32.assign(static_cast<size_t>(checked_num_elements(t.shape, "tensor shape")), 0.0f);
+  assign_on_huge_pages(t.f32, static_cast<size_t>(checked_num_elements(t.shape, "tensor shape")), 0.0f);
   return t;
 }
 
@@ -35,7 +36,7 @@ Tensor Tensor::int32(std::vector<std::string> dims, std::vector<int64_t> shape) 
   t.dims = std::move(dims);
   t.shape = std::move(shape);
   t.dtype = DType::kInt32;
-  t.i32.assign(static_cast<size_t>(checked_num_elements(t.shape, "tensor shape")), 0);
+  assign_on_huge_pages(t.i32, static_cast<size_t>(checked_num_elements(t.shape, "tensor shape")), int32_t{0});
   return t;
 }
 
