@@ -1,9 +1,12 @@
 #include "moeref/layers/stmoe_moe_layer.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "moeref/error.hpp"
+#include "moeref/ops/matmul.hpp"
 #include "moeref/ops/torch_gelu.hpp"
 
 namespace moeref {
@@ -60,24 +63,22 @@ ExpertWeights take_expert_weights(Frame& f, const std::string& prefix, bool per_
 // rows' first elements. Linear is x @ W.T + b: a float32 GEMM, then the bias.
 void expert_net(const float* in, int64_t rows, int64_t M, int64_t H, const ExpertWeights& w, int64_t e, float* hidden_x,
                 float* hidden_gate, float* geglu, float* out) {
-  ConstMapRM x(in, rows, M);  // [rows, M]
-  MapRM hx(hidden_x, rows, H);
-  MapRM hg(hidden_gate, rows, H);
-  hx.noalias() = x * ConstMapRM(w.w1_x->f32.data() + e * M * H, M, H);
-  hg.noalias() = x * ConstMapRM(w.w1_gate->f32.data() + e * M * H, M, H);
+  ops::matmul(in, w.w1_x->f32.data() + e * M * H, hidden_x, rows, M, H);        // [rows, H]
+  ops::matmul(in, w.w1_gate->f32.data() + e * M * H, hidden_gate, rows, M, H);  // [rows, H]
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t h = 0; h < H; ++h) {
       const size_t bias = static_cast<size_t>(e * H + h);
-      hx(r, h) = hx(r, h) + w.b1_x->f32[bias];
-      hg(r, h) = hg(r, h) + w.b1_gate->f32[bias];
+      float& hx = hidden_x[r * H + h];
+      float& hg = hidden_gate[r * H + h];
+      hx = hx + w.b1_x->f32[bias];
+      hg = hg + w.b1_gate->f32[bias];
       // GEGLU: F.gelu(gate) * x * self.mult_bias
-      geglu[r * H + h] = (ops::torch_gelu(hg(r, h)) * hx(r, h)) * w.mult_bias->f32[bias];
+      geglu[r * H + h] = (ops::torch_gelu(hg) * hx) * w.mult_bias->f32[bias];
     }
   }
-  MapRM y(out, rows, M);
-  y.noalias() = ConstMapRM(geglu, rows, H) * ConstMapRM(w.w2->f32.data() + e * H * M, H, M);
+  ops::matmul(geglu, w.w2->f32.data() + e * H * M, out, rows, H, M);  // [rows, M]
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t m = 0; m < M; ++m) y(r, m) = y(r, m) + w.b2->f32[static_cast<size_t>(e * M + m)];
+    for (int64_t m = 0; m < M; ++m) out[r * M + m] = out[r * M + m] + w.b2->f32[static_cast<size_t>(e * M + m)];
   }
 }
 
@@ -128,14 +129,15 @@ const Tensor& experts_and_combine(Frame& f, const Tensor& x, const StmoeGatingOu
   Tensor& expert_inputs = f.float32_step("expert_inputs", {x, dispatch}, {"G", "E", "C", "M"});  // [G, E, C, M]
 #pragma omp parallel for schedule(static)
   for (int64_t g = 0; g < G; ++g) {
-    MatrixRM dispatch_g(S, EC);  // [S, E*C]
-    for (int64_t i = 0; i < S * EC; ++i) {
-      const size_t at = static_cast<size_t>(g * S * EC + i);
-      dispatch_g.data()[i] =
-          dispatch.dtype == DType::kFloat32 ? dispatch.f32[at] : static_cast<float>(dispatch.i32[at]);
-    }
-    MapRM slots(expert_inputs.f32.data() + g * EC * M, EC, M);  // [E*C, M]
-    slots.noalias() = dispatch_g.transpose() * ConstMapRM(x.f32.data() + g * S * M, S, M);
+    // a(e*C + c, s) = dispatch_tensor[g, s, e, c]: the transpose of [S, E*C].
+    const bool is_float = dispatch.dtype == DType::kFloat32;
+    const ops::MatmulLhs dispatch_transposed{is_float ? dispatch.f32.data() + g * S * EC : nullptr,
+                                             is_float ? nullptr : dispatch.i32.data() + g * S * EC, 1, EC};
+    std::vector<const float*> token_rows(static_cast<size_t>(S));  // [S] rows of x's group g
+    for (int64_t s = 0; s < S; ++s) token_rows[static_cast<size_t>(s)] = x.f32.data() + (g * S + s) * M;
+    std::vector<float*> slot_rows(static_cast<size_t>(EC));  // [E*C] rows of expert_inputs' group g
+    for (int64_t i = 0; i < EC; ++i) slot_rows[static_cast<size_t>(i)] = expert_inputs.f32.data() + (g * EC + i) * M;
+    ops::matmul(EC, S, M, dispatch_transposed, token_rows.data(), slot_rows.data());
   }
 
   // Experts.forward: rearrange 'b e n d -> e b n d', expert(expert_input) per expert,
@@ -149,15 +151,17 @@ const Tensor& experts_and_combine(Frame& f, const Tensor& x, const StmoeGatingOu
   const int64_t rows = G * C;
 #pragma omp parallel for schedule(static)
   for (int64_t e = 0; e < E; ++e) {
-    MatrixRM in(rows, M), out(rows, M);  // expert e's slots of every group, [G*C, M]
+    // expert e's slots of every group, [G*C, M], in and out
+    std::vector<float> in(static_cast<size_t>(rows * M)), out(static_cast<size_t>(rows * M));
     for (int64_t g = 0; g < G; ++g) {
-      in.block(g * C, 0, C, M) = ConstMapRM(expert_inputs.f32.data() + (g * E + e) * C * M, C, M);
+      const float* slots = expert_inputs.f32.data() + (g * E + e) * C * M;
+      std::copy(slots, slots + C * M, in.data() + g * C * M);
     }
     const int64_t at = e * rows * H;
     expert_net(in.data(), rows, M, H, w, e, hidden_x.f32.data() + at, hidden_gate.f32.data() + at,
                geglu.f32.data() + at, out.data());
     for (int64_t g = 0; g < G; ++g) {
-      MapRM(expert_outputs.f32.data() + (g * E + e) * C * M, C, M) = out.block(g * C, 0, C, M);
+      std::copy(out.data() + g * C * M, out.data() + (g + 1) * C * M, expert_outputs.f32.data() + (g * E + e) * C * M);
     }
   }
 
@@ -166,9 +170,8 @@ const Tensor& experts_and_combine(Frame& f, const Tensor& x, const StmoeGatingOu
   Tensor& output = f.float32_step("output", {expert_outputs, combine}, {"G", "S", "M"});  // [G, S, M]
 #pragma omp parallel for schedule(static)
   for (int64_t g = 0; g < G; ++g) {
-    MapRM out_g(output.f32.data() + g * S * M, S, M);
-    out_g.noalias() =
-        ConstMapRM(combine.f32.data() + g * S * EC, S, EC) * ConstMapRM(expert_outputs.f32.data() + g * EC * M, EC, M);
+    ops::matmul(combine.f32.data() + g * S * EC, expert_outputs.f32.data() + g * EC * M, output.f32.data() + g * S * M,
+                S, EC, M);
   }
   return output;
 }

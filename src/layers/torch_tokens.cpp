@@ -1,10 +1,13 @@
 #include "moeref/layers/torch_tokens.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "moeref/error.hpp"
 #include "moeref/frame/forced_choice.hpp"
 #include "moeref/frame/mtf_expert_layer.hpp"
+#include "moeref/ops/matmul.hpp"
 #include "moeref/ops/one_hot.hpp"
 #include "moeref/ops/top1.hpp"
 
@@ -110,17 +113,22 @@ const Tensor& torch_token_experts(Frame& f, const Tensor& x, const std::vector<T
     const std::vector<int64_t>& rows = rows_of[static_cast<size_t>(e)];
     const int64_t n = static_cast<int64_t>(rows.size());
     if (n == 0) continue;
-    MatrixRM gathered(n, M);
+    // x's rows gathered; the product lands in the (token, rank) rows of expert_hidden.
+    std::vector<float> gathered(static_cast<size_t>(n * M));  // [n, M]
+    std::vector<float*> hidden_rows(static_cast<size_t>(n));
     for (int64_t r = 0; r < n; ++r) {
-      const int64_t token = rows[static_cast<size_t>(r)] / K;
-      for (int64_t m = 0; m < M; ++m) gathered(r, m) = x.f32[static_cast<size_t>(token * M + m)];
+      const int64_t row = rows[static_cast<size_t>(r)];
+      const float* token = x.f32.data() + (row / K) * M;
+      std::copy(token, token + M, gathered.data() + r * M);
+      hidden_rows[static_cast<size_t>(r)] = expert_hidden.f32.data() + row * H;
     }
-    MatrixRM hidden(n, H);
-    hidden.noalias() = gathered * ConstMapRM(wi.f32.data() + e * M * H, M, H);
+    std::vector<const float*> wi_rows(static_cast<size_t>(M));
+    for (int64_t m = 0; m < M; ++m) wi_rows[static_cast<size_t>(m)] = wi.f32.data() + (e * M + m) * H;
+    ops::matmul(n, M, H, ops::MatmulLhs{gathered.data(), nullptr, M, 1}, wi_rows.data(), hidden_rows.data());
     for (int64_t r = 0; r < n; ++r) {
-      float* out = expert_hidden.f32.data() + rows[static_cast<size_t>(r)] * H;
+      float* out = hidden_rows[static_cast<size_t>(r)];
       for (int64_t h = 0; h < H; ++h) {
-        const float biased = wi_bias ? hidden(r, h) + wi_bias->f32[static_cast<size_t>(e * H + h)] : hidden(r, h);
+        const float biased = wi_bias ? out[h] + wi_bias->f32[static_cast<size_t>(e * H + h)] : out[h];
         out[h] = ops::apply_activation(activation, biased);
       }
     }
@@ -149,17 +157,21 @@ const Tensor& torch_token_experts(Frame& f, const Tensor& x, const std::vector<T
     const std::vector<int64_t>& rows = rows_of[static_cast<size_t>(e)];
     const int64_t n = static_cast<int64_t>(rows.size());
     if (n == 0) continue;
-    MatrixRM gathered(n, H);
+    std::vector<float> gathered(static_cast<size_t>(n * H));  // [n, H]
+    std::vector<float*> out_rows(static_cast<size_t>(n));
     for (int64_t r = 0; r < n; ++r) {
-      for (int64_t h = 0; h < H; ++h)
-        gathered(r, h) = hidden->f32[static_cast<size_t>(rows[static_cast<size_t>(r)] * H + h)];
+      const int64_t row = rows[static_cast<size_t>(r)];
+      std::copy(hidden->f32.data() + row * H, hidden->f32.data() + (row + 1) * H, gathered.data() + r * H);
+      out_rows[static_cast<size_t>(r)] = expert_outputs.f32.data() + row * N;
     }
-    MatrixRM out(n, N);
-    out.noalias() = gathered * ConstMapRM(wo.f32.data() + e * H * N, H, N);
-    for (int64_t r = 0; r < n; ++r) {
-      for (int64_t j = 0; j < N; ++j)
-        expert_outputs.f32[static_cast<size_t>(rows[static_cast<size_t>(r)] * N + j)] =
-            wo_bias ? out(r, j) + wo_bias->f32[static_cast<size_t>(e * N + j)] : out(r, j);
+    std::vector<const float*> wo_rows(static_cast<size_t>(H));
+    for (int64_t h = 0; h < H; ++h) wo_rows[static_cast<size_t>(h)] = wo.f32.data() + (e * H + h) * N;
+    ops::matmul(n, H, N, ops::MatmulLhs{gathered.data(), nullptr, H, 1}, wo_rows.data(), out_rows.data());
+    if (wo_bias) {
+      for (int64_t r = 0; r < n; ++r) {
+        float* out = out_rows[static_cast<size_t>(r)];
+        for (int64_t j = 0; j < N; ++j) out[j] = out[j] + wo_bias->f32[static_cast<size_t>(e * N + j)];
+      }
     }
   }
   return expert_outputs;

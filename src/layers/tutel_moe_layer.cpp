@@ -4,6 +4,7 @@
 
 #include "moeref/frame/mtf_expert_layer.hpp"
 #include "moeref/layers/torch_tokens.hpp"
+#include "moeref/ops/matmul.hpp"
 #include "moeref/ops/torch_softmax.hpp"
 
 namespace moeref {
@@ -50,20 +51,16 @@ void tutel_experts(Frame& f, const TutelLayerHparams& hp, const Tensor& x, const
       f.float32_step("expert_outputs", {expert_hidden, weights.wo, fc2_bias}, {"E", "G", "C", "N"}, {E, 1, C, N});
 #pragma omp parallel for schedule(static)
   for (int64_t e = 0; e < E; ++e) {
-    MatrixRM hidden(C, H);
-    hidden.noalias() = ConstMapRM(expert_inputs.f32.data() + e * C * M, C, M) *
-                       ConstMapRM(weights.wi[0]->f32.data() + e * M * H, M, H);
+    float* hidden = expert_hidden.f32.data() + e * C * H;  // [C, H]
+    ops::matmul(expert_inputs.f32.data() + e * C * M, weights.wi[0]->f32.data() + e * M * H, hidden, C, M, H);
     for (int64_t i = 0; i < C * H; ++i) {
-      const float biased =
-          fc1_bias ? hidden.data()[i] + fc1_bias->f32[static_cast<size_t>(e * H + i % H)] : hidden.data()[i];
-      expert_hidden.f32[static_cast<size_t>(e * C * H + i)] = biased > 0.0f ? biased : 0.0f;
+      const float biased = fc1_bias ? hidden[i] + fc1_bias->f32[static_cast<size_t>(e * H + i % H)] : hidden[i];
+      hidden[i] = biased > 0.0f ? biased : 0.0f;
     }
-    MatrixRM out(C, N);
-    out.noalias() =
-        ConstMapRM(expert_hidden.f32.data() + e * C * H, C, H) * ConstMapRM(weights.wo->f32.data() + e * H * N, H, N);
-    for (int64_t i = 0; i < C * N; ++i) {
-      expert_outputs.f32[static_cast<size_t>(e * C * N + i)] =
-          fc2_bias ? out.data()[i] + fc2_bias->f32[static_cast<size_t>(e * N + i % N)] : out.data()[i];
+    float* out = expert_outputs.f32.data() + e * C * N;  // [C, N]
+    ops::matmul(hidden, weights.wo->f32.data() + e * H * N, out, C, H, N);
+    if (fc2_bias) {
+      for (int64_t i = 0; i < C * N; ++i) out[i] = out[i] + fc2_bias->f32[static_cast<size_t>(e * N + i % N)];
     }
   }
   // fast_decode: per rank, single_output[i] = gate * expert_output[index * capacity + location] (gate = 1

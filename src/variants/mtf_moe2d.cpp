@@ -29,6 +29,7 @@
 #include "moeref/error.hpp"
 #include "moeref/frame/define_variant.hpp"
 #include "moeref/layers/mtf_top2_gating.hpp"
+#include "moeref/ops/matmul.hpp"
 #include "moeref/ops/mtf_capacity.hpp"
 #include "moeref/ops/mtf_grouping.hpp"
 #include "moeref/ops/router.hpp"
@@ -189,16 +190,15 @@ void dispatch_einsum(const Tensor& x, const Tensor& dispatch, int64_t R, int64_t
   const int64_t M = x.shape.back();
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < R; ++r) {
-    MatrixRM d(K, E * P);
-    for (int64_t i = 0; i < K * E * P; ++i)
-      d.data()[i] = static_cast<float>(dispatch.i32[static_cast<size_t>(r * K * E * P + i)]);
-    MatrixRM slots(E * P, M);
-    slots.noalias() = d.transpose() * ConstMapRM(x.f32.data() + r * K * M, K, M);
+    // a(e*P + p, k) = dispatch[r, k, e, p]: the transpose of [K, E*P]; slot (e, p) lands in row (e, r, p).
+    const ops::MatmulLhs dispatch_transposed{nullptr, dispatch.i32.data() + r * K * E * P, 1, E * P};
+    std::vector<const float*> token_rows(static_cast<size_t>(K));
+    for (int64_t k = 0; k < K; ++k) token_rows[static_cast<size_t>(k)] = x.f32.data() + (r * K + k) * M;
+    std::vector<float*> slot_rows(static_cast<size_t>(E * P));
     for (int64_t e = 0; e < E; ++e) {
-      for (int64_t p = 0; p < P; ++p) {
-        for (int64_t m = 0; m < M; ++m) out[((e * R + r) * P + p) * M + m] = slots(e * P + p, m);
-      }
+      for (int64_t p = 0; p < P; ++p) slot_rows[static_cast<size_t>(e * P + p)] = out + ((e * R + r) * P + p) * M;
     }
+    ops::matmul(E * P, K, M, dispatch_transposed, token_rows.data(), slot_rows.data());
   }
 }
 
@@ -208,14 +208,15 @@ void combine_einsum(const Tensor& expert_output, const Tensor& combine, int64_t 
   const int64_t N = expert_output.shape.back();
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < R; ++r) {
-    MatrixRM slots(E * P, N);
+    std::vector<const float*> slot_rows(static_cast<size_t>(E * P));  // row (e, r, p) of expert_output
     for (int64_t e = 0; e < E; ++e) {
-      for (int64_t p = 0; p < P; ++p) {
-        for (int64_t n = 0; n < N; ++n)
-          slots(e * P + p, n) = expert_output.f32[static_cast<size_t>(((e * R + r) * P + p) * N + n)];
-      }
+      for (int64_t p = 0; p < P; ++p)
+        slot_rows[static_cast<size_t>(e * P + p)] = expert_output.f32.data() + ((e * R + r) * P + p) * N;
     }
-    MapRM(out + r * K * N, K, N).noalias() = ConstMapRM(combine.f32.data() + r * K * E * P, K, E * P) * slots;
+    std::vector<float*> token_rows(static_cast<size_t>(K));
+    for (int64_t k = 0; k < K; ++k) token_rows[static_cast<size_t>(k)] = out + (r * K + k) * N;
+    const ops::MatmulLhs combine_r{combine.f32.data() + r * K * E * P, nullptr, E * P, 1};  // [K, E*P]
+    ops::matmul(K, E * P, N, combine_r, slot_rows.data(), token_rows.data());
   }
 }
 
@@ -306,12 +307,10 @@ void transformer_moe_layer_v2(Frame& f, const MtfMoe2dHparams& hp) {
     const int64_t rows = I * D;
 #pragma omp parallel for schedule(static)
     for (int64_t yx = 0; yx < Y * X; ++yx) {
-      MapRM h(hidden.f32.data() + yx * rows * H, rows, H);
-      h.noalias() = ConstMapRM(expert_inputs_y.f32.data() + yx * rows * M, rows, M) *
-                    ConstMapRM(wi.f32.data() + yx * M * H, M, H);
-      for (int64_t k = 0; k < rows * H; ++k) h.data()[k] = h.data()[k] > 0.0f ? h.data()[k] : 0.0f;
-      MapRM(expert_output.f32.data() + yx * rows * N, rows, N).noalias() =
-          h * ConstMapRM(wo.f32.data() + yx * H * N, H, N);
+      float* h = hidden.f32.data() + yx * rows * H;  // [rows, H]
+      ops::matmul(expert_inputs_y.f32.data() + yx * rows * M, wi.f32.data() + yx * M * H, h, rows, M, H);
+      for (int64_t k = 0; k < rows * H; ++k) h[k] = h[k] > 0.0f ? h[k] : 0.0f;
+      ops::matmul(h, wo.f32.data() + yx * H * N, expert_output.f32.data() + yx * rows * N, rows, H, N);
     }
     // output_y = mtf.einsum([expert_output, combine_tensor_y], [x1, h0, t, n]): per row (x, i),
     // [T, Y*D] x [Y*D, N].
