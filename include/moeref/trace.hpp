@@ -9,6 +9,7 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -45,8 +46,13 @@ struct Trace {
   const Tensor* find_input(const std::string& name) const;
 };
 
-// The exact text of a trace (byte-identical for identical traces).
-std::string write_trace(const Trace& trace);
+// Called while a trace is formatted: the tensor ("inputs.x" or a step's name), and
+// how many of its elements are formatted out of how many.
+using TraceFormatProgress = std::function<void(const std::string& tensor, size_t done, size_t total)>;
+
+// The exact text of a trace (byte-identical for identical traces, on any thread
+// count: long data arrays are formatted on every thread, trace_data_text.hpp).
+std::string write_trace(const Trace& trace, const TraceFormatProgress& progress = {});
 
 // Appends one tensor object: {"dims":...,"shape":...,"dtype":...,"data":[...]}.
 void append_tensor_json(std::string& out, const Tensor& tensor);

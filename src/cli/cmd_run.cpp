@@ -53,7 +53,9 @@ void add_run_command(CLI::App& app, int& exit_code) {
     for (const std::string& warning : config.warnings) std::cerr << "moeref: warning: " << warning << "\n";
     const Trace trace = run_config(config, &progress);
     progress.stage("formatting the trace");
-    const std::string text = write_trace(trace);
+    const std::string text = write_trace(trace, [&progress](const std::string& tensor, size_t done, size_t total) {
+      progress.formatted(tensor, done, total);
+    });
     progress.stage("writing " + options->output_path);
     write_file_atomically(options->output_path, text,
                           [&progress](size_t written, size_t total) { progress.bytes_written(written, total); });

@@ -64,6 +64,11 @@ void RunProgress::bytes_written(size_t written, size_t total) {
   show(stage_ + ": " + megabytes(written) + " of " + megabytes(total));
 }
 
+void RunProgress::formatted(const std::string& tensor, size_t done, size_t total) {
+  const size_t percent = total == 0 ? 100 : done * 100 / total;
+  show(stage_ + ": " + tensor + " " + std::to_string(percent) + "%");
+}
+
 void RunProgress::pause() {
   if (!enabled_) return;
   std::lock_guard<std::mutex> lock(mutex_);

@@ -4,6 +4,7 @@
 
 #include "moeref/json_number.hpp"
 #include "moeref/trace.hpp"
+#include "moeref/trace_data_text.hpp"
 
 namespace moeref {
 
@@ -34,7 +35,7 @@ namespace {
 
 void append_json_string(std::string& out, const std::string& text) { out += nlohmann::json(text).dump(); }
 
-void append_tensor_fields(std::string& out, const Tensor& tensor) {
+void append_tensor_fields(std::string& out, const Tensor& tensor, const FormatProgress& progress = {}) {
   out += "\"dims\":[";
   for (size_t i = 0; i < tensor.dims.size(); ++i) {
     if (i > 0) out += ',';
@@ -48,18 +49,14 @@ void append_tensor_fields(std::string& out, const Tensor& tensor) {
   out += "],\"dtype\":\"";
   out += dtype_name(tensor.dtype);
   out += "\",\"data\":[";
-  if (tensor.dtype == DType::kFloat32) {
-    for (size_t i = 0; i < tensor.f32.size(); ++i) {
-      if (i > 0) out += ',';
-      append_float32(out, tensor.f32[i]);
-    }
-  } else {
-    for (size_t i = 0; i < tensor.i32.size(); ++i) {
-      if (i > 0) out += ',';
-      out += std::to_string(tensor.i32[i]);
-    }
-  }
+  append_data_values(out, tensor, progress);
   out += ']';
+}
+
+// The formatting progress of one tensor, reported under its name.
+FormatProgress tensor_progress(const TraceFormatProgress& progress, const std::string& name) {
+  if (!progress) return {};
+  return [&progress, name](size_t done, size_t total) { progress(name, done, total); };
 }
 
 }  // namespace
@@ -70,7 +67,7 @@ void append_tensor_json(std::string& out, const Tensor& tensor) {
   out += '}';
 }
 
-std::string write_trace(const Trace& trace) {
+std::string write_trace(const Trace& trace, const TraceFormatProgress& progress) {
   // Fixed key order and one tensor per line: stable bytes, readable diffs.
   std::string out = "{\n";
   out += "\"format\": \"" + std::string(kTraceFormat) + "\",\n";
@@ -98,8 +95,9 @@ std::string write_trace(const Trace& trace) {
   for (size_t i = 0; i < inputs.size(); ++i) {
     out += i > 0 ? ",\n  " : "\n  ";
     append_json_string(out, inputs[i]->name);
-    out += ": ";
-    append_tensor_json(out, inputs[i]->tensor);
+    out += ": {";
+    append_tensor_fields(out, inputs[i]->tensor, tensor_progress(progress, "inputs." + inputs[i]->name));
+    out += '}';
   }
   out += trace.inputs.empty() ? "},\n" : "\n},\n";
   out += "\"steps\": [";
@@ -116,7 +114,7 @@ std::string write_trace(const Trace& trace) {
       }
       out += "],";
     }
-    append_tensor_fields(out, trace.steps[i].tensor);
+    append_tensor_fields(out, trace.steps[i].tensor, tensor_progress(progress, trace.steps[i].name));
     out += '}';
   }
   out += trace.steps.empty() ? "]\n}\n" : "\n]\n}\n";
