@@ -1,0 +1,28 @@
+// Tensors cut to a range of groups and joined again: the pieces of
+// `moeref run --groups` and `moeref merge` (spec/sharding.md).
+//
+// A tensor is cut along its dim named "G" wherever that dim stands ([G, S, M],
+// [E, G, C, H]). Data is row-major, so for a tensor [P..., G, Q...] the groups
+// [first, end) are, for each index over P, one contiguous run of
+// (end - first) * prod(Q) elements: cutting and joining copy those runs in order.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "moeref/tensor.hpp"
+
+namespace moeref {
+
+// The position of dim "G" in `tensor.dims`, or -1 when it has none.
+int64_t group_axis(const Tensor& tensor);
+
+// The groups [first, end) of `tensor`, which has a G dim with at least `end` groups
+// (std::logic_error otherwise): the same dims, G's extent end - first.
+Tensor slice_groups(const Tensor& tensor, int64_t first, int64_t end);
+
+// The pieces joined along G in the order given: each has the same dims, dtype and
+// extents except G's (std::logic_error otherwise; callers check what they read).
+Tensor concat_groups(const std::vector<const Tensor*>& pieces);
+
+}  // namespace moeref
