@@ -97,14 +97,24 @@ TEST_CASE("group shards: merged shards are the one-shot trace byte for byte", "[
         std::vector<GroupShard> shards = shards_of(doc, fast, split);
         const Trace& first = shards.front().trace;
         // A shard holds its groups only, and says so.
-        CHECK(first.config["groups"] ==
-              nlohmann::json{{"first", split.front().first}, {"end", split.front().end}, {"of", 4}});
+        const nlohmann::json& record = first.config["groups"];
+        CHECK(record["first"] == split.front().first);
+        CHECK(record["end"] == split.front().end);
+        CHECK(record["of"] == 4);
+        CHECK(record["inputs_digest"].get<std::string>().rfind("mix64:", 0) == 0);
         const int64_t held = split.front().end - split.front().first;
         CHECK(step(first, "outputs").shape[0] == held);
         CHECK(step(first, "expert_hidden").dims[1] == "G");
         CHECK(step(first, "expert_hidden").shape[1] == held);
         CHECK(first.find_input("x")->shape[0] == held);
+        REQUIRE(first.find_input("router_weights") != nullptr);
         CHECK(first.find_input("router_weights")->shape == std::vector<int64_t>{8, 4});
+        // Inputs without a G dim (the weights) only in the shard of group 0.
+        if (split.size() > 1) {
+          CHECK(shards.back().trace.find_input("router_weights") == nullptr);
+          CHECK(shards.back().trace.find_input("wo") == nullptr);
+          CHECK(shards.back().trace.find_input("x") != nullptr);
+        }
         CHECK(moeref::write_trace(moeref::merge_group_shards(shards)) == one_shot);
         // Any order on the command line.
         std::reverse(shards.begin(), shards.end());
@@ -194,14 +204,39 @@ TEST_CASE("group shards: merge refuses what is not one run's groups, each exactl
     shards.back().trace.losses.front().second += 1.0f;
     CHECK_THAT(merge_error(std::move(shards)), Contains("shard_2_4.json: losses") && Contains("bit for bit"));
   }
-  SECTION("an input without a G dim that differs in one shard") {
+  SECTION("a step without a G dim that differs in one shard") {
     std::vector<GroupShard> shards = shards_of(doc, false, {{0, 2}, {2, 4}});
-    Trace& second = shards.back().trace;
-    for (moeref::NamedTensor& input : second.inputs) {
-      if (input.name == "router_weights") input.tensor.f32[5] = -input.tensor.f32[5];
+    for (moeref::NamedTensor& named : shards.back().trace.steps) {
+      if (named.tensor.dims == std::vector<std::string>{"E"} || named.tensor.rank() == 0) {
+        if (named.tensor.dtype == moeref::DType::kFloat32) named.tensor.f32[0] += 1.0f;
+        if (named.tensor.dtype == moeref::DType::kInt32) named.tensor.i32[0] += 1;
+        INFO("edited " << named.name);
+        CHECK_THAT(merge_error(std::move(shards)),
+                   Contains("shard_2_4.json: steps." + named.name) && Contains("bit for bit"));
+        return;
+      }
     }
+    FAIL("mtf_top2 has no step over all groups to edit");
+  }
+  SECTION("shards made from different supplied inputs") {
+    std::vector<GroupShard> shards = shards_of(doc, false, {{0, 2}});
+    nlohmann::json other = doc;
+    other["inputs"]["importance"]["data"][0] = 0.0f;
+    shards.push_back({"other_importance.json", run_doc(other, false, GroupRange{2, 4})});
     CHECK_THAT(merge_error(std::move(shards)),
-               Contains("shard_2_4.json: inputs.router_weights") && Contains("element [m=1, e=1] differs"));
+               Contains("other_importance.json: config.groups.inputs_digest") && Contains("supplied inputs differ"));
+  }
+  SECTION("an input edited in a shard") {
+    for (const char* edited : {"router_weights", "x"}) {
+      std::vector<GroupShard> shards = shards_of(doc, false, {{0, 2}, {2, 4}});
+      for (GroupShard& shard : shards) {
+        for (moeref::NamedTensor& input : shard.trace.inputs) {
+          if (input.name == edited) input.tensor.f32[5] = -input.tensor.f32[5];
+        }
+      }
+      INFO(edited);
+      CHECK_THAT(merge_error(std::move(shards)), Contains("the joined inputs' digest") && Contains("were edited"));
+    }
   }
   SECTION("no shards") { CHECK_THAT(merge_error({}), Contains("at least one shard")); }
 }

@@ -1,6 +1,7 @@
 #include "moeref/frame/frame.hpp"
 
 #include <algorithm>
+#include <deque>
 #include <stdexcept>
 
 #include "moeref/error.hpp"
@@ -200,11 +201,20 @@ void Frame::cut_to_group_shard(const GroupRange& range) {
     }
     if (!made_as_shard) named.tensor = slice_groups(named.tensor, range.first, range.end);
   };
-  for (NamedTensor& input : trace_.inputs) cut(input, false);
+  const std::string digest = inputs_digest(trace_.inputs);
+  // Inputs without a G dim (the weights) are the same in every shard: only the shard
+  // that holds group 0 writes them, merge checks them all against the digest.
+  std::deque<NamedTensor> kept_inputs;
+  for (NamedTensor& input : trace_.inputs) {
+    if (range.first > 0 && group_axis(input.tensor) < 0) continue;
+    cut(input, false);
+    kept_inputs.push_back(std::move(input));
+  }
+  trace_.inputs = std::move(kept_inputs);
   for (NamedTensor& step : trace_.steps) {
     cut(step, std::find(shard_steps_.begin(), shard_steps_.end(), step.name) != shard_steps_.end());
   }
-  trace_.config["groups"] = {{"first", range.first}, {"end", range.end}, {"of", G}};
+  trace_.config["groups"] = {{"first", range.first}, {"end", range.end}, {"of", G}, {"inputs_digest", digest}};
 }
 
 }  // namespace moeref

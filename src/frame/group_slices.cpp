@@ -1,6 +1,8 @@
 #include "moeref/frame/group_slices.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstring>
 #include <stdexcept>
 
 namespace moeref {
@@ -33,6 +35,38 @@ void copy_groups(const std::vector<T>& from, const GroupLayout& layout, int64_t 
     std::copy(source, source + run, to.begin() + (o * to_groups + to_first) * layout.inner);
   }
 }
+
+// FNV-1a over 64-bit words, each word first spread over all 64 bits by
+// splitmix64's finalizer (without it, a flip of a word's top bit would only flip
+// the digest's top bit, and two such flips would cancel).
+class WordDigest {
+ public:
+  void add(uint64_t word) {
+    word ^= word >> 30;
+    word *= 0xbf58476d1ce4e5b9ULL;
+    word ^= word >> 27;
+    word *= 0x94d049bb133111ebULL;
+    word ^= word >> 31;
+    state_ = (state_ ^ word) * 0x100000001b3ULL;
+  }
+  void add_bytes(const void* data, size_t size) {
+    const unsigned char* bytes = static_cast<const unsigned char*>(data);
+    size_t at = 0;
+    for (; at + 8 <= size; at += 8) {
+      uint64_t word = 0;
+      std::memcpy(&word, bytes + at, 8);
+      add(word);
+    }
+    uint64_t tail = 0;
+    std::memcpy(&tail, bytes + at, size - at);
+    add(tail ^ (static_cast<uint64_t>(size - at) << 56));
+  }
+  void add_text(const std::string& text) { add_bytes(text.data(), text.size()); }
+  uint64_t value() const { return state_; }
+
+ private:
+  uint64_t state_ = 0xcbf29ce484222325ULL;
+};
 
 }  // namespace
 
@@ -88,6 +122,31 @@ Tensor concat_groups(const std::vector<const Tensor*>& pieces) {
     at += extent;
   }
   return out;
+}
+
+std::string inputs_digest(const std::deque<NamedTensor>& inputs) {
+  // By name: a trace read back from JSON lists its inputs in name order.
+  std::vector<const NamedTensor*> by_name;
+  for (const NamedTensor& input : inputs) by_name.push_back(&input);
+  std::sort(by_name.begin(), by_name.end(),
+            [](const NamedTensor* a, const NamedTensor* b) { return a->name < b->name; });
+  WordDigest digest;
+  for (const NamedTensor* named : by_name) {
+    const NamedTensor& input = *named;
+    const Tensor& tensor = input.tensor;
+    digest.add_text(input.name);
+    for (const std::string& dim : tensor.dims) digest.add_text(dim);
+    for (int64_t extent : tensor.shape) digest.add(static_cast<uint64_t>(extent));
+    digest.add(tensor.dtype == DType::kInt32 ? 1 : 0);
+    if (tensor.dtype == DType::kInt32) {
+      digest.add_bytes(tensor.i32.data(), tensor.i32.size() * sizeof(int32_t));
+    } else {
+      digest.add_bytes(tensor.f32.data(), tensor.f32.size() * sizeof(float));
+    }
+  }
+  char text[32];
+  std::snprintf(text, sizeof(text), "mix64:%016llx", static_cast<unsigned long long>(digest.value()));
+  return text;
 }
 
 }  // namespace moeref

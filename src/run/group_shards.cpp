@@ -35,6 +35,7 @@ struct ShardGroups {
   int64_t first = 0;
   int64_t end = 0;
   int64_t of = 0;
+  std::string inputs_digest;  // of the run's whole inputs (inputs_digest)
 };
 
 ShardGroups read_shard_groups(const GroupShard& shard) {
@@ -47,14 +48,17 @@ ShardGroups read_shard_groups(const GroupShard& shard) {
   const nlohmann::json& groups = config["groups"];
   auto integer = [&](const char* key) -> int64_t {
     if (!groups.is_object() || !groups.contains(key) || !groups[key].is_number_integer()) {
-      fail_input(field, groups.dump(), "{\"first\": FIRST, \"end\": END, \"of\": G}, integers");
+      fail_input(field, groups.dump().substr(0, 200), "{\"first\": FIRST, \"end\": END, \"of\": G, ...}, integers");
     }
     return groups[key].get<int64_t>();
   };
-  const ShardGroups read{integer("first"), integer("end"), integer("of")};
-  if (groups.size() != 3 || !(read.first >= 0 && read.first < read.end && read.end <= read.of)) {
-    fail_input(field, groups.dump(), "{\"first\": FIRST, \"end\": END, \"of\": G} with 0 <= FIRST < END <= G");
+  ShardGroups read{integer("first"), integer("end"), integer("of"), ""};
+  if (groups.size() != 4 || !groups.contains("inputs_digest") || !groups["inputs_digest"].is_string() ||
+      !(read.first >= 0 && read.first < read.end && read.end <= read.of)) {
+    fail_input(field, groups.dump().substr(0, 200),
+               "{\"first\": FIRST, \"end\": END, \"of\": G, \"inputs_digest\": TEXT} with 0 <= FIRST < END <= G");
   }
+  read.inputs_digest = groups["inputs_digest"].get<std::string>();
   return read;
 }
 
@@ -117,21 +121,19 @@ std::string first_different_element(const Tensor& a, const Tensor& b) {
   return "nothing";
 }
 
-// Joins the tensor `field` (position `index` in `list`) of every shard, in group
-// order: along G when it has one, else the one value every shard agrees on. Frees
-// the shards' copies as it goes.
-Tensor merge_tensor(std::vector<GroupShard>& shards, const std::vector<ShardGroups>& groups,
-                    std::deque<NamedTensor> Trace::*list, size_t index, const std::string& field) {
-  GroupShard& head = shards.front();
-  Tensor& first = (head.trace.*list)[index].tensor;
+// Joins one tensor, `field`, from its pieces (one per shard, in group order): along G
+// when it has one, else the one value every shard agrees on. Frees the pieces.
+Tensor merge_pieces(const std::vector<GroupShard>& shards, const std::vector<ShardGroups>& groups,
+                    const std::vector<Tensor*>& pieces, const std::string& field) {
+  Tensor& first = *pieces.front();
   const int64_t axis = group_axis(first);
-  for (size_t s = 0; s < shards.size(); ++s) {
-    const Tensor& piece = (shards[s].trace.*list)[index].tensor;
+  for (size_t s = 0; s < pieces.size(); ++s) {
+    const Tensor& piece = *pieces[s];
     if (axis < 0) {
       if (!same_bits(first, piece)) {
-        fail_input(
-            shards[s].source + ": " + field, first_different_element(first, piece) + " differs",
-            "bit for bit the value in " + head.source + " (it has no G dim: every shard computes it over all groups)");
+        fail_input(shards[s].source + ": " + field, first_different_element(first, piece) + " differs",
+                   "bit for bit the value in " + shards.front().source +
+                       " (it has no G dim: every shard computes it over all groups)");
       }
       continue;
     }
@@ -143,35 +145,45 @@ Tensor merge_tensor(std::vector<GroupShard>& shards, const std::vector<ShardGrou
     if (piece.dims != first.dims || piece.dtype != first.dtype || others != first_others ||
         piece.shape[static_cast<size_t>(axis)] != expected) {
       fail_input(shards[s].source + ": " + field, piece.shape_string() + " " + dtype_name(piece.dtype),
-                 "the dims and dtype of " + head.source + "'s, " + std::to_string(expected) + " groups (G " +
+                 "the dims and dtype of " + shards.front().source + "'s, " + std::to_string(expected) + " groups (G " +
                      range_text(groups[s].first, groups[s].end) + ")");
     }
   }
+  Tensor merged;
   if (axis < 0) {
-    Tensor whole = std::move(first);
-    for (GroupShard& shard : shards) (shard.trace.*list)[index].tensor = Tensor();
-    return whole;
+    merged = std::move(first);
+  } else {
+    merged = concat_groups(std::vector<const Tensor*>(pieces.begin(), pieces.end()));
   }
-  std::vector<const Tensor*> pieces;
-  for (const GroupShard& shard : shards) pieces.push_back(&(shard.trace.*list)[index].tensor);
-  Tensor joined = concat_groups(pieces);
-  for (GroupShard& shard : shards) (shard.trace.*list)[index].tensor = Tensor();
-  return joined;
+  for (Tensor* piece : pieces) *piece = Tensor();
+  return merged;
 }
 
-// Fails unless every shard holds the same tensors, by name and order, in `list`.
-void require_same_names(const std::vector<GroupShard>& shards, std::deque<NamedTensor> Trace::*list,
-                        const std::string& what) {
-  auto names = [&](const GroupShard& shard) {
-    std::string out;
-    for (const NamedTensor& named : shard.trace.*list) out += (out.empty() ? "" : ", ") + named.name;
-    return out;
-  };
-  const std::string expected = names(shards.front());
-  for (const GroupShard& shard : shards) {
-    if (names(shard) != expected) {
-      fail_input(shard.source + ": " + what, names(shard).substr(0, 200),
-                 expected.substr(0, 200) + " as in " + shards.front().source);
+std::string names_of(const std::deque<NamedTensor>& list, bool only_with_groups) {
+  std::string out;
+  for (const NamedTensor& named : list) {
+    if (!only_with_groups || group_axis(named.tensor) >= 0) out += (out.empty() ? "" : ", ") + named.name;
+  }
+  return out;
+}
+
+// Fails unless every shard holds the same steps, by name and order, and the inputs
+// with a G dim of the shard that holds group 0 (which alone holds the others).
+void require_same_names(const std::vector<GroupShard>& shards) {
+  const GroupShard& head = shards.front();
+  for (size_t s = 0; s < shards.size(); ++s) {
+    const std::string steps = names_of(shards[s].trace.steps, false);
+    const std::string expected_steps = names_of(head.trace.steps, false);
+    if (steps != expected_steps) {
+      fail_input(shards[s].source + ": steps", steps.substr(0, 200),
+                 expected_steps.substr(0, 200) + " as in " + head.source);
+    }
+    const std::string inputs = names_of(shards[s].trace.inputs, s > 0);
+    const std::string expected_inputs = names_of(head.trace.inputs, s > 0);
+    if (inputs != expected_inputs) {
+      fail_input(shards[s].source + ": inputs", inputs.substr(0, 200),
+                 expected_inputs.substr(0, 200) + " as in " + head.source +
+                     (s > 0 ? " (with a G dim; only the shard of group 0 holds the others)" : ""));
     }
   }
 }
@@ -220,6 +232,11 @@ Trace merge_group_shards(std::vector<GroupShard> shards) {
                  std::to_string(groups.front().of) + " as in " + reference.source +
                      " (shards of one run split the same G groups)");
     }
+    if (groups[s].inputs_digest != groups.front().inputs_digest) {
+      fail_input(shard.source + ": config.groups.inputs_digest", groups[s].inputs_digest,
+                 groups.front().inputs_digest + " as in " + reference.source +
+                     " (shards of one run are made from the same inputs; supplied inputs differ)");
+    }
     require_same_json(shard.trace.generator, reference.trace.generator, "generator", shard, reference);
     require_same_json(shard.trace.capacity, reference.trace.capacity, "capacity", shard, reference);
     require_same_json(shard.trace.check, reference.trace.check, "check", shard, reference);
@@ -258,8 +275,7 @@ Trace merge_group_shards(std::vector<GroupShard> shards) {
   }
 
   // The same tensors, reads and losses in every shard.
-  require_same_names(sorted, &Trace::inputs, "inputs");
-  require_same_names(sorted, &Trace::steps, "steps");
+  require_same_names(sorted);
   for (const GroupShard& shard : sorted) {
     if (shard.trace.reads != sorted.front().trace.reads) {
       fail_input(shard.source + ": reads", "different step dependencies", "those of " + sorted.front().source);
@@ -284,13 +300,28 @@ Trace merge_group_shards(std::vector<GroupShard> shards) {
   merged.check = sorted.front().trace.check;
   merged.losses = sorted.front().trace.losses;
   merged.reads = sorted.front().trace.reads;
-  for (size_t i = 0; i < sorted.front().trace.inputs.size(); ++i) {
-    const std::string name = sorted.front().trace.inputs[i].name;
-    merged.inputs.push_back({name, merge_tensor(sorted, sorted_groups, &Trace::inputs, i, "inputs." + name)});
+  // Inputs: those with a G dim from every shard (in the same order in each), the
+  // others from the shard of group 0 alone.
+  std::vector<size_t> next_input(sorted.size(), 0);
+  for (NamedTensor& input : sorted.front().trace.inputs) {
+    std::vector<Tensor*> pieces = {&input.tensor};
+    if (group_axis(input.tensor) >= 0) {
+      for (size_t s = 1; s < sorted.size(); ++s) pieces.push_back(&sorted[s].trace.inputs[next_input[s]++].tensor);
+    }
+    merged.inputs.push_back({input.name, merge_pieces(sorted, sorted_groups, pieces, "inputs." + input.name)});
   }
   for (size_t i = 0; i < sorted.front().trace.steps.size(); ++i) {
+    std::vector<Tensor*> pieces;
+    for (GroupShard& shard : sorted) pieces.push_back(&shard.trace.steps[i].tensor);
     const std::string name = sorted.front().trace.steps[i].name;
-    merged.steps.push_back({name, merge_tensor(sorted, sorted_groups, &Trace::steps, i, "steps." + name)});
+    merged.steps.push_back({name, merge_pieces(sorted, sorted_groups, pieces, "steps." + name)});
+  }
+  // The joined inputs are the ones every shard was made from.
+  const std::string digest = inputs_digest(merged.inputs);
+  if (digest != sorted_groups.front().inputs_digest) {
+    fail_input("shards: the joined inputs' digest", digest,
+               sorted_groups.front().inputs_digest +
+                   ", the digest of the inputs every shard recorded (a shard's inputs were edited): " + coverage);
   }
   return merged;
 }

@@ -8,6 +8,8 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
+#include <string>
 #include <vector>
 
 #include "moeref/tensor.hpp"
@@ -24,5 +26,12 @@ Tensor slice_groups(const Tensor& tensor, int64_t first, int64_t end);
 // The pieces joined along G in the order given: each has the same dims, dtype and
 // extents except G's (std::logic_error otherwise; callers check what they read).
 Tensor concat_groups(const std::vector<const Tensor*>& pieces);
+
+// A digest of a run's inputs, whole (every name, dim, extent, dtype and data bit, by
+// name): "mix64:" and 16 hex digits, FNV-1a over splitmix64-mixed 64-bit words. A
+// shard records it before it is cut, and merge checks the joined inputs against it,
+// so shards made from different supplied inputs, or edited, are not joined. It
+// catches mistakes, not forgery.
+std::string inputs_digest(const std::deque<NamedTensor>& inputs);
 
 }  // namespace moeref
