@@ -135,6 +135,7 @@ TEST_CASE("group shards: expert dropout, tokens as B and L, and a --steps select
     doc["hparams"]["group_size"] = 8;
   }
   SECTION("only some steps") { doc["steps"] = {"dispatch_tensor", "outputs"}; }
+  SECTION("scope gating: no expert layer, every tensor cut") { doc["scope"] = "gating"; }
   for (bool fast : {false, true}) {
     const std::string one_shot = moeref::write_trace(run_doc(doc, fast, std::nullopt));
     CHECK(moeref::write_trace(moeref::merge_group_shards(shards_of(doc, fast, {{2, 4}, {0, 1}, {1, 2}}))) == one_shot);
@@ -281,8 +282,10 @@ TEST_CASE("group shards: moeref run --groups and moeref merge on the command lin
   const CommandResult whole = run_cli("run " + dir + "/config.json -o " + dir + "/whole.json");
   REQUIRE(whole.exit_code == 0);
   for (const char* range : {"0:1", "1:4"}) {
-    const CommandResult shard =
-        run_cli("run " + dir + "/config.json --groups " + range + " -o " + dir + "/shard_" + range[0] + ".json");
+    // Threads split groups and experts, never one sum: any count gives the same shard.
+    const std::string threads = range[0] == '0' ? "1" : "2";
+    const CommandResult shard = run_cli("run " + dir + "/config.json --groups " + range + " --threads " + threads +
+                                        " -o " + dir + "/shard_" + range[0] + ".json");
     INFO(shard.output);
     REQUIRE(shard.exit_code == 0);
   }
