@@ -32,6 +32,7 @@ TOP_LEVEL = {
     "config": "config", "hparams": "config", "inputs": "config", "dims": "config",
     "near_tie": "frame", "variant": "frame",
     "registry": "run", "run": "run", "config_reader": "run", "step_selection": "run",
+    "group_shards": "run",
     "check": "check",
     "moeref": "cli",  # the public API header includes every layer
 }

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,13 @@
 namespace moeref {
 
 struct VariantSpec;
+
+// `moeref run --groups FIRST:END` (spec/sharding.md): the groups [first, end) of G
+// whose expert layer this run computes, a shard of the one-shot trace.
+struct GroupRange {
+  int64_t first = 0;
+  int64_t end = 0;
+};
 
 struct Config {
   std::string variant;
@@ -32,6 +40,9 @@ struct Config {
   // `moeref run --fast`: the mtf expert layer dispatches and combines by index
   // (frame/mtf_index_dispatch.hpp). A trace made that way says "fast": true.
   bool fast = false;
+  // `moeref run --groups`: a shard (never read from a config's JSON: a shard is
+  // made from a whole config and merged, spec/sharding.md). Empty: every group.
+  std::optional<GroupRange> groups;
   std::map<std::string, Tensor> inputs;
   // Decisions forced by the checker's near-tie analysis: int32 tensors named after
   // the decision step (e.g. "index_1"), -1 where the reference decides itself.

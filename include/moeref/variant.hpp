@@ -38,6 +38,10 @@ struct VariantSpec {
   VariantRunFn run;
   // Optional: decisions the checker may force (Config::decision_overrides).
   NearTieFn near_tie;
+  // `moeref run --groups` (spec/sharding.md): true when the variant's groups stay
+  // independent from its gating to its outputs, so that shards by group merge into
+  // the one-shot trace exactly. Set by the variant file.
+  bool group_shards = false;
 };
 
 }  // namespace moeref

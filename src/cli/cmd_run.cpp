@@ -1,5 +1,6 @@
-// moeref run CONFIG.json -o TRACE.json [--steps NAME,...]: run one variant, write its
-// trace (only the chosen steps, with every input, when --steps or the config says so).
+// moeref run CONFIG.json -o TRACE.json [--steps NAME,...] [--groups FIRST:END]: run one
+// variant, write its trace (only the chosen steps, with every input, when --steps or
+// the config says so; only some groups' experts with --groups, spec/sharding.md).
 
 #include <omp.h>
 
@@ -8,6 +9,7 @@
 #include "commands.hpp"
 #include "moeref/atomic_file.hpp"
 #include "moeref/config_reader.hpp"
+#include "moeref/group_shards.hpp"
 #include "moeref/run.hpp"
 #include "moeref/step_selection.hpp"
 #include "run_progress.hpp"
@@ -22,6 +24,7 @@ void add_run_command(CLI::App& app, int& exit_code) {
     std::vector<std::string> steps;
     bool quiet = false;
     bool fast = false;
+    std::string groups;
   };
   auto options = std::make_shared<Options>();
   CLI::App* run = app.add_subcommand("run", "Run a config (or replay a trace) and write its trace");
@@ -37,6 +40,9 @@ void add_run_command(CLI::App& app, int& exit_code) {
   run->add_flag("--fast", options->fast,
                 "mtf expert layer: dispatch and combine by index instead of the dense einsums (same routing, outputs "
                 "equal up to the sign of zero); the trace's config says \"fast\": true");
+  run->add_option("--groups", options->groups,
+                  "FIRST:END: a shard with the expert layer of groups [FIRST, END) only (moeref merge joins the "
+                  "shards; spec/sharding.md)");
   run->add_flag("-q,--quiet", options->quiet,
                 "No progress line on stderr (it shows only on a terminal, for runs longer than about 2 s)");
   run->callback([options, &exit_code]() {
@@ -50,6 +56,7 @@ void add_run_command(CLI::App& app, int& exit_code) {
       config.steps = options->steps;
     }
     if (options->fast) config.fast = true;
+    if (!options->groups.empty()) config.groups = parse_group_range(options->groups, "--groups");
     for (const std::string& warning : config.warnings) std::cerr << "moeref: warning: " << warning << "\n";
     const Trace trace = run_config(config, &progress);
     progress.stage("formatting the trace");

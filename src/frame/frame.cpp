@@ -1,8 +1,11 @@
 #include "moeref/frame/frame.hpp"
 
+#include <algorithm>
+#include <deque>
 #include <stdexcept>
 
 #include "moeref/error.hpp"
+#include "moeref/frame/group_slices.hpp"
 
 namespace moeref {
 
@@ -12,14 +15,14 @@ Frame::Frame(const Config& config, Trace& trace, RunObserver* observer)
 int64_t Frame::required_dim(const char* letter, const std::string& why) {
   auto it = config_.dims.find(letter);
   if (it == config_.dims.end()) fail_input(std::string("dims.") + letter, "missing", why);
-  resolved_dims_[letter] = it->second;
+  resolve(letter, it->second);
   return it->second;
 }
 
 std::optional<int64_t> Frame::optional_dim(const char* letter) {
   auto it = config_.dims.find(letter);
   if (it == config_.dims.end()) return std::nullopt;
-  resolved_dims_[letter] = it->second;
+  resolve(letter, it->second);
   return it->second;
 }
 
@@ -33,8 +36,18 @@ int64_t Frame::derived_dim(const char* letter, int64_t value, const std::string&
   if (it != config_.dims.end() && it->second != value) {
     fail_input(std::string("dims.") + letter, std::to_string(it->second), std::to_string(value) + " (" + rule + ")");
   }
-  resolved_dims_[letter] = value;
+  resolve(letter, value);
   return value;
+}
+
+void Frame::resolve(const char* letter, int64_t extent) {
+  resolved_dims_[letter] = extent;
+  const std::optional<GroupRange>& range = config_.groups;
+  if (range && std::string(letter) == "G" &&
+      !(range->first >= 0 && range->first < range->end && range->end <= extent)) {
+    fail_input("--groups", std::to_string(range->first) + ":" + std::to_string(range->end),
+               "FIRST:END with 0 <= FIRST < END <= G = " + std::to_string(extent) + " (this run's number of groups)");
+  }
 }
 
 bool Frame::batch_length_layout(const std::string& grouped_by) {
@@ -168,6 +181,40 @@ void Frame::finish() {
   trace_.config = {{"variant", config_.variant}, {"scope", config_.scope}, {"train", config_.train},
                    {"seed", config_.seed},       {"dims", dims},           {"hparams", config_.hparams}};
   if (fast_path_used_) trace_.config["fast"] = true;
+  if (config_.groups) cut_to_group_shard(*config_.groups);
+}
+
+void Frame::cut_to_group_shard(const GroupRange& range) {
+  if (resolved_dims_.count("G") == 0) {
+    fail_input("--groups", std::to_string(range.first) + ":" + std::to_string(range.end),
+               "no group range: this run of " + config_.variant + " has no G dim");
+  }
+  const int64_t G = dim("G");
+  // Tensors computed for every group (inputs, the gating) keep the shard's groups;
+  // the expert layer's steps were computed for those groups only.
+  auto cut = [&](NamedTensor& named, bool made_as_shard) {
+    const int64_t axis = group_axis(named.tensor);
+    if (axis < 0) return;
+    const int64_t extent = named.tensor.shape[static_cast<size_t>(axis)];
+    if (extent != (made_as_shard ? range.end - range.first : G)) {
+      throw std::logic_error("group shard: " + named.name + " has " + std::to_string(extent) + " groups");
+    }
+    if (!made_as_shard) named.tensor = slice_groups(named.tensor, range.first, range.end);
+  };
+  const std::string digest = inputs_digest(trace_.inputs);
+  // Inputs without a G dim (the weights) are the same in every shard: only the shard
+  // that holds group 0 writes them, merge checks them all against the digest.
+  std::deque<NamedTensor> kept_inputs;
+  for (NamedTensor& input : trace_.inputs) {
+    if (range.first > 0 && group_axis(input.tensor) < 0) continue;
+    cut(input, false);
+    kept_inputs.push_back(std::move(input));
+  }
+  trace_.inputs = std::move(kept_inputs);
+  for (NamedTensor& step : trace_.steps) {
+    cut(step, std::find(shard_steps_.begin(), shard_steps_.end(), step.name) != shard_steps_.end());
+  }
+  trace_.config["groups"] = {{"first", range.first}, {"end", range.end}, {"of", G}, {"inputs_digest", digest}};
 }
 
 }  // namespace moeref

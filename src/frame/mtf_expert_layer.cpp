@@ -3,6 +3,7 @@
 #include <cmath>
 #include <string>
 
+#include "moeref/frame/group_slices.hpp"
 #include "moeref/frame/mtf_index_dispatch.hpp"
 #include "moeref/ops/matmul.hpp"
 
@@ -66,11 +67,52 @@ void dense_combine(const Tensor& expert_outputs, const Tensor& combine_tensor, T
   }
 }
 
+// What the expert layer computes on: the recorded tensors, or (in a group shard)
+// their groups [first, end) only. Steps still name the recorded tensors as reads.
+struct ExpertOperands {
+  const Tensor* inputs;
+  const Tensor* dispatch_tensor;
+  const Tensor* combine_tensor;
+  const Tensor* dropout_uniform;
+  // In a shard: the cut copies the pointers above point to.
+  Tensor cut_inputs, cut_dispatch, cut_combine, cut_uniform;
+};
+
+// --groups FIRST:END (spec/sharding.md): every product of this layer is per group
+// (dispatch, combine) or per row of one expert's [G*C, M] slots (the FFN), and
+// ops::matmul sums each element in index order whatever the number of rows, so
+// the shard's groups get the one-shot run's bits.
+void cut_to_shard(const GroupRange& range, ExpertOperands& operands) {
+  operands.cut_inputs = slice_groups(*operands.inputs, range.first, range.end);
+  operands.cut_dispatch = slice_groups(*operands.dispatch_tensor, range.first, range.end);
+  operands.cut_combine = slice_groups(*operands.combine_tensor, range.first, range.end);
+  operands.inputs = &operands.cut_inputs;
+  operands.dispatch_tensor = &operands.cut_dispatch;
+  operands.combine_tensor = &operands.cut_combine;
+  if (operands.dropout_uniform != nullptr) {
+    operands.cut_uniform = slice_groups(*operands.dropout_uniform, range.first, range.end);
+    operands.dropout_uniform = &operands.cut_uniform;
+  }
+}
+
 }  // namespace
 
-const Tensor& mtf_expert_layer(Frame& frame, const Tensor& inputs, const Tensor& dispatch_tensor,
-                               const Tensor& combine_tensor, const std::vector<ops::Activation>& activations,
+const Tensor& mtf_expert_layer(Frame& frame, const Tensor& recorded_inputs, const Tensor& recorded_dispatch,
+                               const Tensor& recorded_combine, const std::vector<ops::Activation>& activations,
                                const MtfExpertWeights& weights, const std::optional<MtfDropout>& dropout) {
+  ExpertOperands operands{
+      &recorded_inputs, &recorded_dispatch, &recorded_combine, dropout ? dropout->uniform : nullptr, {}, {}, {}, {}};
+  const std::optional<GroupRange>& shard = frame.group_shard();
+  if (shard) cut_to_shard(*shard, operands);
+  const Tensor& inputs = *operands.inputs;
+  const Tensor& dispatch_tensor = *operands.dispatch_tensor;
+  const Tensor& combine_tensor = *operands.combine_tensor;
+  // Steps made here hold the shard's groups only (Frame::finish cuts the rest).
+  auto made = [&](Tensor& step, const std::string& name) -> Tensor& {
+    if (shard) frame.recorded_as_shard(name);
+    return step;
+  };
+
   const int64_t G = inputs.shape[0], S = inputs.shape[1], M = inputs.shape[2];
   const int64_t E = dispatch_tensor.shape[2], C = dispatch_tensor.shape[3];
   const int64_t H = weights.wi[0]->shape[2], N = weights.wo->shape[2];
@@ -80,8 +122,9 @@ const Tensor& mtf_expert_layer(Frame& frame, const Tensor& inputs, const Tensor&
   if (fast) frame.note_fast_path();
 
   // expert_inputs = einsum([inputs, dispatch_tensor]) over S.
-  Tensor& expert_inputs =
-      frame.float32_step("expert_inputs", {inputs, dispatch_tensor}, {"E", "G", "C", "M"}, {E, G, C, M});
+  Tensor& expert_inputs = made(
+      frame.float32_step("expert_inputs", {recorded_inputs, recorded_dispatch}, {"E", "G", "C", "M"}, {E, G, C, M}),
+      "expert_inputs");
   if (fast) {
     index_dispatch(inputs, dispatch_tensor, expert_inputs);
   } else {
@@ -91,7 +134,8 @@ const Tensor& mtf_expert_layer(Frame& frame, const Tensor& inputs, const Tensor&
   // h = dense_product(expert_inputs, wi...): the product of act_i(expert_inputs . wi_i).
   Reads hidden_reads = {expert_inputs};
   for (const Tensor* wi : weights.wi) hidden_reads.push_back(wi);
-  Tensor& expert_hidden = frame.float32_step("expert_hidden", hidden_reads, {"E", "G", "C", "H"}, {E, G, C, H});
+  Tensor& expert_hidden =
+      made(frame.float32_step("expert_hidden", hidden_reads, {"E", "G", "C", "H"}, {E, G, C, H}), "expert_hidden");
   const int64_t rows = G * C;  // every slot of one expert, all groups
 #pragma omp parallel for schedule(static)
   for (int64_t e = 0; e < E; ++e) {
@@ -117,18 +161,20 @@ const Tensor& mtf_expert_layer(Frame& frame, const Tensor& inputs, const Tensor&
     // noise * f32(1 / keep_prob)); x * noise.
     const float inverse_keep = static_cast<float>(1.0 / dropout->keep_prob);
     const float keep = static_cast<float>(dropout->keep_prob);
-    Tensor& dropped = frame.float32_step("expert_hidden_dropout", {expert_hidden, dropout->uniform},
-                                         {"E", "G", "C", "H"}, {E, G, C, H});
+    Tensor& dropped = made(frame.float32_step("expert_hidden_dropout", {expert_hidden, dropout->uniform},
+                                              {"E", "G", "C", "H"}, {E, G, C, H}),
+                           "expert_hidden_dropout");
+    const Tensor& uniform = *operands.dropout_uniform;
     for (size_t k = 0; k < dropped.f32.size(); ++k) {
-      const float noise = (dropout->uniform->f32[k] < keep ? 1.0f : 0.0f) * inverse_keep;
+      const float noise = (uniform.f32[k] < keep ? 1.0f : 0.0f) * inverse_keep;
       dropped.f32[k] = expert_hidden.f32[k] * noise;
     }
     hidden = &dropped;
   }
 
   // expert_output = dense(h, output_dim): per expert [G*C, H] x [H, N].
-  Tensor& expert_outputs =
-      frame.float32_step("expert_outputs", {hidden, weights.wo}, {"E", "G", "C", "N"}, {E, G, C, N});
+  Tensor& expert_outputs = made(
+      frame.float32_step("expert_outputs", {hidden, weights.wo}, {"E", "G", "C", "N"}, {E, G, C, N}), "expert_outputs");
 #pragma omp parallel for schedule(static)
   for (int64_t e = 0; e < E; ++e) {
     ops::matmul(hidden->f32.data() + e * rows * H, weights.wo->f32.data() + e * H * N,
@@ -136,7 +182,8 @@ const Tensor& mtf_expert_layer(Frame& frame, const Tensor& inputs, const Tensor&
   }
 
   // output = einsum([expert_output, combine_tensor]) over E and C.
-  Tensor& outputs = frame.float32_step("outputs", {expert_outputs, combine_tensor}, {"G", "S", "N"}, {G, S, N});
+  Tensor& outputs =
+      made(frame.float32_step("outputs", {expert_outputs, recorded_combine}, {"G", "S", "N"}, {G, S, N}), "outputs");
   if (fast) {
     index_combine(expert_outputs, combine_tensor, outputs);
   } else {

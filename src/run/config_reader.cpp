@@ -66,6 +66,12 @@ Config config_from_json(const nlohmann::json& input_doc, const std::string& sour
     doc.erase("inputs");
   }
 
+  if (doc.contains("groups")) {
+    // A shard's config says which groups it holds; its inputs are cut to them.
+    fail_input(source_name + ": config.groups", doc["groups"].dump(),
+               "no \"groups\" in a config (moeref run --groups FIRST:END makes a shard); a shard's trace cannot be "
+               "replayed: join the shards with moeref merge and replay the merged trace (spec/sharding.md)");
+  }
   for (auto it = doc.begin(); it != doc.end(); ++it) {
     const std::string& key = it.key();
     if (key != "variant" && key != "scope" && key != "train" && key != "seed" && key != "dims" && key != "hparams" &&

@@ -174,12 +174,16 @@ std::optional<NearTie> mtf_expert_selection_near_tie(const NearTieQuery& query, 
 }  // namespace
 
 VariantSpec mtf_expert_selection_variant() {
-  return define_variant<MtfExpertSelectionHparams>(
+  VariantSpec spec = define_variant<MtfExpertSelectionHparams>(
       {"mtf_expert_selection",
        "Mesh TensorFlow expert-choice MoE layer (softmax over tokens, each expert takes its top-C tokens)",
        "tensorflow/mesh mesh_tensorflow/transformer/moe.py: transformer_moe_layer_v1, _expert_selection_gating",
        "spec/variants/mtf_expert_selection.md"},
       declare_hparams, mtf_expert_selection, mtf_expert_selection_near_tie);
+  // transformer_moe_layer_v1 keeps its groups apart from the gating to the outputs:
+  // shards by group merge exactly (spec/sharding.md).
+  spec.group_shards = true;
+  return spec;
 }
 
 }  // namespace moeref

@@ -186,11 +186,15 @@ std::optional<NearTie> mtf_ntlb_near_tie(const NearTieQuery& query, const MtfNtl
 }  // namespace
 
 VariantSpec mtf_ntlb_variant() {
-  return define_variant<MtfNtlbHparams>(
+  VariantSpec spec = define_variant<MtfNtlbHparams>(
       {"mtf_ntlb", "Mesh TensorFlow top-K no-token-left-behind MoE layer (each token tries its K best experts in turn)",
        "tensorflow/mesh mesh_tensorflow/transformer/moe.py: transformer_moe_layer_v1, _ntlb_gating",
        "spec/variants/mtf_ntlb.md"},
       declare_hparams, mtf_ntlb, mtf_ntlb_near_tie);
+  // transformer_moe_layer_v1 keeps its groups apart from the gating to the outputs:
+  // shards by group merge exactly (spec/sharding.md).
+  spec.group_shards = true;
+  return spec;
 }
 
 }  // namespace moeref

@@ -176,11 +176,15 @@ std::optional<NearTie> mtf_switch_near_tie(const NearTieQuery& query, const MtfS
 }  // namespace
 
 VariantSpec mtf_switch_variant() {
-  return define_variant<MtfSwitchHparams>(
+  VariantSpec spec = define_variant<MtfSwitchHparams>(
       {"mtf_switch", "Mesh TensorFlow Switch top-1 MoE layer (router perturbation policies, z-loss)",
        "tensorflow/mesh mesh_tensorflow/transformer/moe.py: transformer_moe_layer_v1, _switch_gating",
        "spec/variants/mtf_switch.md"},
       declare_hparams, mtf_switch, mtf_switch_near_tie);
+  // transformer_moe_layer_v1 keeps its groups apart from the gating to the outputs:
+  // shards by group merge exactly (spec/sharding.md).
+  spec.group_shards = true;
+  return spec;
 }
 
 }  // namespace moeref

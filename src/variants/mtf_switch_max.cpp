@@ -115,11 +115,15 @@ std::optional<NearTie> mtf_switch_max_near_tie(const NearTieQuery& query, const 
 }  // namespace
 
 VariantSpec mtf_switch_max_variant() {
-  return define_variant<MtfSwitchMaxHparams>(
+  VariantSpec spec = define_variant<MtfSwitchMaxHparams>(
       {"mtf_switch_max", "Mesh TensorFlow top-1 MoE layer in which each expert keeps its C most confident tokens",
        "tensorflow/mesh mesh_tensorflow/transformer/moe.py: transformer_moe_layer_v1, _switch_max_gating",
        "spec/variants/mtf_switch_max.md"},
       declare_hparams, mtf_switch_max, mtf_switch_max_near_tie);
+  // transformer_moe_layer_v1 keeps its groups apart from the gating to the outputs:
+  // shards by group merge exactly (spec/sharding.md).
+  spec.group_shards = true;
+  return spec;
 }
 
 }  // namespace moeref

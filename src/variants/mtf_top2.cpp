@@ -64,11 +64,15 @@ std::optional<NearTie> mtf_top2_near_tie(const NearTieQuery& query, const MtfTop
 }  // namespace
 
 VariantSpec mtf_top2_variant() {
-  return define_variant<MtfTop2Hparams>(
+  VariantSpec spec = define_variant<MtfTop2Hparams>(
       {"mtf_top2", "Mesh TensorFlow top-2 MoE layer (GShard-style top-2 gating with second-expert policies)",
        "tensorflow/mesh mesh_tensorflow/transformer/moe.py: transformer_moe_layer_v1, _top_2_gating",
        "spec/variants/mtf_top2.md"},
       declare_hparams, mtf_top2, mtf_top2_near_tie);
+  // transformer_moe_layer_v1 keeps its groups apart from the gating to the outputs:
+  // shards by group merge exactly (spec/sharding.md).
+  spec.group_shards = true;
+  return spec;
 }
 
 }  // namespace moeref

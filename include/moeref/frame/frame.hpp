@@ -119,12 +119,24 @@ class Frame {
   // config will say "fast": true.
   void note_fast_path() { fast_path_used_ = true; }
 
+  // ---- Group shards (`moeref run --groups`, spec/sharding.md) ----------------------
+  // The groups whose experts this run computes; nullopt: every group. The range is
+  // checked against G when G is resolved.
+  const std::optional<GroupRange>& group_shard() const { return config_.groups; }
+  // A step recorded with only the shard's groups (the expert layer's); finish()
+  // cuts every other tensor with a G dim to the shard's groups.
+  void recorded_as_shard(const std::string& step) { shard_steps_.push_back(step); }
+
   // Writes the resolved config into the trace and fails on a supplied input the
-  // run did not use. Called by the frame's driver after the body returns.
+  // run did not use; in a shard, cuts the trace to its groups and records them as
+  // config "groups". Called by the frame's driver after the body returns.
   void finish();
 
  private:
   std::vector<std::string> names_of(const Reads& reads) const;
+  // Every dim is resolved here; G is checked against the group shard.
+  void resolve(const char* letter, int64_t extent);
+  void cut_to_group_shard(const GroupRange& range);
 
   const Config& config_;
   Trace& trace_;
@@ -133,6 +145,7 @@ class Frame {
   std::map<std::string, int64_t> resolved_dims_;
   std::map<std::string, int64_t> step_extents_;
   bool fast_path_used_ = false;
+  std::vector<std::string> shard_steps_;
 };
 
 }  // namespace moeref

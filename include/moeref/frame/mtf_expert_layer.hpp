@@ -37,7 +37,8 @@ struct MtfDropout {
 
 // Records expert_inputs [E, G, C, M], expert_hidden [E, G, C, H],
 // expert_hidden_dropout (with dropout), expert_outputs [E, G, C, N] and
-// outputs [G, S, N]; returns outputs.
+// outputs [G, S, N]; returns outputs. In a group shard (Frame::group_shard) these
+// steps hold the shard's groups only, computed from those groups of the operands.
 const Tensor& mtf_expert_layer(Frame& frame, const Tensor& inputs, const Tensor& dispatch_tensor,
                                const Tensor& combine_tensor, const std::vector<ops::Activation>& activations,
                                const MtfExpertWeights& weights, const std::optional<MtfDropout>& dropout);
