@@ -13,6 +13,7 @@ Only numpy is needed. See tools/python/README.md and spec/trace-format.md.
 
 from .check import CheckResult, check, find_moeref
 from .floats import float32_array, float32_from_text, float32_text
+from .pack import pack_trace
 from .packed import is_packed
 from .sidecars import DEFAULT_SIDECARS_ABOVE
 from .trace import (
@@ -48,6 +49,7 @@ __all__ = [
     "format_tensor",
     "format_trace",
     "is_packed",
+    "pack_trace",
     "load_trace",
     "parse_trace",
     "write_trace",

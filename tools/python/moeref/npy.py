@@ -41,7 +41,7 @@ def npy_bytes(array):
 
 
 def array_from_npy(blob, dtype, shape, field, file):
-    """The array in a .npy file's bytes (a bytearray stays writable; no copy is made).
+    """The array in a .npy file's bytes (a bytes-like object or uint8 array; viewed, not copied).
 
     Checks the magic, the version, the descr (the trace's `dtype`), fortran_order, the shape (the
     trace's `shape`) and the size. Errors name `field`, `file`, what was found and what was expected.
