@@ -54,7 +54,8 @@ class DirectorySidecars:
             with open(path, "rb", buffering=0) as f:
                 return _read_exactly(f, os.fstat(f.fileno()).st_size, f"{field}: sidecar {path}")
         except OSError as error:
-            raise ValueError(f"{field}: sidecar {path}: cannot be read ({error.strerror}); expected the .npy file") from None
+            message = f"{field}: sidecar {path}: cannot be read ({error.strerror}); expected the .npy file"
+            raise ValueError(message) from None
 
 
 class TarSidecars:
