@@ -398,7 +398,9 @@ def _current_umask():
     return mask
 
 
-def write_trace(path, config, steps, losses=None, inputs=None, capacity=None, generator=None, sidecars_above=None):
+def write_trace(
+    path, config, steps, losses=None, inputs=None, capacity=None, generator=None, sidecars_above=None
+):
     """Writes a candidate trace in moeref's format.
 
     `steps` and `inputs`: mappings (or lists of pairs) name -> Tensor or (dims, array); steps
