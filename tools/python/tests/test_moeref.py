@@ -15,6 +15,7 @@ import sys
 import tarfile
 import tempfile
 import unittest
+import unittest.mock
 from fractions import Fraction
 
 import numpy as np
@@ -441,6 +442,27 @@ class SidecarTraces(unittest.TestCase):
             with self.assertRaisesRegex(ValueError, "sidecars_above: got .*; allowed: None .* or an integer >= 0"):
                 self.write_golden(sidecars_above=bad)
         self.assertEqual(list(self.dir.iterdir()), [])
+
+    def test_an_exact_reread_of_the_text_reads_each_sidecar_once(self):
+        # 7.038531e-26 is a double on a float32 midpoint: the reader parses the text a second time,
+        # keeping number texts; the sidecars read the first time are not read again.
+        tiny = np.array([from_bits(0x15AE43FD), 1.0], dtype=np.float32)
+        steps = {"big": (("S",), np.arange(32, dtype=np.float32)), "tiny": (("E",), tiny)}
+        path = self.dir / "reread.json"
+        moeref.write_trace(path, {"variant": "mtf_top2"}, steps, generator=GENERATOR, sidecars_above=8)
+        self.assertIn("7.038531e-26", path.read_text())
+        reads = []
+        original = moeref.packed.DirectorySidecars.read
+
+        def counted(sidecars, relative, field):
+            reads.append(relative)
+            return original(sidecars, relative, field)
+
+        with unittest.mock.patch.object(moeref.packed.DirectorySidecars, "read", counted):
+            back = moeref.load_trace(path)
+        self.assertEqual(reads, ["reread.arrays/steps.0000.big.npy"])
+        self.assertEqual(bits(back.steps["tiny"].array[0]), 0x15AE43FD)
+        np.testing.assert_array_equal(back.steps["big"].array, np.arange(32))
 
     def test_text_with_sidecars_needs_its_directory(self):
         path = self.write_golden()
