@@ -171,7 +171,7 @@ class _SidecarContext:
             raise ValueError(f"{self.file_field}: {relative!r} is a sidecar, but the trace was given as text; "
                              "allowed: load_trace(path), or parse_trace(text, base_dir=the trace's directory)")
         self.files[self.key] = relative
-        known = (relative, dtype, tuple(shape), expected_sha)
+        known = (self.key, relative, dtype, tuple(shape), expected_sha)  # never one array for two tensors
         if known in self.verified:
             return self.verified[known]
         blob = self.sidecars.read(relative, self.file_field)
