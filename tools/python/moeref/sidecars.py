@@ -16,7 +16,8 @@ DEFAULT_SIDECARS_ABOVE = 1 << 20
 
 def arrays_dir_name(trace_file_name):
     """The sidecar directory's name for a trace file name: "x.trace.json" -> "x.trace.arrays"."""
-    stem = trace_file_name[: -len(".json")] if trace_file_name.endswith(".json") else trace_file_name
+    has_suffix = trace_file_name.endswith(".json") and len(trace_file_name) > len(".json")
+    stem = trace_file_name[: -len(".json")] if has_suffix else trace_file_name
     return stem + ".arrays"
 
 

@@ -415,7 +415,8 @@ def write_trace(
 
     Nothing is left half written: sidecars go to a temporary directory and the JSON to a
     temporary file in the same directory; the arrays directory is renamed into place (an old one
-    removed), and the JSON last. Files get the mode the process umask gives a new file (0644
+    removed), and the JSON last. A trace with no sidecars removes an old `NAME.arrays/` after its
+    JSON is in place. Files get the mode the process umask gives a new file (0644
     under umask 022), as moeref's own traces do.
     """
     if sidecars_above is not None and (
@@ -440,6 +441,7 @@ def write_trace(
             os.unlink(tmp)
         writer.discard()
         raise
+    writer.remove_stale()
 
 
 class _SidecarWriter:
@@ -491,6 +493,13 @@ class _SidecarWriter:
         self.temporary = None
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)
+
+    def remove_stale(self):
+        """After an all-inline trace is in place: an arrays directory left by an earlier trace at
+        this path belongs to nothing now (moeref removes it too)."""
+        final = os.path.join(self.directory, self.arrays_name)
+        if self.temporary is None and not self.names and os.path.isdir(final) and not os.path.islink(final):
+            shutil.rmtree(final, ignore_errors=True)
 
     def discard(self):
         if self.temporary is not None:

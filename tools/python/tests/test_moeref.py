@@ -369,6 +369,7 @@ class SidecarTraces(unittest.TestCase):
         # A name without ".json" keeps all of it.
         self.write_golden("plain", sidecars_above=16)
         self.assertIn('"file":"plain.arrays/inputs.x.npy"', (self.dir / "plain").read_text())
+        self.assertEqual(moeref.sidecars.arrays_dir_name(".json"), ".json.arrays")  # as moeref names it
 
     def test_numpy_loads_every_sidecar_and_writes_the_same_bytes(self):
         path = self.write_golden(sidecars_above=0)
@@ -436,6 +437,10 @@ class SidecarTraces(unittest.TestCase):
         self.assertEqual(sorted(p.name for p in self.dir.iterdir()), ["x.trace.arrays", "x.trace.json"])
         expected = moeref.Trace(self.golden.config, self.golden.capacity, self.golden.losses, self.golden.inputs, fewer)
         assert_same_trace(self, moeref.load_trace(path), expected)
+        # All inline over a trace with sidecars: the old arrays directory goes once the JSON is in place.
+        self.write_golden(sidecars_above=None)
+        self.assertEqual(sorted(p.name for p in self.dir.iterdir()), ["x.trace.json"])
+        self.assertEqual(path.read_bytes(), GOLDEN.read_bytes())
 
     def test_sidecars_above_must_be_none_or_a_non_negative_integer(self):
         for bad in (-1, 1.5, True, "3"):
