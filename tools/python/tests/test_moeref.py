@@ -4,14 +4,18 @@ Run: MOEREF_BIN=build/moeref /usr/bin/python3 -m unittest discover -s tools/pyth
 Tests that need the moeref binary are skipped when it cannot be found.
 """
 
+import hashlib
+import io
 import json
 import os
 import pathlib
 import stat
 import subprocess
 import sys
+import tarfile
 import tempfile
 import unittest
+import unittest.mock
 from fractions import Fraction
 
 import numpy as np
@@ -116,8 +120,8 @@ class ExactFloat32Text(unittest.TestCase):
             moeref.parse_trace(trace_text(["1", '"nan"']))
         with self.assertRaisesRegex(ValueError, r"steps\.s\.data\[0\].*int32"):
             moeref.parse_trace(trace_text(["1.5", "2"], dtype="int32"))
-        with self.assertRaisesRegex(ValueError, "format_version"):
-            moeref.parse_trace('{"format": "moeref-trace", "format_version": 2}')
+        with self.assertRaisesRegex(ValueError, "format_version: got 3; allowed: 1 or 2"):
+            moeref.parse_trace('{"format": "moeref-trace", "format_version": 3}')
         with self.assertRaisesRegex(ValueError, "float64"):
             moeref.format_trace({}, {"s": (("E",), np.zeros(2))})
 
@@ -244,6 +248,456 @@ class CheckAgainstMoeref(unittest.TestCase):
         self.assertEqual(result.exit_code, 2)
         self.assertEqual(dict(result), {})
         self.assertIn("format_version", result.text)
+
+
+def as_bits(array):
+    """The array's bit patterns (uint32 for float32), so NaN payloads and -0.0 compare exactly."""
+    return array.view(np.uint32) if array.dtype == np.float32 else array
+
+
+def moeref_writes_sidecars():
+    """True when the moeref binary found knows `run --sidecars-above` (trace format_version 2)."""
+    binary = moeref_bin_or_none()
+    if binary is None:
+        return False
+    usage = subprocess.run([binary, "run", "--help"], capture_output=True, text=True)
+    return "--sidecars-above" in usage.stdout + usage.stderr
+
+
+GENERATOR = {"program": "test_moeref.py", "version": "0", "rng": "none"}
+
+
+def assert_same_trace(test, got, expected):
+    """Same tensors (names, order, dims, dtypes, reads, every bit), losses, config and capacity."""
+    test.assertEqual(list(got.inputs), list(expected.inputs))
+    test.assertEqual(list(got.steps), list(expected.steps))
+    for section in ("inputs", "steps"):
+        for name, tensor in getattr(expected, section).items():
+            other = getattr(got, section)[name]
+            test.assertEqual(other.dims, tensor.dims, name)
+            test.assertEqual(other.array.dtype, tensor.array.dtype, name)
+            test.assertEqual(other.reads, tensor.reads, name)
+            np.testing.assert_array_equal(as_bits(other.array), as_bits(tensor.array), name)
+    test.assertEqual({k: bits(v) for k, v in got.losses.items()}, {k: bits(v) for k, v in expected.losses.items()})
+    test.assertEqual(got.config, expected.config)
+    test.assertEqual(got.capacity, expected.capacity)
+
+
+class SidecarTraces(unittest.TestCase):
+    """format_version 2: tensors above a size in .npy sidecars, read back exactly and checked."""
+
+    def setUp(self):
+        self.scratch = tempfile.TemporaryDirectory()
+        self.dir = pathlib.Path(self.scratch.name)
+        self.golden = moeref.load_trace(GOLDEN)
+
+    def tearDown(self):
+        self.scratch.cleanup()
+
+    def write_golden(self, name="x.trace.json", sidecars_above=16, steps=None):
+        path = self.dir / name
+        moeref.write_trace(path, self.golden.config, self.golden.steps if steps is None else steps,
+                           losses=self.golden.losses, inputs=self.golden.inputs, capacity=self.golden.capacity,
+                           generator=self.golden.generator, sidecars_above=sidecars_above)
+        return path
+
+    def test_no_threshold_or_nothing_above_it_keeps_version_1_byte_for_byte(self):
+        inline = self.write_golden("inline.json", sidecars_above=None)
+        above_all = self.write_golden("above_all.json", sidecars_above=10**9)
+        expected = moeref.format_trace(self.golden.config, self.golden.steps, losses=self.golden.losses,
+                                       inputs=self.golden.inputs, capacity=self.golden.capacity,
+                                       generator=self.golden.generator)
+        self.assertEqual(inline.read_text(), expected)
+        self.assertEqual(above_all.read_bytes(), inline.read_bytes())
+        self.assertEqual(inline.read_bytes(), GOLDEN.read_bytes())  # the golden was written by moeref
+        self.assertFalse((self.dir / "inline.arrays").exists())
+        self.assertFalse((self.dir / "above_all.arrays").exists())
+
+    def test_sidecar_and_inline_forms_read_to_equal_arrays(self):
+        sidecar = moeref.load_trace(self.write_golden(sidecars_above=16))
+        self.assertEqual(sidecar.format_version, 2)
+        self.assertIn("steps.combine_tensor", sidecar.files)  # 2*8*4*4 = 256 elements
+        self.assertNotIn("steps.index_1", sidecar.files)  # 16 elements: not more than 16
+        self.assertEqual(moeref.load_trace(GOLDEN).format_version, 1)
+        assert_same_trace(self, sidecar, self.golden)
+        everything = moeref.load_trace(self.write_golden("all.json", sidecars_above=0))
+        self.assertEqual(len(everything.files), len(self.golden.inputs) + len(self.golden.steps))
+        assert_same_trace(self, everything, self.golden)
+
+    def test_round_trip_is_bit_exact_for_nan_payloads_negative_zero_and_int32(self):
+        floats = np.array([0x7FC00000, 0x7FC00001, 0x7F800001, 0xFFBADBAD, 0x80000000, 0x00000000, 0x00000001,
+                           0x7F800000, 0xFF800000, 0x15AE43FD, 0x7F7FFFFF, 0x807FFFFF], dtype=np.uint32)
+        floats = floats.view(np.float32).reshape(3, 4)
+        ints = np.array([np.iinfo(np.int32).min, -1, 0, 1, np.iinfo(np.int32).max, 7], dtype=np.int32)
+        steps = {"f": (("G", "E"), floats), "i": (("S",), ints), "scalar": ((), np.array(np.float32(-0.0))),
+                 "empty": (("E", "C"), np.zeros((3, 0), np.float32))}
+        path = self.dir / "bits.json"
+        moeref.write_trace(path, {"variant": "mtf_top2"}, steps, generator=GENERATOR, sidecars_above=0)
+        back = moeref.load_trace(path)
+        self.assertEqual(set(back.files), {"steps.f", "steps.i", "steps.scalar"})  # 0 elements stay inline
+        np.testing.assert_array_equal(back.steps["f"].array.view(np.uint32), floats.view(np.uint32))
+        np.testing.assert_array_equal(back.steps["i"].array, ints)
+        self.assertEqual(back.steps["i"].array.dtype, np.int32)
+        self.assertEqual(back.steps["scalar"].array.shape, ())
+        self.assertEqual(bits(back.steps["scalar"].array[()]), 0x80000000)
+        self.assertEqual(back.steps["empty"].array.shape, (3, 0))
+        back.steps["f"].array[0, 0] = 1.0  # arrays read from sidecars are ordinary writable arrays
+        self.assertTrue(back.steps["i"].array.flags.writeable)
+
+    def test_layout_names_and_hashes_follow_the_format(self):
+        path = self.write_golden(sidecars_above=16)
+        doc = json.loads(path.read_text())
+        self.assertEqual(doc["format_version"], 2)
+        arrays = self.dir / "x.trace.arrays"
+        step_names = [step["name"] for step in doc["steps"]]
+        combine = doc["steps"][step_names.index("combine_tensor")]
+        index = step_names.index("combine_tensor")
+        self.assertEqual(list(combine), ["name", "reads", "dims", "shape", "dtype", "file", "sha256"])
+        self.assertEqual(combine["file"], f"x.trace.arrays/steps.{index:04d}.combine_tensor.npy")
+        self.assertEqual(list(doc["inputs"]["x"]), ["dims", "shape", "dtype", "file", "sha256"])
+        self.assertEqual(doc["inputs"]["x"]["file"], "x.trace.arrays/inputs.x.npy")
+        line = next(line for line in path.read_text().splitlines() if '"name":"combine_tensor"' in line)
+        self.assertTrue(line.startswith('  {"name":"combine_tensor","reads":['), line)
+        self.assertIn(f',"file":"x.trace.arrays/steps.{index:04d}.combine_tensor.npy","sha256":"', line)
+        written = sorted(p.name for p in arrays.iterdir())
+        referenced = sorted(t["file"].split("/")[1] for t in list(doc["inputs"].values()) + doc["steps"] if "file" in t)
+        self.assertEqual(written, referenced)
+        for tensor in list(doc["inputs"].values()) + doc["steps"]:
+            if "file" in tensor:
+                blob = (self.dir / tensor["file"]).read_bytes()
+                self.assertEqual(hashlib.sha256(blob).hexdigest(), tensor["sha256"])
+        # A name without ".json" keeps all of it.
+        self.write_golden("plain", sidecars_above=16)
+        self.assertIn('"file":"plain.arrays/inputs.x.npy"', (self.dir / "plain").read_text())
+        self.assertEqual(moeref.sidecars.arrays_dir_name(".json"), ".json.arrays")  # as moeref names it
+
+    def test_numpy_loads_every_sidecar_and_writes_the_same_bytes(self):
+        path = self.write_golden(sidecars_above=0)
+        back = moeref.load_trace(path)
+        for key, file in back.files.items():
+            section, name = key.split(".", 1)
+            expected = getattr(back, section)[name].array
+            loaded = np.load(self.dir / file)
+            self.assertEqual(loaded.dtype, expected.dtype, key)
+            np.testing.assert_array_equal(as_bits(loaded), as_bits(expected), key)
+            saved = io.BytesIO()
+            np.save(saved, expected)
+            self.assertEqual((self.dir / file).read_bytes(), saved.getvalue(), key)
+        for shape in [(), (1,), (5,), (2, 3), (4, 1024, 16, 80), (8, 2048, 64, 1024), (3, 0), (123456789, 7)]:
+            saved = io.BytesIO()
+            np.save(saved, np.zeros(shape if np.prod(shape) < 10**6 else (0,), np.int32))
+            header = moeref.npy.header_bytes("int32", shape)
+            self.assertEqual(len(header) % 64, 0)
+            if np.prod(shape) < 10**6:
+                self.assertEqual(header, saved.getvalue()[: len(header)], shape)
+            self.assertTrue(header.endswith(b"\n"))
+            self.assertIn(f"'shape': {shape!r}, }}".encode(), header)
+
+    def test_unsafe_names_get_index_only_file_names(self):
+        steps = {"ok": (("E",), np.arange(4, dtype=np.int32)), "two words": (("E",), np.arange(4, dtype=np.int32))}
+        inputs = {"b/../c": (("E",), np.ones(4, np.float32)), "a": (("E",), np.ones(4, np.float32))}
+        path = self.dir / "names.json"
+        moeref.write_trace(path, {"variant": "mtf_top2"}, steps, inputs=inputs, generator=GENERATOR, sidecars_above=0)
+        self.assertEqual(sorted(p.name for p in (self.dir / "names.arrays").iterdir()),
+                         ["inputs.0001.npy", "inputs.a.npy", "steps.0000.ok.npy", "steps.0001.npy"])
+        back = moeref.load_trace(path)
+        self.assertEqual(back.files["inputs.b/../c"], "names.arrays/inputs.0001.npy")
+        np.testing.assert_array_equal(back.steps["two words"].array, np.arange(4))
+
+    def test_modes_follow_the_umask(self):
+        for umask, file_mode, dir_mode in ((0o022, 0o644, 0o755), (0o027, 0o640, 0o750)):
+            previous = os.umask(umask)
+            try:
+                path = self.write_golden(f"mode{umask:o}.json")
+            finally:
+                os.umask(previous)
+            arrays = self.dir / f"mode{umask:o}.arrays"
+            self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), file_mode)
+            self.assertEqual(stat.S_IMODE(os.stat(arrays).st_mode), dir_mode)
+            for sidecar in arrays.iterdir():
+                self.assertEqual(stat.S_IMODE(os.stat(sidecar).st_mode), file_mode, sidecar.name)
+
+    def test_rewriting_replaces_the_arrays_and_a_failure_leaves_the_old_trace(self):
+        path = self.write_golden()
+        first_text = path.read_text()
+        first_files = {p.name: p.read_bytes() for p in (self.dir / "x.trace.arrays").iterdir()}
+        # A failure after some sidecars were written (a float64 step comes late): nothing changes.
+        steps = dict(self.golden.steps)
+        steps["late"] = (("E",), np.zeros(4))
+        with self.assertRaisesRegex(ValueError, "late.*float64"):
+            self.write_golden(steps=steps)
+        self.assertEqual(path.read_text(), first_text)
+        self.assertEqual({p.name: p.read_bytes() for p in (self.dir / "x.trace.arrays").iterdir()}, first_files)
+        self.assertEqual(sorted(p.name for p in self.dir.iterdir()), ["x.trace.arrays", "x.trace.json"])
+        # A new trace with fewer sidecars: the old arrays directory is replaced, not merged.
+        fewer = {name: self.golden.steps[name] for name in ("raw_gates", "combine_tensor")}
+        self.write_golden(steps=fewer, sidecars_above=100)
+        self.assertEqual(sorted(p.name for p in (self.dir / "x.trace.arrays").iterdir()),
+                         ["inputs.wi.npy", "inputs.wo.npy", "inputs.x.npy", "steps.0001.combine_tensor.npy"])
+        self.assertEqual(sorted(p.name for p in self.dir.iterdir()), ["x.trace.arrays", "x.trace.json"])
+        expected = moeref.Trace(self.golden.config, self.golden.capacity, self.golden.losses, self.golden.inputs, fewer)
+        assert_same_trace(self, moeref.load_trace(path), expected)
+        # All inline over a trace with sidecars: the old arrays directory goes once the JSON is in place.
+        self.write_golden(sidecars_above=None)
+        self.assertEqual(sorted(p.name for p in self.dir.iterdir()), ["x.trace.json"])
+        self.assertEqual(path.read_bytes(), GOLDEN.read_bytes())
+
+    def test_sidecars_above_must_be_none_or_a_non_negative_integer(self):
+        for bad in (-1, 1.5, True, "3"):
+            with self.assertRaisesRegex(ValueError, "sidecars_above: got .*; allowed: None .* or an integer >= 0"):
+                self.write_golden(sidecars_above=bad)
+        self.assertEqual(list(self.dir.iterdir()), [])
+
+    def test_an_exact_reread_of_the_text_reads_each_sidecar_once(self):
+        # 7.038531e-26 is a double on a float32 midpoint: the reader parses the text a second time,
+        # keeping number texts; the sidecars read the first time are not read again.
+        tiny = np.array([from_bits(0x15AE43FD), 1.0], dtype=np.float32)
+        steps = {"big": (("S",), np.arange(32, dtype=np.float32)), "tiny": (("E",), tiny)}
+        path = self.dir / "reread.json"
+        moeref.write_trace(path, {"variant": "mtf_top2"}, steps, generator=GENERATOR, sidecars_above=8)
+        self.assertIn("7.038531e-26", path.read_text())
+        reads = []
+        original = moeref.packed.DirectorySidecars.read
+
+        def counted(sidecars, relative, field):
+            reads.append(relative)
+            return original(sidecars, relative, field)
+
+        with unittest.mock.patch.object(moeref.packed.DirectorySidecars, "read", counted):
+            back = moeref.load_trace(path)
+        self.assertEqual(reads, ["reread.arrays/steps.0000.big.npy"])
+        self.assertEqual(bits(back.steps["tiny"].array[0]), 0x15AE43FD)
+        np.testing.assert_array_equal(back.steps["big"].array, np.arange(32))
+
+    def test_text_with_sidecars_needs_its_directory(self):
+        path = self.write_golden()
+        text = path.read_text()
+        with self.assertRaisesRegex(ValueError, r"inputs\.router_weights\.file: .* given as text"):
+            moeref.parse_trace(text)
+        assert_same_trace(self, moeref.parse_trace(text, base_dir=self.dir), self.golden)
+
+
+class SidecarValidation(unittest.TestCase):
+    """Every way a sidecar or its reference can be wrong is refused, naming field, file, found, expected."""
+
+    def setUp(self):
+        self.scratch = tempfile.TemporaryDirectory()
+        self.dir = pathlib.Path(self.scratch.name)
+        self.values = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+        self.path = self.dir / "t.json"
+        steps = {"small": (("E",), np.arange(4, dtype=np.int32)), "big": (("G", "S", "E"), self.values)}
+        moeref.write_trace(self.path, {"variant": "mtf_top2"}, steps, generator=GENERATOR, sidecars_above=8)
+        self.sidecar = self.dir / "t.arrays" / "steps.0001.big.npy"
+        self.doc = json.loads(self.path.read_text())
+
+    def tearDown(self):
+        self.scratch.cleanup()
+
+    def refused(self, pattern):
+        return self.assertRaisesRegex(ValueError, pattern)
+
+    def rewrite_doc(self, change):
+        doc = json.loads(self.path.read_text())
+        change(doc["steps"][1])
+        self.path.write_text(json.dumps(doc))
+
+    def replace_sidecar(self, blob):
+        """Puts other bytes in the sidecar and their sha256 in the trace, so only the header check fails."""
+        self.sidecar.write_bytes(blob)
+        self.rewrite_doc(lambda step: step.update(sha256=hashlib.sha256(blob).hexdigest()))
+
+    def saved(self, array):
+        out = io.BytesIO()
+        np.save(out, array)
+        return out.getvalue()
+
+    def test_the_written_trace_reads(self):
+        np.testing.assert_array_equal(moeref.load_trace(self.path).steps["big"].array, self.values)
+
+    def test_changed_bytes_fail_the_sha256(self):
+        blob = bytearray(self.sidecar.read_bytes())
+        blob[-1] ^= 1
+        self.sidecar.write_bytes(blob)
+        found = hashlib.sha256(blob).hexdigest()
+        expected = self.doc["steps"][1]["sha256"]
+        with self.refused(rf"steps\[1\] \(big\)\.sha256: sidecar .*steps\.0001\.big\.npy: found {found}; "
+                          rf"expected {expected}"):
+            moeref.load_trace(self.path)
+
+    def test_wrong_magic_version_order_dtype_shape_and_size(self):
+        blob = self.sidecar.read_bytes()
+        not_a_dict = r"\(big\)\.file: .* found header .*; expected a dict"
+        cases = [
+            (b"\x93NUMPZ" + blob[6:],
+             r"steps\[1\] \(big\)\.file: sidecar .*big\.npy: found first bytes .*; expected a \.npy"),
+            (blob[:6] + b"\x09\x00" + blob[8:], r"\(big\)\.file: .* found \.npy format version 9\.0; expected .*1\.0"),
+            (self.saved(self.values.astype(np.int32)), r"\(big\)\.dtype: .* found descr '<i4'; expected '<f4'"),
+            (self.saved(np.asfortranarray(self.values)), r"\(big\)\.file: .* found fortran_order True; expected False"),
+            (self.saved(self.values.reshape(6, 4)), r"\(big\)\.shape: .* found shape \(6, 4\); expected \(2, 3, 4\)"),
+            (blob + b"\0\0\0\0", rf"\(big\)\.file: .* found {len(blob) + 4} bytes; expected {len(blob)}"),
+            (blob[:-4], rf"\(big\)\.file: .* found {len(blob) - 4} bytes; expected {len(blob)}"),
+            (blob[:9], r"\(big\)\.file: .* found 9 bytes; expected a whole \.npy header"),
+            (blob[:10] + b"{'descr': '<f4'}".ljust(len(blob) - 10), not_a_dict),
+            (blob[:10] + b"__import__('os')".ljust(len(blob) - 10), not_a_dict),
+        ]
+        for bad, pattern in cases:
+            self.replace_sidecar(bad)
+            with self.subTest(pattern=pattern), self.refused(pattern):
+                moeref.load_trace(self.path)
+        # numpy's own version 2.0 header (uint32 length) is read too.
+        version_2 = io.BytesIO()
+        np.lib.format.write_array(version_2, self.values, version=(2, 0))
+        self.replace_sidecar(version_2.getvalue())
+        np.testing.assert_array_equal(moeref.load_trace(self.path).steps["big"].array, self.values)
+
+    def test_file_fields_that_could_leave_the_directory(self):
+        for bad in ("/etc/passwd", "../t.arrays/steps.0001.big.npy", "t.arrays/../t.arrays/steps.0001.big.npy",
+                    "t.arrays\\steps.0001.big.npy", "", "t.arrays//x.npy", 7):
+            self.rewrite_doc(lambda step: step.update(file=bad))
+            with self.subTest(file=bad), self.refused(r"steps\[1\]\.file: got .*; allowed: a relative path"):
+                moeref.load_trace(self.path)
+
+    def test_a_missing_sidecar(self):
+        self.sidecar.unlink()
+        with self.refused(r"steps\[1\]\.file: sidecar .*steps\.0001\.big\.npy: cannot be read"):
+            moeref.load_trace(self.path)
+
+    def test_data_and_file_together_or_neither(self):
+        self.rewrite_doc(lambda step: step.update(data=[0] * 24))
+        with self.refused(r'steps\.big: has both "data" and "file"; allowed: exactly one'):
+            moeref.load_trace(self.path)
+        self.rewrite_doc(lambda step: [step.pop("data"), step.pop("file")])
+        with self.refused(r'steps\.big\.data: missing; allowed: "data" .* or "file"'):
+            moeref.load_trace(self.path)
+
+    def test_sha256_missing_or_malformed(self):
+        sha = self.doc["steps"][1]["sha256"]
+        self.rewrite_doc(lambda step: step.pop("sha256"))
+        with self.refused(r"steps\[1\] \(big\)\.sha256: missing"):
+            moeref.load_trace(self.path)
+        for bad in (sha.upper(), sha[:-1], 5):
+            self.rewrite_doc(lambda step: step.update(sha256=bad))
+            with self.subTest(sha=bad), self.refused(r"steps\[1\] \(big\)\.sha256: got .*; allowed: 64 lowercase hex"):
+                moeref.load_trace(self.path)
+
+    def test_a_sidecar_in_a_version_1_trace(self):
+        doc = dict(self.doc, format_version=1)
+        self.path.write_text(json.dumps(doc))
+        with self.refused(r"steps\[1\]\.file: a sidecar in a format_version 1 trace"):
+            moeref.load_trace(self.path)
+
+    def test_an_input_sidecar_names_its_field(self):
+        path = self.dir / "in.json"
+        moeref.write_trace(path, {"variant": "mtf_top2"}, {}, inputs={"x": (("G", "S", "E"), self.values)},
+                           generator=GENERATOR, sidecars_above=0)
+        (self.dir / "in.arrays" / "inputs.x.npy").write_bytes(self.saved(self.values.reshape(4, 6)))
+        with self.refused(r"inputs\.x\.shape: sidecar .*inputs\.x\.npy: found shape \(4, 6\)"):
+            moeref.load_trace(path)
+
+
+class PackedTraces(unittest.TestCase):
+    """A trace and its sidecars as one ustar archive: read in place, found by content, not name."""
+
+    def setUp(self):
+        self.scratch = tempfile.TemporaryDirectory()
+        self.dir = pathlib.Path(self.scratch.name)
+        self.golden = moeref.load_trace(GOLDEN)
+        self.path = self.dir / "x.trace.json"
+        moeref.write_trace(self.path, self.golden.config, self.golden.steps, losses=self.golden.losses,
+                           inputs=self.golden.inputs, capacity=self.golden.capacity, generator=self.golden.generator,
+                           sidecars_above=16)
+
+    def tearDown(self):
+        self.scratch.cleanup()
+
+    def test_pack_reads_back_and_is_byte_reproducible(self):
+        packed = self.dir / "shared.bin"  # any name: a tar is recognised by its content
+        moeref.pack_trace(self.path, packed)
+        self.assertTrue(moeref.is_packed(packed))
+        self.assertFalse(moeref.is_packed(self.path))
+        back = moeref.load_trace(packed)
+        assert_same_trace(self, back, self.golden)
+        self.assertTrue(all(file.startswith("trace.arrays/") for file in back.files.values()))
+        again = self.dir / "again.tar"
+        moeref.pack_trace(self.path, again)
+        self.assertEqual(packed.read_bytes(), again.read_bytes())
+        with tarfile.open(packed) as archive:
+            members = archive.getmembers()
+            self.assertEqual(members[0].name, "trace.json")
+            for member in members:
+                self.assertEqual((member.mtime, member.uid, member.gid, member.mode), (0, 0, 0, 0o644))
+                self.assertEqual((member.uname, member.gname), ("", ""))
+            originals = moeref.load_trace(self.path).files
+            self.assertEqual([m.name for m in members[1:]],
+                             ["trace.arrays/" + f.split("/")[-1] for f in originals.values()])
+            for member, original in zip(members[1:], originals.values()):
+                self.assertEqual(archive.extractfile(member).read(), (self.dir / original).read_bytes())
+            archive.extractall(self.dir / "unpacked")
+        assert_same_trace(self, moeref.load_trace(self.dir / "unpacked" / "trace.json"), self.golden)
+
+    def test_a_tar_as_gnu_tar_writes_it_and_a_version_1_trace_packed(self):
+        gnu = self.dir / "gnu.tar"
+        with tarfile.open(gnu, "w", format=tarfile.GNU_FORMAT) as archive:
+            archive.add(GOLDEN, arcname="./trace.json")
+        assert_same_trace(self, moeref.load_trace(gnu), self.golden)
+
+    def test_a_member_missing_or_not_a_file(self):
+        packed = self.dir / "p.tar"
+        moeref.pack_trace(self.path, packed)
+        with tarfile.open(packed) as archive:
+            members = [(m, archive.extractfile(m).read()) for m in archive.getmembers()]
+        missing, link = self.dir / "missing.tar", self.dir / "link.tar"
+        with tarfile.open(missing, "w", format=tarfile.USTAR_FORMAT) as archive:
+            for member, blob in members:
+                if "combine_tensor" not in member.name:
+                    archive.addfile(member, io.BytesIO(blob))
+        with self.assertRaisesRegex(ValueError, r"steps\[\d+\]\.file: sidecar .*missing\.tar:trace\.arrays/steps\.\d+"
+                                                r"\.combine_tensor\.npy: no such member"):
+            moeref.load_trace(missing)
+        with tarfile.open(link, "w", format=tarfile.USTAR_FORMAT) as archive:
+            for member, blob in members:
+                if "combine_tensor" in member.name:
+                    member.type, member.linkname, member.size = tarfile.SYMTYPE, "elsewhere.npy", 0
+                    blob = b""
+                archive.addfile(member, io.BytesIO(blob))
+        with self.assertRaisesRegex(ValueError, r"combine_tensor\.npy: a tar member of type .*; expected a regular"):
+            moeref.load_trace(link)
+        no_trace = self.dir / "no_trace.tar"
+        with tarfile.open(no_trace, "w", format=tarfile.USTAR_FORMAT) as archive:
+            archive.addfile(*reversed((io.BytesIO(members[1][1]), members[1][0])))
+        with self.assertRaisesRegex(ValueError, r"no_trace\.tar:trace\.json: no such member"):
+            moeref.load_trace(no_trace)
+
+
+@unittest.skipUnless(moeref_writes_sidecars(), "the moeref binary found does not write sidecars (run --sidecars-above)")
+class SidecarsWithMoeref(unittest.TestCase):
+    """The C++ and Python sides of the sidecar format agree byte for byte, and read each other."""
+
+    def test_python_rewrites_moeref_sidecar_traces_byte_for_byte(self):
+        with tempfile.TemporaryDirectory() as scratch:
+            scratch = pathlib.Path(scratch)
+            for config in sorted((GOLDEN_DIR / "cases").glob("*.config.json")):
+                fresh, again = scratch / "fresh.trace.json", scratch / "again" / "fresh.trace.json"
+                again.parent.mkdir(exist_ok=True)
+                subprocess.run([moeref_bin_or_none(), "run", str(config), "-o", str(fresh), "--sidecars-above", "16"],
+                               check=True, capture_output=True)
+                trace = moeref.load_trace(fresh)
+                self.assertEqual(trace.format_version, 2, config.name)
+                moeref.write_trace(again, trace.config, trace.steps, losses=trace.losses, inputs=trace.inputs,
+                                   capacity=trace.capacity, generator=trace.generator, sidecars_above=16)
+                self.assertEqual(again.read_text(), fresh.read_text(), config.name)
+                for file in trace.files.values():
+                    self.assertEqual((again.parent / file).read_bytes(), (scratch / file).read_bytes(), file)
+
+    def test_moeref_checks_a_python_sidecar_trace_against_the_inline_golden(self):
+        golden = moeref.load_trace(GOLDEN)
+        with tempfile.TemporaryDirectory() as scratch:
+            candidate = pathlib.Path(scratch) / "candidate.json"
+            moeref.write_trace(candidate, golden.config, golden.steps, losses=golden.losses, inputs=golden.inputs,
+                               capacity=golden.capacity, generator=GENERATOR, sidecars_above=0)
+            result = moeref.check(GOLDEN, candidate)
+            self.assertEqual(result.exit_code, 0, result.text)
+            self.assertEqual(result["not_checked"], 0)
 
 
 def _decimal_text(value, digits):
