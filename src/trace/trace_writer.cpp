@@ -1,9 +1,11 @@
 #include <algorithm>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "moeref/json_number.hpp"
 #include "moeref/trace.hpp"
+#include "moeref/trace_files.hpp"
 
 namespace moeref {
 
@@ -34,7 +36,7 @@ namespace {
 
 void append_json_string(std::string& out, const std::string& text) { out += nlohmann::json(text).dump(); }
 
-void append_tensor_fields(std::string& out, const Tensor& tensor) {
+void append_tensor_fields(std::string& out, const Tensor& tensor, const TraceSidecar* sidecar = nullptr) {
   out += "\"dims\":[";
   for (size_t i = 0; i < tensor.dims.size(); ++i) {
     if (i > 0) out += ',';
@@ -47,6 +49,12 @@ void append_tensor_fields(std::string& out, const Tensor& tensor) {
   }
   out += "],\"dtype\":\"";
   out += dtype_name(tensor.dtype);
+  if (sidecar != nullptr) {
+    out += "\",\"file\":";
+    append_json_string(out, sidecar->file);
+    out += ",\"sha256\":\"" + sidecar->sha256 + '"';
+    return;
+  }
   out += "\",\"data\":[";
   if (tensor.dtype == DType::kFloat32) {
     for (size_t i = 0; i < tensor.f32.size(); ++i) {
@@ -70,11 +78,20 @@ void append_tensor_json(std::string& out, const Tensor& tensor) {
   out += '}';
 }
 
-std::string write_trace(const Trace& trace) {
+std::string write_trace(const Trace& trace) { return write_trace_json(trace, {}); }
+
+std::string write_trace_json(const Trace& trace, const std::vector<TraceSidecar>& sidecars) {
+  std::map<const Tensor*, const TraceSidecar*> sidecar_of;
+  for (const TraceSidecar& sidecar : sidecars) sidecar_of[sidecar.tensor] = &sidecar;
+  const auto find_sidecar = [&sidecar_of](const Tensor& tensor) -> const TraceSidecar* {
+    const auto found = sidecar_of.find(&tensor);
+    return found == sidecar_of.end() ? nullptr : found->second;
+  };
   // Fixed key order and one tensor per line: stable bytes, readable diffs.
   std::string out = "{\n";
   out += "\"format\": \"" + std::string(kTraceFormat) + "\",\n";
-  out += "\"format_version\": " + std::to_string(kTraceFormatVersion) + ",\n";
+  out += "\"format_version\": " + std::to_string(sidecars.empty() ? kTraceFormatVersion : kTraceFormatVersionSidecars) +
+         ",\n";
   out += "\"generator\": " + trace.generator.dump() + ",\n";
   out += "\"config\": " + trace.config.dump() + ",\n";
   out += "\"capacity\": " + trace.capacity.dump() + ",\n";
@@ -98,8 +115,9 @@ std::string write_trace(const Trace& trace) {
   for (size_t i = 0; i < inputs.size(); ++i) {
     out += i > 0 ? ",\n  " : "\n  ";
     append_json_string(out, inputs[i]->name);
-    out += ": ";
-    append_tensor_json(out, inputs[i]->tensor);
+    out += ": {";
+    append_tensor_fields(out, inputs[i]->tensor, find_sidecar(inputs[i]->tensor));
+    out += '}';
   }
   out += trace.inputs.empty() ? "},\n" : "\n},\n";
   out += "\"steps\": [";
@@ -116,7 +134,7 @@ std::string write_trace(const Trace& trace) {
       }
       out += "],";
     }
-    append_tensor_fields(out, trace.steps[i].tensor);
+    append_tensor_fields(out, trace.steps[i].tensor, find_sidecar(trace.steps[i].tensor));
     out += '}';
   }
   out += trace.steps.empty() ? "]\n}\n" : "\n]\n}\n";
