@@ -1,5 +1,6 @@
-// moeref run CONFIG.json -o TRACE.json [--steps NAME,...]: run one variant, write its
-// trace (only the chosen steps, with every input, when --steps or the config says so).
+// moeref run CONFIG.json -o TRACE.json [--steps NAME,...] [--sidecars-above N | --inline]:
+// run one variant, write its trace (only the chosen steps, with every input, when --steps
+// or the config says so); tensors of more than N elements go to .npy sidecars.
 
 #include <omp.h>
 
@@ -10,6 +11,7 @@
 #include "moeref/config_reader.hpp"
 #include "moeref/run.hpp"
 #include "moeref/step_selection.hpp"
+#include "moeref/trace_files.hpp"
 #include "run_progress.hpp"
 
 namespace moeref::cli {
@@ -22,6 +24,8 @@ void add_run_command(CLI::App& app, int& exit_code) {
     std::vector<std::string> steps;
     bool quiet = false;
     bool fast = false;
+    int64_t sidecars_above = kDefaultSidecarsAbove;
+    bool inline_only = false;
   };
   auto options = std::make_shared<Options>();
   CLI::App* run = app.add_subcommand("run", "Run a config (or replay a trace) and write its trace");
@@ -37,6 +41,13 @@ void add_run_command(CLI::App& app, int& exit_code) {
   run->add_flag("--fast", options->fast,
                 "mtf expert layer: dispatch and combine by index instead of the dense einsums (same routing, outputs "
                 "equal up to the sign of zero); the trace's config says \"fast\": true");
+  CLI::Option* sidecars_option =
+      run->add_option("--sidecars-above", options->sidecars_above,
+                      "Write tensors of more than N elements as .npy files in TRACE.arrays/ beside the trace "
+                      "(format_version 2; default 1048576)")
+          ->check(CLI::NonNegativeNumber);
+  run->add_flag("--inline", options->inline_only, "Write every tensor into the JSON (format_version 1)")
+      ->excludes(sidecars_option);
   run->add_flag("-q,--quiet", options->quiet,
                 "No progress line on stderr (it shows only on a terminal, for runs longer than about 2 s)");
   run->callback([options, &exit_code]() {
@@ -52,14 +63,17 @@ void add_run_command(CLI::App& app, int& exit_code) {
     if (options->fast) config.fast = true;
     for (const std::string& warning : config.warnings) std::cerr << "moeref: warning: " << warning << "\n";
     const Trace trace = run_config(config, &progress);
-    progress.stage("formatting the trace");
-    const std::string text = write_trace(trace);
     progress.stage("writing " + options->output_path);
-    write_file_atomically(options->output_path, text,
+    const std::optional<int64_t> sidecars_above =
+        options->inline_only ? std::nullopt : std::optional<int64_t>(options->sidecars_above);
+    const size_t sidecars =
+        write_trace_files(options->output_path, trace, sidecars_above_rule(sidecars_above),
                           [&progress](size_t written, size_t total) { progress.bytes_written(written, total); });
     progress.finish();
     std::cout << "wrote " << options->output_path << " (" << trace.config["variant"].get<std::string>() << ", "
-              << trace.steps.size() << " steps)\n";
+              << trace.steps.size() << " steps";
+    if (sidecars > 0) std::cout << ", " << sidecars << " tensors in " << arrays_dir_name(options->output_path) << "/";
+    std::cout << ")\n";
     exit_code = 0;
   });
 }

@@ -12,5 +12,6 @@ void add_variants_command(CLI::App& app, int& exit_code);
 void add_t5x_metrics_command(CLI::App& app, int& exit_code);
 void add_explain_command(CLI::App& app, int& exit_code);
 void add_render_command(CLI::App& app, int& exit_code);
+void add_pack_command(CLI::App& app, int& exit_code);
 
 }  // namespace moeref::cli
