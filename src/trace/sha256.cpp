@@ -92,6 +92,7 @@ __attribute__((target("sha,sse4.1,ssse3"))) void compress_sha_extensions(uint32_
     const __m128i abef_before = abef;
     const __m128i cdgh_before = cdgh;
     __m128i words[4];
+#pragma GCC unroll 16
     for (int group = 0; group < 16; ++group) {
       __m128i& current = words[group % 4];
       if (group < 4) {
