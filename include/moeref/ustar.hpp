@@ -26,7 +26,8 @@ struct UstarMember {
   uint64_t size = 0;
 };
 
-// True when the 512 bytes at the start of `path` carry the "ustar" magic at offset 257.
+// True when the 512 bytes at the start of `path` carry the "ustar" magic at offset 257
+// and a matching header checksum.
 bool is_ustar_file(const std::string& path);
 
 // The regular-file members of an archive, in order (directories and other entries are

@@ -185,7 +185,7 @@ Tensor tensor_from_json(const nlohmann::json& value, const std::string& field, c
     return tensor;
   }
   if (value.contains("sha256")) {
-    fail_input(field + ".sha256", "present beside \"data\"", "a sha256 only with \"file\"");
+    fail_input(field + ".sha256", "present without \"file\"", "a sha256 only beside \"file\"");
   }
   const nlohmann::json& data = required(value, "data", field);
   if (const DataArray* array = placeholder_array(data, arrays)) {

@@ -38,6 +38,16 @@ uint64_t read_octal(const char* field, size_t width, const std::string& what) {
   return value;
 }
 
+// read_octal without the error: 0 for a field that is not octal.
+uint64_t read_octal_or_zero(const char* field, size_t width) {
+  uint64_t value = 0;
+  size_t i = 0;
+  while (i < width && field[i] == ' ') ++i;
+  for (; i < width && field[i] >= '0' && field[i] <= '7'; ++i)
+    value = value * 8 + static_cast<uint64_t>(field[i] - '0');
+  return value;
+}
+
 std::string field_text(const char* field, size_t width) { return std::string(field, strnlen(field, width)); }
 
 uint64_t header_checksum(const char* block) {
@@ -101,7 +111,9 @@ bool is_ustar_file(const std::string& path) {
   char block[kUstarBlock];
   const bool whole = read_fully(fd, block, kUstarBlock, 0);
   ::close(fd);
-  return whole && std::memcmp(block + 257, "ustar", 5) == 0;
+  // The checksum too: a JSON text could hold "ustar" at byte 257 by chance.
+  return whole && std::memcmp(block + 257, "ustar", 5) == 0 &&
+         read_octal_or_zero(block + 148, 8) == header_checksum(block);
 }
 
 std::vector<UstarMember> list_ustar_members(const std::string& path) {
