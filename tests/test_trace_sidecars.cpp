@@ -4,6 +4,7 @@
 // Dims of the hand-built tensors: G groups, S group size, E experts.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -251,6 +252,38 @@ TEST_CASE("sidecars: rewriting a trace replaces its arrays, and a version-1 rewr
     ++entries;
   }
   CHECK(entries == 1);  // no temporary file or directory is left behind
+}
+
+TEST_CASE("sidecars: a run that fails while writing sidecars leaves the old trace as it was", "[sidecars][files]") {
+  const std::string dir = temp_dir("sidecars_atomic");
+  nlohmann::json config = moeref::testing::tiny_mtf_top2_layer_config();
+  config["dims"]["M"] = 256;
+  config["dims"]["H"] = 1024;  // wi and wo: 3 * 256 * 1024 values, 3 MiB each
+  write_text(dir + "/config.json", config.dump());
+  write_text(dir + "/tiny.json", moeref::testing::tiny_mtf_top2_layer_config().dump());
+  REQUIRE(run_cli("run " + dir + "/tiny.json -o " + dir + "/t.json --sidecars-above 10").exit_code == 0);
+  const std::string old_json = read_text(dir + "/t.json");
+  const std::string old_npy = read_text(dir + "/t.arrays/inputs.x.npy");
+  // Files beyond 1 MiB fail to write (EFBIG: the signal is ignored, so moeref sees the error).
+  const moeref::testing::CommandResult failed =
+      run_shell("bash -c \"ulimit -f 1024; trap '' XFSZ; " + std::string(MOEREF_CLI_PATH) + " run " + dir +
+                "/config.json -o " + dir + "/t.json --sidecars-above 10\"");
+  CHECK(failed.exit_code == 2);
+  CHECK_THAT(failed.output, Contains("cannot write it"));
+  CHECK(read_text(dir + "/t.json") == old_json);
+  CHECK(read_text(dir + "/t.arrays/inputs.x.npy") == old_npy);
+  std::vector<std::string> left;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) left.push_back(entry.path().filename().string());
+  std::sort(left.begin(), left.end());
+  CHECK(left == std::vector<std::string>{"config.json", "t.arrays", "t.json", "tiny.json"});
+  // A file where the arrays directory would go is not the trace's to replace.
+  write_text(dir + "/u.arrays", "mine");
+  const moeref::testing::CommandResult refused =
+      run_cli("run " + dir + "/tiny.json -o " + dir + "/u.json --sidecars-above 10");
+  CHECK(refused.exit_code == 2);
+  CHECK_THAT(refused.output, Contains("u.arrays: got an existing file that is not a directory"));
+  CHECK(read_text(dir + "/u.arrays") == "mine");
+  CHECK(!std::filesystem::exists(dir + "/u.json"));
 }
 
 TEST_CASE("sidecars: sidecar files and their directory get the umask's mode", "[sidecars][files]") {

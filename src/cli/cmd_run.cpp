@@ -63,12 +63,18 @@ void add_run_command(CLI::App& app, int& exit_code) {
     if (options->fast) config.fast = true;
     for (const std::string& warning : config.warnings) std::cerr << "moeref: warning: " << warning << "\n";
     const Trace trace = run_config(config, &progress);
-    progress.stage("writing " + options->output_path);
+    // Formatting comes first for an inline trace, sidecars are written first otherwise:
+    // the line says "writing" from the first byte written.
+    progress.stage("formatting the trace");
+    bool writing = false;
     const std::optional<int64_t> sidecars_above =
         options->inline_only ? std::nullopt : std::optional<int64_t>(options->sidecars_above);
-    const size_t sidecars =
-        write_trace_files(options->output_path, trace, sidecars_above_rule(sidecars_above),
-                          [&progress](size_t written, size_t total) { progress.bytes_written(written, total); });
+    const size_t sidecars = write_trace_files(options->output_path, trace, sidecars_above_rule(sidecars_above),
+                                              [&](size_t written, size_t total) {
+                                                if (!writing) progress.stage("writing " + options->output_path);
+                                                writing = true;
+                                                progress.bytes_written(written, total);
+                                              });
     progress.finish();
     std::cout << "wrote " << options->output_path << " (" << trace.config["variant"].get<std::string>() << ", "
               << trace.steps.size() << " steps";

@@ -166,6 +166,11 @@ size_t write_trace_files(const std::string& json_path, const Trace& trace, const
     return 0;
   }
 
+  // Never move a file of the user's aside: only a directory there is an old trace's.
+  if (std::filesystem::exists(arrays_path) && !std::filesystem::is_directory(arrays_path)) {
+    fail_input("output directory " + arrays_path, "an existing file that is not a directory",
+               "the directory of the trace's sidecars, or no file of that name");
+  }
   uint64_t sidecar_total = 0;
   for (const TraceSidecar& sidecar : sidecars) sidecar_total += sidecar.file_size();
   const std::string tmp_dir = create_temporary_directory_beside(arrays_path);
