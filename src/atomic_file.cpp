@@ -57,6 +57,73 @@ int create_temporary_beside(const std::string& path, std::string& tmp_path) {
 
 }  // namespace
 
+int create_temporary_file_beside(const std::string& path, std::string& tmp_path) {
+  const int fd = create_temporary_beside(path, tmp_path);
+  if (fd < 0) {
+    throw InputError("output file " + path + ": cannot create a temporary file beside it (" + std::strerror(errno) +
+                     ")");
+  }
+  return fd;
+}
+
+std::string create_temporary_directory_beside(const std::string& path) {
+  // A temporary file's name reserves a unique name; the directory takes the name with
+  // ".d" added, created with mode 0777 so that the umask decides, as for any new directory.
+  std::string reserved;
+  const int fd = create_temporary_file_beside(path, reserved);
+  ::close(fd);
+  const std::string dir = reserved + ".d";
+  const bool made = ::mkdir(dir.c_str(), 0777) == 0;
+  const int error = errno;
+  std::remove(reserved.c_str());
+  if (!made) {
+    throw InputError("output directory " + dir + ": cannot create it (" + std::strerror(error) + ")");
+  }
+  return dir;
+}
+
+void write_all(int fd, const char* data, size_t size, const std::string& what) {
+  while (size > 0) {
+    // At most 1 GiB per call: Linux writes at most about 2 GiB at once anyway.
+    const ssize_t written = ::write(fd, data, std::min(size, size_t{1} << 30));
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      throw InputError(what + ": cannot write it (" + std::strerror(errno) + ")");
+    }
+    data += written;
+    size -= static_cast<size_t>(written);
+  }
+}
+
+std::string write_temporary_file_beside(const std::string& path, const std::string& contents,
+                                        const WriteProgressFn& progress) {
+  std::string tmp_path;
+  const int fd = create_temporary_file_beside(path, tmp_path);
+  const char* data = contents.data();
+  size_t left = contents.size();
+  try {
+    while (left > 0) {
+      // Chunks, so that a progress line moves while a large trace is written.
+      constexpr size_t kChunk = size_t{16} << 20;
+      const size_t chunk = std::min(left, kChunk);
+      write_all(fd, data, chunk, "output file " + path);
+      data += chunk;
+      left -= chunk;
+      if (progress) progress(contents.size() - left, contents.size());
+    }
+  } catch (...) {
+    ::close(fd);
+    std::remove(tmp_path.c_str());
+    throw;
+  }
+  if (::close(fd) != 0) {
+    const std::string reason = std::strerror(errno);
+    std::remove(tmp_path.c_str());
+    throw InputError("output file " + path + ": cannot write it (" + reason + ")");
+  }
+  return tmp_path;
+}
+
 void write_file_atomically(const std::string& path, const std::string& contents, const WriteProgressFn& progress) {
   struct stat existing;
   if (::stat(path.c_str(), &existing) == 0 && !S_ISREG(existing.st_mode)) {
@@ -65,31 +132,9 @@ void write_file_atomically(const std::string& path, const std::string& contents,
     if (progress) progress(contents.size(), contents.size());
     return;
   }
-  std::string tmp_path;
-  const int fd = create_temporary_beside(path, tmp_path);
-  if (fd < 0) {
-    throw InputError("output file " + path + ": cannot create a temporary file beside it (" + std::strerror(errno) +
-                     ")");
-  }
-  const char* data = contents.data();
-  size_t left = contents.size();
-  bool ok = true;
-  while (left > 0) {
-    // Chunks, so that a progress line moves while a large trace is written.
-    constexpr size_t kChunk = size_t{16} << 20;
-    ssize_t written = ::write(fd, data, std::min(left, kChunk));
-    if (written < 0) {
-      if (errno == EINTR) continue;
-      ok = false;
-      break;
-    }
-    data += written;
-    left -= static_cast<size_t>(written);
-    if (progress) progress(contents.size() - left, contents.size());
-  }
-  if (::close(fd) != 0) ok = false;
-  if (!ok || std::rename(tmp_path.c_str(), path.c_str()) != 0) {
-    std::string reason = std::strerror(errno);
+  const std::string tmp_path = write_temporary_file_beside(path, contents, progress);
+  if (std::rename(tmp_path.c_str(), path.c_str()) != 0) {
+    const std::string reason = std::strerror(errno);
     std::remove(tmp_path.c_str());
     throw InputError("output file " + path + ": cannot write it (" + reason + ")");
   }

@@ -11,6 +11,12 @@ import sys
 import jsonschema
 
 
+def to_sidecar(tensor: dict, file: str) -> None:
+    """Replaces a tensor's data by a sidecar reference, as format_version 2 writes it."""
+    tensor.pop("data")
+    tensor.update(file=file, sha256="0123456789abcdef" * 4)
+
+
 def main() -> int:
     repo = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else pathlib.Path(__file__).resolve().parent.parent)
     config_schema = json.loads((repo / "spec/config.schema.json").read_text())
@@ -39,7 +45,21 @@ def main() -> int:
         "wrong format name": lambda t: t.update(format="other"),
         "inputs inside config": lambda t: t["config"].update(inputs={}),
         "unknown config field": lambda t: t["config"].update(colour="blue"),
+        "a sidecar in a version-1 trace": lambda t: to_sidecar(t["steps"][0], "t.arrays/steps.0000.x.npy"),
+        "both data and file": lambda t: (t.update(format_version=2), t["steps"][0].update(file="t.arrays/a.npy", sha256="0" * 64)),
+        "a sidecar path with '..'": lambda t: (t.update(format_version=2), to_sidecar(t["steps"][0], "t.arrays/../a.npy")),
+        "an absolute sidecar path": lambda t: (t.update(format_version=2), to_sidecar(t["steps"][0], "/tmp/a.npy")),
+        "a sidecar without sha256": lambda t: (t.update(format_version=2), to_sidecar(t["steps"][0], "a.npy"), t["steps"][0].pop("sha256")),
+        "format_version 3": lambda t: t.update(format_version=3),
     }
+    # Version 2: the same trace with a tensor in a sidecar is valid.
+    sidecar_sample = json.loads(json.dumps(sample))
+    sidecar_sample["format_version"] = 2
+    to_sidecar(sidecar_sample["steps"][0], "t.arrays/steps.0000.x.npy")
+    checked += 1
+    for error in list(trace_validator.iter_errors(sidecar_sample))[:3]:
+        print(f"version-2 sample: {'/'.join(map(str, error.absolute_path))}: {error.message[:200]}")
+        failed += 1
     for what, breakage in breakages.items():
         broken = json.loads(json.dumps(sample))
         breakage(broken)

@@ -19,6 +19,19 @@ namespace moeref {
 using WriteProgressFn = std::function<void(size_t written, size_t total)>;
 void write_file_atomically(const std::string& path, const std::string& contents, const WriteProgressFn& progress = {});
 
+// The pieces of write_file_atomically, for outputs of several files (a trace with its
+// sidecars, spec/trace-format.md "Atomic writes"); the caller renames or removes them.
+// A new file PATH.tmp.XXXXXX beside `path`, mode 0666 & ~umask, open for writing;
+// returns the descriptor and sets `tmp_path`, or throws InputError naming `path`.
+int create_temporary_file_beside(const std::string& path, std::string& tmp_path);
+// A new empty directory PATH.tmp.XXXXXX beside `path`, mode 0777 & ~umask.
+std::string create_temporary_directory_beside(const std::string& path);
+// Writes all of `size` bytes (retrying short writes); throws InputError naming `what`.
+void write_all(int fd, const char* data, size_t size, const std::string& what);
+// Writes `contents` to a new temporary file beside `path` and returns its name.
+std::string write_temporary_file_beside(const std::string& path, const std::string& contents,
+                                        const WriteProgressFn& progress = {});
+
 // Reads a whole file; throws InputError naming the path when it cannot.
 std::string read_whole_file(const std::string& path, const std::string& what);
 

@@ -10,9 +10,12 @@
 
 namespace moeref {
 
-// Validates a config (or trace) document against the registry.
-Config config_from_json(const nlohmann::json& doc, const std::string& source_name, const DataArrays* arrays = nullptr);
+// Validates a config (or trace) document against the registry. `sidecars` reads the
+// inputs a version-2 trace keeps in .npy files.
+Config config_from_json(const nlohmann::json& doc, const std::string& source_name, const DataArrays* arrays = nullptr,
+                        const SidecarStore* sidecars = nullptr);
 
+// A config or a trace to replay, as .json or packed .tar.
 Config load_config_file(const std::string& path);
 
 // The config a trace was made from: its resolved config and recorded inputs.

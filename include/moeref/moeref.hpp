@@ -6,7 +6,9 @@
 //   moeref::Config config = moeref::load_config_file("case.config.json");  // config_reader.hpp
 //   moeref::Trace golden = moeref::run_config(config);                       // run.hpp
 //   moeref::write_trace_file("golden.trace.json", golden);                   // below
-//   moeref::Trace candidate = moeref::read_trace_file("mine.trace.json");    // trace.hpp
+//   moeref::write_trace_files("big.trace.json", golden,                      // trace_files.hpp:
+//       moeref::sidecars_above_rule(moeref::kDefaultSidecarsAbove));         //   large tensors as .npy
+//   moeref::Trace candidate = moeref::read_trace_file("mine.trace.json");    // trace.hpp (.json or .tar)
 //   moeref::CheckReport report = moeref::check_traces(golden, candidate, {}); // check.hpp
 //   report.pass; report.first_divergent_step; report.results;  report.to_text();
 //
@@ -23,11 +25,12 @@
 #include "moeref/registry.hpp"
 #include "moeref/run.hpp"
 #include "moeref/trace.hpp"
+#include "moeref/trace_files.hpp"
 
 namespace moeref {
 
-// Writes `trace` to `path` in moeref's exact text (write_trace), atomically: a
-// reader sees either the old file or the whole new one.
+// Writes `trace` to `path` in moeref's exact text (write_trace), every tensor inline
+// (format_version 1), atomically: a reader sees either the old file or the whole new one.
 inline void write_trace_file(const std::string& path, const Trace& trace) {
   write_file_atomically(path, write_trace(trace));
 }

@@ -5,7 +5,9 @@
 //    "config": {resolved config}, "capacity": {...}, "losses": {...},
 //    "inputs": {name: tensor, ...}, "steps": [{"name": ..., tensor}, ...]}
 // A tensor is {"dims": [...], "shape": [...], "dtype": "float32"|"int32",
-// "data": [flat row-major]}; float32 values are written exactly.
+// "data": [flat row-major]}; float32 values are written exactly. Format version 2 puts
+// large tensors into .npy sidecar files ("file" and "sha256" instead of "data"; see
+// trace_files.hpp); readers take both versions.
 #pragma once
 
 #include <deque>
@@ -19,6 +21,8 @@
 #include "moeref/tensor.hpp"
 
 namespace moeref {
+
+class SidecarStore;
 
 inline constexpr const char* kTraceFormat = "moeref-trace";
 inline constexpr int kTraceFormatVersion = 1;
@@ -79,19 +83,24 @@ struct ParsedDocument {
 ParsedDocument parse_json_document(const std::string& text, const std::string& source_name);
 
 // Reads a tensor object; `field` names it in error messages ("inputs.x").
-// `arrays` resolves data placeholders left by parse_json_document.
-Tensor tensor_from_json(const nlohmann::json& value, const std::string& field, const DataArrays* arrays = nullptr);
+// `arrays` resolves data placeholders left by parse_json_document; `sidecars` reads a
+// tensor given by "file" and "sha256" (without it such a tensor is an error).
+Tensor tensor_from_json(const nlohmann::json& value, const std::string& field, const DataArrays* arrays = nullptr,
+                        const SidecarStore* sidecars = nullptr);
 
 // True when `doc` says it is a moeref trace.
 bool looks_like_trace(const nlohmann::json& doc);
 
 // Reads and validates a trace document; throws InputError naming what is wrong.
-Trace trace_from_json(const nlohmann::json& doc, const std::string& source_name, const DataArrays* arrays = nullptr);
+Trace trace_from_json(const nlohmann::json& doc, const std::string& source_name, const DataArrays* arrays = nullptr,
+                      const SidecarStore* sidecars = nullptr);
 
 // Parses JSON text into a full DOM (every float exact as float32, see
 // parse_json_document); throws InputError naming `source_name` and the parse error.
 nlohmann::json parse_json_text(const std::string& text, const std::string& source_name);
 
+// Reads a trace in any form: a .json (format_version 1, or 2 with sidecars beside it) or
+// a packed .tar (told by its ustar magic, not its name).
 Trace read_trace_file(const std::string& path);
 
 }  // namespace moeref

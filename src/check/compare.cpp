@@ -73,6 +73,12 @@ void compare_values(const Tensor& expected, const Tensor& actual, const StepTole
                     TensorResult& result) {
   const int64_t n = expected.num_elements();
   result.total = n;
+  // Identical bits pass under every rule and leave bound_used at 0, as the loop would:
+  // skipping it makes a passing check of large traces run at memory speed.
+  if (bit_identical(expected, actual)) {
+    result.status = TensorStatus::kMatch;
+    return;
+  }
   double worst_score = -1.0;
   for (int64_t i = 0; i < n; ++i) {
     bool differs = false;

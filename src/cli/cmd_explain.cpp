@@ -11,6 +11,7 @@
 #include "moeref/registry.hpp"
 #include "moeref/run.hpp"
 #include "moeref/teach/explain.hpp"
+#include "moeref/trace_files.hpp"
 
 namespace moeref::cli {
 
@@ -24,9 +25,10 @@ std::string variant_ids() {
 
 // A trace is explained as recorded; a config is run first.
 Trace trace_of(const std::string& path) {
-  const ParsedDocument parsed = parse_json_document(read_whole_file(path, "config or trace"), path);
-  if (looks_like_trace(parsed.doc)) return trace_from_json(parsed.doc, path, &parsed.arrays);
-  const Config config = config_from_json(parsed.doc, path, &parsed.arrays);
+  const TraceDocument document = read_trace_document(path, "config or trace");
+  const ParsedDocument& parsed = document.parsed;
+  if (looks_like_trace(parsed.doc)) return trace_from_json(parsed.doc, path, &parsed.arrays, &document.sidecars);
+  const Config config = config_from_json(parsed.doc, path, &parsed.arrays, &document.sidecars);
   for (const std::string& warning : config.warnings) std::cerr << "moeref: warning: " << warning << "\n";
   return run_config(config);
 }

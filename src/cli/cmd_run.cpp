@@ -1,6 +1,8 @@
-// moeref run CONFIG.json -o TRACE.json [--steps NAME,...] [--groups FIRST:END]: run one
-// variant, write its trace (only the chosen steps, with every input, when --steps or
-// the config says so; only some groups' experts with --groups, spec/sharding.md).
+// moeref run CONFIG.json -o TRACE.json [--steps NAME,...] [--groups FIRST:END]
+//                                      [--sidecars-above N | --inline]:
+// run one variant, write its trace (only the chosen steps, with every input, when --steps
+// or the config says so; only some groups' experts with --groups, spec/sharding.md);
+// tensors of more than N elements go to .npy sidecars.
 
 #include <omp.h>
 
@@ -12,6 +14,7 @@
 #include "moeref/group_shards.hpp"
 #include "moeref/run.hpp"
 #include "moeref/step_selection.hpp"
+#include "moeref/trace_files.hpp"
 #include "run_progress.hpp"
 
 namespace moeref::cli {
@@ -25,6 +28,8 @@ void add_run_command(CLI::App& app, int& exit_code) {
     bool quiet = false;
     bool fast = false;
     std::string groups;
+    int64_t sidecars_above = kDefaultSidecarsAbove;
+    bool inline_only = false;
   };
   auto options = std::make_shared<Options>();
   CLI::App* run = app.add_subcommand("run", "Run a config (or replay a trace) and write its trace");
@@ -43,6 +48,13 @@ void add_run_command(CLI::App& app, int& exit_code) {
   run->add_option("--groups", options->groups,
                   "FIRST:END: a shard with the expert layer of groups [FIRST, END) only (moeref merge joins the "
                   "shards; spec/sharding.md)");
+  CLI::Option* sidecars_option =
+      run->add_option("--sidecars-above", options->sidecars_above,
+                      "Write tensors of more than N elements as .npy files in TRACE.arrays/ beside the trace "
+                      "(format_version 2; default 1048576)")
+          ->check(CLI::NonNegativeNumber);
+  run->add_flag("--inline", options->inline_only, "Write every tensor into the JSON (format_version 1)")
+      ->excludes(sidecars_option);
   run->add_flag("-q,--quiet", options->quiet,
                 "No progress line on stderr (it shows only on a terminal, for runs longer than about 2 s)");
   run->callback([options, &exit_code]() {
@@ -59,16 +71,25 @@ void add_run_command(CLI::App& app, int& exit_code) {
     if (!options->groups.empty()) config.groups = parse_group_range(options->groups, "--groups");
     for (const std::string& warning : config.warnings) std::cerr << "moeref: warning: " << warning << "\n";
     const Trace trace = run_config(config, &progress);
+    // Formatting comes first for an inline trace, sidecars are written first otherwise:
+    // the line says "writing" from the first byte written.
     progress.stage("formatting the trace");
-    const std::string text = write_trace(trace, [&progress](const std::string& tensor, size_t done, size_t total) {
-      progress.formatted(tensor, done, total);
-    });
-    progress.stage("writing " + options->output_path);
-    write_file_atomically(options->output_path, text,
-                          [&progress](size_t written, size_t total) { progress.bytes_written(written, total); });
+    bool writing = false;
+    const std::optional<int64_t> sidecars_above =
+        options->inline_only ? std::nullopt : std::optional<int64_t>(options->sidecars_above);
+    const size_t sidecars = write_trace_files(
+        options->output_path, trace, sidecars_above_rule(sidecars_above),
+        [&](size_t written, size_t total) {
+          if (!writing) progress.stage("writing " + options->output_path);
+          writing = true;
+          progress.bytes_written(written, total);
+        },
+        [&progress](const std::string& tensor, size_t done, size_t total) { progress.formatted(tensor, done, total); });
     progress.finish();
     std::cout << "wrote " << options->output_path << " (" << trace.config["variant"].get<std::string>() << ", "
-              << trace.steps.size() << " steps)\n";
+              << trace.steps.size() << " steps";
+    if (sidecars > 0) std::cout << ", " << sidecars << " tensors in " << arrays_dir_name(options->output_path) << "/";
+    std::cout << ")\n";
     exit_code = 0;
   });
 }

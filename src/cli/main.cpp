@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   moeref::cli::add_explain_command(app, exit_code);
   moeref::cli::add_render_command(app, exit_code);
   moeref::cli::add_merge_command(app, exit_code);
+  moeref::cli::add_pack_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& help) {

@@ -66,7 +66,7 @@ void RunProgress::bytes_written(size_t written, size_t total) {
 
 void RunProgress::formatted(const std::string& tensor, size_t done, size_t total) {
   const size_t percent = total == 0 ? 100 : done * 100 / total;
-  show(stage_ + ": " + tensor + " " + std::to_string(percent) + "%");
+  show("formatting the trace: " + tensor + " " + std::to_string(percent) + "%");
 }
 
 void RunProgress::pause() {

@@ -33,7 +33,7 @@ class RunProgress : public RunObserver {
   // A stage outside the variant: "formatting the trace", "writing PATH".
   void stage(const std::string& what);
   void bytes_written(size_t written, size_t total);
-  // Within the stage "formatting the trace": `done` of `total` elements of `tensor`.
+  // Formatting the trace's text: `done` of `total` elements of `tensor`.
   void formatted(const std::string& tensor, size_t done, size_t total);
   // Clears the line until the next stage (for a message of one's own on stderr).
   void pause();

@@ -7,6 +7,7 @@
 #include "moeref/registry.hpp"
 #include "moeref/step_selection.hpp"
 #include "moeref/trace.hpp"
+#include "moeref/trace_files.hpp"
 
 namespace moeref {
 
@@ -50,7 +51,8 @@ std::map<std::string, int64_t> read_dims(const nlohmann::json& dims) {
 
 }  // namespace
 
-Config config_from_json(const nlohmann::json& input_doc, const std::string& source_name, const DataArrays* arrays) {
+Config config_from_json(const nlohmann::json& input_doc, const std::string& source_name, const DataArrays* arrays,
+                        const SidecarStore* sidecars) {
   if (!input_doc.is_object()) {
     fail_input(source_name, "a JSON " + std::string(input_doc.type_name()), "a JSON object (a config or a trace)");
   }
@@ -128,15 +130,15 @@ Config config_from_json(const nlohmann::json& input_doc, const std::string& sour
   if (!inputs.is_null()) {
     if (!inputs.is_object()) fail_input("inputs", inputs.dump().substr(0, 60), "an object of named tensors");
     for (auto it = inputs.begin(); it != inputs.end(); ++it) {
-      config.inputs[it.key()] = tensor_from_json(it.value(), "inputs." + it.key(), arrays);
+      config.inputs[it.key()] = tensor_from_json(it.value(), "inputs." + it.key(), arrays, sidecars);
     }
   }
   return config;
 }
 
 Config load_config_file(const std::string& path) {
-  const ParsedDocument parsed = parse_json_document(read_whole_file(path, "config file"), "config file " + path);
-  return config_from_json(parsed.doc, "config file " + path, &parsed.arrays);
+  const TraceDocument document = read_trace_document(path, "config file");
+  return config_from_json(document.parsed.doc, document.source_name, &document.parsed.arrays, &document.sidecars);
 }
 
 }  // namespace moeref

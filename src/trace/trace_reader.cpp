@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -7,6 +8,7 @@
 #include "moeref/error.hpp"
 #include "moeref/json_number.hpp"
 #include "moeref/trace.hpp"
+#include "moeref/trace_files.hpp"
 
 namespace moeref {
 
@@ -108,15 +110,31 @@ void fill_from_data_array(Tensor& tensor, int64_t count, const DataArray& array,
 
 }  // namespace
 
-Tensor tensor_from_json(const nlohmann::json& value, const std::string& field, const DataArrays* arrays) {
+namespace {
+
+bool is_sha256_hex(const std::string& text) {
+  return text.size() == 64 &&
+         std::all_of(text.begin(), text.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+}  // namespace
+
+Tensor tensor_from_json(const nlohmann::json& value, const std::string& field, const DataArrays* arrays,
+                        const SidecarStore* sidecars) {
   if (!value.is_object()) {
     fail_input(field, std::string("a JSON ") + value.type_name(), "a tensor object {dims, shape, dtype, data}");
   }
   for (auto it = value.begin(); it != value.end(); ++it) {
     if (it.key() != "dims" && it.key() != "shape" && it.key() != "dtype" && it.key() != "data" && it.key() != "name" &&
-        it.key() != "reads") {
-      fail_input(field + "." + it.key(), "an unknown tensor field", "name, reads, dims, shape, dtype, data");
+        it.key() != "reads" && it.key() != "file" && it.key() != "sha256") {
+      fail_input(field + "." + it.key(), "an unknown tensor field",
+                 "name, reads, dims, shape, dtype, data (or file, sha256)");
     }
+  }
+  // Neither is reported below as a missing "data".
+  if (value.contains("data") && value.contains("file")) {
+    fail_input(field, "both \"data\" and \"file\"",
+               "exactly one of \"data\" (the values inline) and \"file\" (a .npy sidecar with its \"sha256\")");
   }
   Tensor tensor;
   const nlohmann::json& dims = required(value, "dims", field);
@@ -149,6 +167,25 @@ Tensor tensor_from_json(const nlohmann::json& value, const std::string& field, c
     tensor.dtype = DType::kInt32;
   } else {
     fail_input(field + ".dtype", dtype.dump(), "\"float32\" or \"int32\"");
+  }
+  if (value.contains("file")) {
+    const nlohmann::json& file = value["file"];
+    if (!file.is_string()) fail_input(field + ".file", file.dump().substr(0, 80), "a relative path string");
+    const nlohmann::json& sha256 = required(value, "sha256", field);
+    if (!sha256.is_string() || !is_sha256_hex(sha256.get<std::string>())) {
+      fail_input(field + ".sha256", sha256.dump().substr(0, 80), "64 lowercase hex digits");
+    }
+    check_sidecar_path(file.get<std::string>(), field + ".file");
+    if (sidecars == nullptr) {
+      fail_input(field + ".file", file.dump(),
+                 "inline \"data\" here (this text was not read from a trace file, so "
+                 "there is no directory to find sidecars in)");
+    }
+    sidecars->read_into(tensor, file.get<std::string>(), sha256.get<std::string>(), field);
+    return tensor;
+  }
+  if (value.contains("sha256")) {
+    fail_input(field + ".sha256", "present without \"file\"", "a sha256 only beside \"file\"");
   }
   const nlohmann::json& data = required(value, "data", field);
   if (const DataArray* array = placeholder_array(data, arrays)) {
@@ -186,17 +223,26 @@ bool looks_like_trace(const nlohmann::json& doc) {
   return doc.is_object() && doc.contains("format") && doc["format"] == kTraceFormat;
 }
 
-Trace trace_from_json(const nlohmann::json& doc, const std::string& source_name, const DataArrays* arrays) {
+Trace trace_from_json(const nlohmann::json& doc, const std::string& source_name, const DataArrays* arrays,
+                      const SidecarStore* sidecars) {
   if (!looks_like_trace(doc)) {
     throw InputError(source_name + ": not a moeref trace (field \"format\" must be \"" + kTraceFormat + "\")");
   }
-  if (!doc.contains("format_version")) {
-    fail_input(source_name + ": format_version", "missing", std::to_string(kTraceFormatVersion));
-  }
+  const std::string versions = "1 (every tensor inline) or 2 (sidecars)";
+  if (!doc.contains("format_version")) fail_input(source_name + ": format_version", "missing", versions);
   const nlohmann::json& version = doc["format_version"];
-  if (!version.is_number_integer() || version.get<int64_t>() != kTraceFormatVersion) {
-    fail_input(source_name + ": format_version", version.dump(), std::to_string(kTraceFormatVersion));
+  if (!version.is_number_integer() ||
+      (version.get<int64_t>() != kTraceFormatVersion && version.get<int64_t>() != kTraceFormatVersionSidecars)) {
+    fail_input(source_name + ": format_version", version.dump(), versions);
   }
+  // Version 1 has no sidecars: a "file" there is a mislabelled trace.
+  const SidecarStore* store = version.get<int64_t>() == kTraceFormatVersionSidecars ? sidecars : nullptr;
+  const auto check_no_file = [&](const nlohmann::json& tensor, const std::string& field) {
+    if (version.get<int64_t>() == kTraceFormatVersion && tensor.is_object() && tensor.contains("file")) {
+      fail_input(field + ".file", "a sidecar in a format_version 1 trace",
+                 "inline \"data\" (sidecars need \"format_version\": 2)");
+    }
+  };
   Trace trace;
   if (doc.contains("generator"))
     trace.generator = with_data_arrays_restored(doc["generator"], arrays, source_name + ": generator");
@@ -225,7 +271,8 @@ Trace trace_from_json(const nlohmann::json& doc, const std::string& source_name,
     const nlohmann::json& inputs = doc["inputs"];
     if (!inputs.is_object()) fail_input(source_name + ": inputs", inputs.type_name(), "an object of named tensors");
     for (auto it = inputs.begin(); it != inputs.end(); ++it) {
-      trace.inputs.push_back({it.key(), tensor_from_json(it.value(), "inputs." + it.key(), arrays)});
+      check_no_file(it.value(), "inputs." + it.key());
+      trace.inputs.push_back({it.key(), tensor_from_json(it.value(), "inputs." + it.key(), arrays, store)});
     }
   }
   if (doc.contains("steps")) {
@@ -241,7 +288,10 @@ Trace trace_from_json(const nlohmann::json& doc, const std::string& source_name,
       const std::string name = steps[i]["name"].get<std::string>();
       if (trace.find_step(name) != nullptr)
         fail_input(field + ".name", "\"" + name + "\"", "a name not used by an earlier step");
-      Tensor tensor = tensor_from_json(steps[i], "steps." + name, arrays);
+      // A sidecar's errors name the step by position too, as a file's name does.
+      const std::string tensor_field = steps[i].contains("file") ? field + " (" + name + ")" : "steps." + name;
+      check_no_file(steps[i], tensor_field);
+      Tensor tensor = tensor_from_json(steps[i], tensor_field, arrays, store);
       if (!steps[i].contains("reads")) {
         trace.add_step(name, std::move(tensor));
         continue;
@@ -264,8 +314,8 @@ Trace trace_from_json(const nlohmann::json& doc, const std::string& source_name,
 }
 
 Trace read_trace_file(const std::string& path) {
-  const ParsedDocument parsed = parse_json_document(read_whole_file(path, "trace file"), "trace file " + path);
-  return trace_from_json(parsed.doc, "trace file " + path, &parsed.arrays);
+  const TraceDocument document = read_trace_document(path, "trace file");
+  return trace_from_json(document.parsed.doc, document.source_name, &document.parsed.arrays, &document.sidecars);
 }
 
 }  // namespace moeref

@@ -1,10 +1,12 @@
 #include <algorithm>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "moeref/json_number.hpp"
 #include "moeref/trace.hpp"
 #include "moeref/trace_data_text.hpp"
+#include "moeref/trace_files.hpp"
 
 namespace moeref {
 
@@ -35,7 +37,8 @@ namespace {
 
 void append_json_string(std::string& out, const std::string& text) { out += nlohmann::json(text).dump(); }
 
-void append_tensor_fields(std::string& out, const Tensor& tensor, const FormatProgress& progress = {}) {
+void append_tensor_fields(std::string& out, const Tensor& tensor, const TraceSidecar* sidecar = nullptr,
+                          const FormatProgress& progress = {}) {
   out += "\"dims\":[";
   for (size_t i = 0; i < tensor.dims.size(); ++i) {
     if (i > 0) out += ',';
@@ -48,6 +51,12 @@ void append_tensor_fields(std::string& out, const Tensor& tensor, const FormatPr
   }
   out += "],\"dtype\":\"";
   out += dtype_name(tensor.dtype);
+  if (sidecar != nullptr) {
+    out += "\",\"file\":";
+    append_json_string(out, sidecar->file);
+    out += ",\"sha256\":\"" + sidecar->sha256 + '"';
+    return;
+  }
   out += "\",\"data\":[";
   append_data_values(out, tensor, progress);
   out += ']';
@@ -68,10 +77,22 @@ void append_tensor_json(std::string& out, const Tensor& tensor) {
 }
 
 std::string write_trace(const Trace& trace, const TraceFormatProgress& progress) {
+  return write_trace_json(trace, {}, progress);
+}
+
+std::string write_trace_json(const Trace& trace, const std::vector<TraceSidecar>& sidecars,
+                             const TraceFormatProgress& progress) {
+  std::map<const Tensor*, const TraceSidecar*> sidecar_of;
+  for (const TraceSidecar& sidecar : sidecars) sidecar_of[sidecar.tensor] = &sidecar;
+  const auto find_sidecar = [&sidecar_of](const Tensor& tensor) -> const TraceSidecar* {
+    const auto found = sidecar_of.find(&tensor);
+    return found == sidecar_of.end() ? nullptr : found->second;
+  };
   // Fixed key order and one tensor per line: stable bytes, readable diffs.
   std::string out = "{\n";
   out += "\"format\": \"" + std::string(kTraceFormat) + "\",\n";
-  out += "\"format_version\": " + std::to_string(kTraceFormatVersion) + ",\n";
+  out += "\"format_version\": " + std::to_string(sidecars.empty() ? kTraceFormatVersion : kTraceFormatVersionSidecars) +
+         ",\n";
   out += "\"generator\": " + trace.generator.dump() + ",\n";
   out += "\"config\": " + trace.config.dump() + ",\n";
   out += "\"capacity\": " + trace.capacity.dump() + ",\n";
@@ -96,7 +117,8 @@ std::string write_trace(const Trace& trace, const TraceFormatProgress& progress)
     out += i > 0 ? ",\n  " : "\n  ";
     append_json_string(out, inputs[i]->name);
     out += ": {";
-    append_tensor_fields(out, inputs[i]->tensor, tensor_progress(progress, "inputs." + inputs[i]->name));
+    append_tensor_fields(out, inputs[i]->tensor, find_sidecar(inputs[i]->tensor),
+                         tensor_progress(progress, "inputs." + inputs[i]->name));
     out += '}';
   }
   out += trace.inputs.empty() ? "},\n" : "\n},\n";
@@ -114,7 +136,8 @@ std::string write_trace(const Trace& trace, const TraceFormatProgress& progress)
       }
       out += "],";
     }
-    append_tensor_fields(out, trace.steps[i].tensor, tensor_progress(progress, trace.steps[i].name));
+    append_tensor_fields(out, trace.steps[i].tensor, find_sidecar(trace.steps[i].tensor),
+                         tensor_progress(progress, trace.steps[i].name));
     out += '}';
   }
   out += trace.steps.empty() ? "]\n}\n" : "\n]\n}\n";

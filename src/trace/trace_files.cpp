@@ -1,0 +1,464 @@
+// Traces as files: the JSON with its .npy sidecars, written atomically, the packed
+// archive, and the reading of sidecars from either (spec/trace-format.md, "Version 2").
+
+#include "moeref/trace_files.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+#include "moeref/error.hpp"
+#include "moeref/npy.hpp"
+#include "moeref/sha256.hpp"
+#include "moeref/ustar.hpp"
+
+namespace moeref {
+
+namespace {
+
+// Sidecars are hashed and written, and read and hashed, in chunks of this size: each
+// chunk is hashed while it is still in the cache.
+constexpr size_t kChunkSize = size_t{4} << 20;
+
+constexpr const char* kPackedJsonName = "trace.json";
+constexpr const char* kPackedArraysDir = "trace.arrays";
+
+bool is_safe_name(const std::string& name) {
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+           c == '-';
+  });
+}
+
+std::string four_digits(size_t index) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%04zu", index);
+  return text;
+}
+
+std::vector<const NamedTensor*> inputs_by_name(const Trace& trace) {
+  std::vector<const NamedTensor*> inputs;
+  for (const NamedTensor& input : trace.inputs) inputs.push_back(&input);
+  std::stable_sort(inputs.begin(), inputs.end(),
+                   [](const NamedTensor* a, const NamedTensor* b) { return a->name < b->name; });
+  return inputs;
+}
+
+std::string parent_directory(const std::string& path) {
+  const std::string parent = std::filesystem::path(path).parent_path().string();
+  return parent.empty() ? "." : parent;
+}
+
+bool read_fully(int fd, char* buffer, size_t size, uint64_t offset) {
+  while (size > 0) {
+    const ssize_t got = ::pread(fd, buffer, std::min(size, size_t{1} << 30), static_cast<off_t>(offset));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return false;
+    buffer += got;
+    size -= static_cast<size_t>(got);
+    offset += static_cast<uint64_t>(got);
+  }
+  return true;
+}
+
+// Writes one sidecar's header and bytes to `fd`, hashing them on the way when `hash`.
+void write_sidecar_bytes(int fd, TraceSidecar& sidecar, bool hash, const std::string& what,
+                         const std::function<void(size_t)>& wrote) {
+  Sha256 digest;
+  if (hash) digest.update(sidecar.header.data(), sidecar.header.size());
+  write_all(fd, sidecar.header.data(), sidecar.header.size(), what);
+  wrote(sidecar.header.size());
+  const char* bytes = tensor_bytes(*sidecar.tensor);
+  const size_t size = tensor_byte_size(*sidecar.tensor);
+  for (size_t done = 0; done < size;) {
+    const size_t chunk = std::min(kChunkSize, size - done);
+    if (hash) digest.update(bytes + done, chunk);
+    write_all(fd, bytes + done, chunk, what);
+    done += chunk;
+    wrote(chunk);
+  }
+  if (hash) sidecar.sha256 = digest.finish_hex();
+}
+
+void remove_quietly(const std::string& path) {
+  std::error_code ignored;
+  std::filesystem::remove_all(path, ignored);
+}
+
+}  // namespace
+
+uint64_t TraceSidecar::file_size() const { return header.size() + tensor_byte_size(*tensor); }
+
+std::string arrays_dir_name(const std::string& json_path) {
+  std::string name = std::filesystem::path(json_path).filename().string();
+  const std::string suffix = ".json";
+  if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    name.resize(name.size() - suffix.size());
+  }
+  return name + ".arrays";
+}
+
+SidecarRule sidecars_above_rule(std::optional<int64_t> sidecars_above) {
+  return [sidecars_above](const std::string&, const Tensor& tensor) {
+    return sidecars_above.has_value() && tensor.num_elements() > *sidecars_above;
+  };
+}
+
+SidecarRule sidecar_keys_rule(const std::vector<std::string>& keys) {
+  std::set<std::string> chosen(keys.begin(), keys.end());
+  return [chosen](const std::string& key, const Tensor&) { return chosen.count(key) > 0; };
+}
+
+std::vector<TraceSidecar> plan_sidecars(const Trace& trace, const SidecarRule& rule, const std::string& arrays_dir) {
+  std::vector<TraceSidecar> sidecars;
+  const auto add = [&](const Tensor& tensor, const std::string& base_name) {
+    TraceSidecar sidecar;
+    sidecar.file = arrays_dir + "/" + base_name + ".npy";
+    sidecar.tensor = &tensor;
+    sidecar.header = npy_header(tensor);
+    sidecars.push_back(std::move(sidecar));
+  };
+  const std::vector<const NamedTensor*> inputs = inputs_by_name(trace);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!rule("inputs." + inputs[i]->name, inputs[i]->tensor)) continue;
+    add(inputs[i]->tensor, "inputs." + (is_safe_name(inputs[i]->name) ? inputs[i]->name : four_digits(i)));
+  }
+  for (size_t i = 0; i < trace.steps.size(); ++i) {
+    const NamedTensor& step = trace.steps[i];
+    if (!rule("steps." + step.name, step.tensor)) continue;
+    add(step.tensor, "steps." + four_digits(i) + (is_safe_name(step.name) ? "." + step.name : ""));
+  }
+  return sidecars;
+}
+
+void hash_sidecars(std::vector<TraceSidecar>& sidecars) {
+  const auto count = static_cast<int64_t>(sidecars.size());
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t i = 0; i < count; ++i) {
+    TraceSidecar& sidecar = sidecars[static_cast<size_t>(i)];
+    Sha256 digest;
+    digest.update(sidecar.header.data(), sidecar.header.size());
+    digest.update(tensor_bytes(*sidecar.tensor), tensor_byte_size(*sidecar.tensor));
+    sidecar.sha256 = digest.finish_hex();
+  }
+}
+
+size_t write_trace_files(const std::string& json_path, const Trace& trace, const SidecarRule& rule,
+                         const WriteProgressFn& progress, const TraceFormatProgress& formatting) {
+  struct stat existing;
+  const bool regular_target = ::stat(json_path.c_str(), &existing) != 0 || S_ISREG(existing.st_mode);
+  const std::string arrays_name = arrays_dir_name(json_path);
+  const std::string arrays_path = parent_directory(json_path) + "/" + arrays_name;
+  std::vector<TraceSidecar> sidecars =
+      regular_target ? plan_sidecars(trace, rule, arrays_name) : std::vector<TraceSidecar>{};
+  if (sidecars.empty()) {
+    write_file_atomically(json_path, write_trace(trace, formatting), progress);
+    // The sidecars of an earlier trace at this path belong to nothing now.
+    if (regular_target && std::filesystem::is_directory(arrays_path)) remove_quietly(arrays_path);
+    return 0;
+  }
+
+  // Never move a file of the user's aside: only a directory there is an old trace's.
+  if (std::filesystem::exists(arrays_path) && !std::filesystem::is_directory(arrays_path)) {
+    fail_input("output directory " + arrays_path, "an existing file that is not a directory",
+               "the directory of the trace's sidecars, or no file of that name");
+  }
+  uint64_t sidecar_total = 0;
+  for (const TraceSidecar& sidecar : sidecars) sidecar_total += sidecar.file_size();
+  const std::string tmp_dir = create_temporary_directory_beside(arrays_path);
+  std::string json_tmp;
+  try {
+    // Each sidecar is hashed while it is written; both threads write files.
+    std::atomic<uint64_t> written{0};
+    std::vector<std::string> errors(sidecars.size());
+    const auto count = static_cast<int64_t>(sidecars.size());
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t i = 0; i < count; ++i) {
+      TraceSidecar& sidecar = sidecars[static_cast<size_t>(i)];
+      const std::string base_name = sidecar.file.substr(arrays_name.size() + 1);
+      const std::string path = tmp_dir + "/" + base_name;
+      const std::string what = "sidecar file " + arrays_path + "/" + base_name;
+      try {
+        const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd < 0) throw InputError(what + ": cannot create it (" + std::strerror(errno) + ")");
+        try {
+          write_sidecar_bytes(fd, sidecar, true, what, [&](size_t bytes) {
+            const uint64_t so_far = written += bytes;
+            if (progress) {
+#pragma omp critical(moeref_trace_write_progress)
+              progress(so_far, sidecar_total);
+            }
+          });
+        } catch (...) {
+          ::close(fd);
+          throw;
+        }
+        if (::close(fd) != 0) throw InputError(what + ": cannot write it (" + std::strerror(errno) + ")");
+      } catch (const std::exception& error) {
+        errors[static_cast<size_t>(i)] = error.what();
+      }
+    }
+    for (const std::string& error : errors) {
+      if (!error.empty()) throw InputError(error);
+    }
+    const std::string json = write_trace_json(trace, sidecars, formatting);
+    json_tmp = write_temporary_file_beside(json_path, json, [&](size_t done, size_t total) {
+      if (progress) progress(sidecar_total + done, sidecar_total + total);
+    });
+    // The arrays directory first (an old one moved aside), the JSON last.
+    std::string aside;
+    if (std::filesystem::exists(arrays_path)) {
+      aside = create_temporary_directory_beside(arrays_path + ".old");
+      if (std::rename(arrays_path.c_str(), (aside + "/old").c_str()) != 0) {
+        const std::string reason = std::strerror(errno);
+        remove_quietly(aside);
+        throw InputError("output directory " + arrays_path + ": cannot move the old one aside (" + reason + ")");
+      }
+    }
+    if (std::rename(tmp_dir.c_str(), arrays_path.c_str()) != 0) {
+      const std::string reason = std::strerror(errno);
+      if (!aside.empty()) std::rename((aside + "/old").c_str(), arrays_path.c_str());
+      remove_quietly(aside);
+      throw InputError("output directory " + arrays_path + ": cannot rename it into place (" + reason + ")");
+    }
+    if (std::rename(json_tmp.c_str(), json_path.c_str()) != 0) {
+      throw InputError("output file " + json_path + ": cannot rename it into place (" + std::strerror(errno) + ")");
+    }
+    if (!aside.empty()) remove_quietly(aside);
+  } catch (...) {
+    remove_quietly(tmp_dir);
+    if (!json_tmp.empty()) std::remove(json_tmp.c_str());
+    throw;
+  }
+  return sidecars.size();
+}
+
+void write_trace_tar(const std::string& tar_path, const Trace& trace, const SidecarRule& rule,
+                     const WriteProgressFn& progress) {
+  struct stat existing;
+  if (::stat(tar_path.c_str(), &existing) == 0 && !S_ISREG(existing.st_mode)) {
+    fail_input("output file " + tar_path, "not a regular file", "a path for a new or existing regular file");
+  }
+  std::vector<TraceSidecar> sidecars = plan_sidecars(trace, rule, kPackedArraysDir);
+  hash_sidecars(sidecars);
+  const std::string json = write_trace_json(trace, sidecars);
+  uint64_t total = kUstarBlock + json.size() + ustar_padding(json.size()) + 2 * kUstarBlock;
+  for (const TraceSidecar& sidecar : sidecars) {
+    total += kUstarBlock + sidecar.file_size() + ustar_padding(sidecar.file_size());
+  }
+  std::string tmp_path;
+  const int fd = create_temporary_file_beside(tar_path, tmp_path);
+  const std::string what = "output file " + tar_path;
+  uint64_t written = 0;
+  const auto wrote = [&](size_t bytes) {
+    written += bytes;
+    if (progress) progress(written, total);
+  };
+  const std::string zeros(2 * kUstarBlock, '\0');
+  const auto put = [&](const std::string& bytes) {
+    write_all(fd, bytes.data(), bytes.size(), what);
+    wrote(bytes.size());
+  };
+  try {
+    put(ustar_file_header(kPackedJsonName, json.size()));
+    put(json);
+    put(zeros.substr(0, ustar_padding(json.size())));
+    for (TraceSidecar& sidecar : sidecars) {
+      put(ustar_file_header(sidecar.file, sidecar.file_size()));
+      write_sidecar_bytes(fd, sidecar, false, what, wrote);
+      put(zeros.substr(0, ustar_padding(sidecar.file_size())));
+    }
+    put(zeros);
+    if (::close(fd) != 0) throw InputError(what + ": cannot write it (" + std::strerror(errno) + ")");
+  } catch (...) {
+    ::close(fd);
+    std::remove(tmp_path.c_str());
+    throw;
+  }
+  if (std::rename(tmp_path.c_str(), tar_path.c_str()) != 0) {
+    const std::string reason = std::strerror(errno);
+    std::remove(tmp_path.c_str());
+    throw InputError(what + ": cannot rename it into place (" + reason + ")");
+  }
+}
+
+void check_sidecar_path(const std::string& file, const std::string& field) {
+  const std::string allowed = "a relative \"/\"-separated path without \"..\" (e.g. \"x.arrays/inputs.x.npy\")";
+  if (file.empty() || file.front() == '/' || file.find('\\') != std::string::npos) {
+    fail_input(field, "\"" + file + "\"", allowed);
+  }
+  size_t start = 0;
+  while (start <= file.size()) {
+    const size_t slash = std::min(file.find('/', start), file.size());
+    if (file.compare(start, slash - start, "..") == 0 && slash - start == 2) {
+      fail_input(field, "\"" + file + "\"", allowed);
+    }
+    start = slash + 1;
+  }
+}
+
+SidecarStore SidecarStore::directory(const std::string& json_path) {
+  SidecarStore store;
+  store.root_ = parent_directory(json_path);
+  return store;
+}
+
+SidecarStore SidecarStore::tar(const std::string& tar_path) {
+  SidecarStore store;
+  store.root_ = tar_path;
+  store.is_tar_ = true;
+  for (const UstarMember& member : list_ustar_members(tar_path)) {
+    store.members_[member.name] = {member.offset, member.size};
+  }
+  if (store.members_.count(kPackedJsonName) == 0) {
+    fail_input("trace archive " + tar_path, "no member named " + std::string(kPackedJsonName),
+               "an archive written by moeref pack: trace.json, then trace.arrays/*.npy");
+  }
+  return store;
+}
+
+std::string SidecarStore::read_tar_json() const {
+  const Region region = members_.at(kPackedJsonName);
+  const int fd = ::open(root_.c_str(), O_RDONLY | O_CLOEXEC);
+  std::string text(region.size, '\0');
+  const bool ok = fd >= 0 && read_fully(fd, text.data(), text.size(), region.offset);
+  if (fd >= 0) ::close(fd);
+  if (!ok) throw InputError("trace archive " + root_ + ": cannot read its trace.json");
+  return text;
+}
+
+void SidecarStore::read_into(Tensor& tensor, const std::string& file, const std::string& sha256,
+                             const std::string& field) const {
+  check_sidecar_path(file, field + ".file");
+  Region region;
+  std::string where;
+  int fd = -1;
+  if (is_tar_) {
+    const auto found = members_.find(file);
+    if (found == members_.end()) {
+      fail_input(field + ".file", "\"" + file + "\", which is not a member of the archive " + root_,
+                 "the name of a member of the archive");
+    }
+    region = found->second;
+    where = root_ + ", member " + file;
+    fd = ::open(root_.c_str(), O_RDONLY | O_CLOEXEC);
+  } else {
+    where = root_ + "/" + file;
+    fd = ::open(where.c_str(), O_RDONLY | O_CLOEXEC);
+    struct stat info;
+    if (fd >= 0 && (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode))) {
+      ::close(fd);
+      fail_input(field + ".file", "\"" + file + "\" (" + where + " is not a regular file)", "a .npy file");
+    }
+    if (fd >= 0) region = {0, static_cast<uint64_t>(info.st_size)};
+  }
+  if (fd < 0) {
+    fail_input(field + ".file", "\"" + file + "\" (cannot open " + where + ": " + std::strerror(errno) + ")",
+               "an existing .npy file, relative to the trace's directory");
+  }
+  try {
+    const std::string what = field + ".file (" + where + ")";
+    // The fixed part of the header says how long the rest is.
+    std::string header(std::min<uint64_t>(region.size, 12), '\0');
+    if (!read_fully(fd, header.data(), header.size(), region.offset)) throw InputError(what + ": read error");
+    NpyHeader parsed;
+    if (header.size() >= 10 && std::memcmp(header.data(), "\x93NUMPY", 6) == 0) {
+      const auto byte = [&header](size_t i) { return static_cast<uint64_t>(static_cast<unsigned char>(header[i])); };
+      const uint64_t full = header[6] == 1 ? 10 + (byte(8) | (byte(9) << 8))
+                                           : 12 + (byte(8) | (byte(9) << 8) | (byte(10) << 16) | (byte(11) << 24));
+      if (full > region.size || full > kMaxNpyHeaderSize) {
+        fail_input(what,
+                   "a .npy header of " + std::to_string(full) + " bytes in a file of " + std::to_string(region.size),
+                   "a complete .npy header");
+      }
+      header.resize(full);
+      if (!read_fully(fd, header.data(), header.size(), region.offset)) throw InputError(what + ": read error");
+    }
+    parsed = parse_npy_header(header.data(), header.size(), what);
+    if (parsed.descr != npy_descr(tensor.dtype)) {
+      fail_input(field + ".file", "descr '" + parsed.descr + "' in " + where,
+                 "'" + std::string(npy_descr(tensor.dtype)) + "', as the trace's dtype \"" + dtype_name(tensor.dtype) +
+                     "\" says");
+    }
+    if (parsed.fortran_order) {
+      fail_input(field + ".file", "fortran_order True in " + where, "fortran_order False (row-major values)");
+    }
+    if (parsed.shape != tensor.shape) {
+      fail_input(field + ".file", "shape " + npy_shape_text(parsed.shape) + " in " + where,
+                 "shape " + npy_shape_text(tensor.shape) + ", as the trace's \"shape\" says");
+    }
+    const uint64_t count = static_cast<uint64_t>(tensor.num_elements());
+    if (region.size != parsed.data_offset + 4 * count) {
+      fail_input(field + ".file", std::to_string(region.size) + " bytes in " + where,
+                 std::to_string(parsed.data_offset + 4 * count) + " bytes (the header and " + std::to_string(count) +
+                     " values of 4 bytes)");
+    }
+    if (tensor.dtype == DType::kFloat32) {
+      tensor.f32.resize(count);
+    } else {
+      tensor.i32.resize(count);
+    }
+    Sha256 digest;
+    digest.update(header.data(), header.size());
+    char* bytes = tensor_bytes_mutable(tensor);
+    const size_t size = 4 * count;
+    for (size_t done = 0; done < size;) {
+      const size_t chunk = std::min(kChunkSize, size - done);
+      if (!read_fully(fd, bytes + done, chunk, region.offset + parsed.data_offset + done)) {
+        throw InputError(what + ": read error");
+      }
+      digest.update(bytes + done, chunk);
+      done += chunk;
+    }
+    const std::string found = digest.finish_hex();
+    if (found != sha256) {
+      fail_input(field + ".sha256", "\"" + found + "\" (the sha256 of " + where + ")",
+                 "\"" + sha256 + "\", as the trace says (the file was changed or belongs to another trace)");
+    }
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+}
+
+bool is_tar_file(const std::string& path) { return is_ustar_file(path); }
+
+TraceDocument read_trace_document(const std::string& path, const std::string& what) {
+  if (!std::filesystem::is_directory(path) && is_tar_file(path)) {
+    SidecarStore store = SidecarStore::tar(path);
+    const std::string source_name = what + " " + path + " (" + kPackedJsonName + ")";
+    ParsedDocument parsed = parse_json_document(store.read_tar_json(), source_name);
+    return {std::move(parsed), std::move(store), source_name};
+  }
+  const std::string source_name = what + " " + path;
+  ParsedDocument parsed = parse_json_document(read_whole_file(path, what), source_name);
+  return {std::move(parsed), SidecarStore::directory(path), source_name};
+}
+
+std::vector<std::string> sidecar_keys(const nlohmann::json& doc) {
+  std::vector<std::string> keys;
+  if (doc.contains("inputs") && doc["inputs"].is_object()) {
+    for (auto it = doc["inputs"].begin(); it != doc["inputs"].end(); ++it) {
+      if (it.value().is_object() && it.value().contains("file")) keys.push_back("inputs." + it.key());
+    }
+  }
+  if (doc.contains("steps") && doc["steps"].is_array()) {
+    for (const nlohmann::json& step : doc["steps"]) {
+      if (step.is_object() && step.contains("file") && step.contains("name") && step["name"].is_string()) {
+        keys.push_back("steps." + step["name"].get<std::string>());
+      }
+    }
+  }
+  return keys;
+}
+
+}  // namespace moeref
