@@ -4,7 +4,6 @@
 #include <limits>
 
 #include "moeref/error.hpp"
-#include "moeref/huge_pages.hpp"
 
 namespace moeref {
 
@@ -27,7 +26,7 @@ Tensor Tensor::float32(std::vector<std::string> dims, std::vector<int64_t> shape
   t.dims = std::move(dims);
   t.shape = std::move(shape);
   t.dtype = DType::kFloat32;
-  assign_on_huge_pages(t.f32, static_cast<size_t>(checked_num_elements(t.shape, "tensor shape")), 0.0f);
+  t.f32.assign(static_cast<size_t>(checked_num_elements(t.shape, "tensor shape")), 0.0f);
   return t;
 }
 
@@ -36,7 +35,7 @@ Tensor Tensor::int32(std::vector<std::string> dims, std::vector<int64_t> shape) 
   t.dims = std::move(dims);
   t.shape = std::move(shape);
   t.dtype = DType::kInt32;
-  assign_on_huge_pages(t.i32, static_cast<size_t>(checked_num_elements(t.shape, "tensor shape")), int32_t{0});
+  t.i32.assign(static_cast<size_t>(checked_num_elements(t.shape, "tensor shape")), 0);
   return t;
 }
 
