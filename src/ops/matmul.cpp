@@ -83,9 +83,10 @@ const Kernel& kernel_in_use() {
 // Per-thread packing buffers, grown as needed and kept: the expert loops call
 // matmul once per group or expert with the same sizes.
 struct Workspace {
-  std::vector<float> a_packed;  // [row tiles][depth][MR]
-  std::vector<float> b_packed;  // [depth][NR], one column panel
-  std::vector<float> tile_out;  // [MR][NR]
+  std::vector<float> a_packed;       // [row tiles][depth][MR]
+  std::vector<float> b_packed;       // [depth][NR], one column panel
+  std::vector<float> tile_out;       // [MR][NR], for the tiles at the edges of C
+  std::vector<float*> scratch_rows;  // [MR] rows of tile_out
 };
 
 Workspace& workspace() {
@@ -137,6 +138,8 @@ void matmul(int64_t rows, int64_t depth, int64_t cols, const MatmulLhs& a, const
 
   space.b_packed.resize(static_cast<size_t>(depth * NR));
   space.tile_out.resize(static_cast<size_t>(MR * NR));
+  space.scratch_rows.resize(static_cast<size_t>(MR));
+  for (int64_t r = 0; r < MR; ++r) space.scratch_rows[static_cast<size_t>(r)] = space.tile_out.data() + r * NR;
   for (int64_t j0 = 0; j0 < cols; j0 += NR) {
     // One panel of B, [depth][NR]; columns past the end are zero.
     const int64_t width = std::min<int64_t>(NR, cols - j0);
@@ -146,10 +149,15 @@ void matmul(int64_t rows, int64_t depth, int64_t cols, const MatmulLhs& a, const
       std::fill(panel + k * NR + width, panel + (k + 1) * NR, 0.0f);
     }
     for (int64_t t = 0; t < row_tiles; ++t) {
-      kernel.tile(depth, space.a_packed.data() + t * depth * MR, panel, space.tile_out.data());
       const int64_t valid = std::min<int64_t>(MR, rows - t * MR);
+      const float* tile_a = space.a_packed.data() + t * depth * MR;
+      if (valid == MR && width == NR) {
+        kernel.tile(depth, tile_a, panel, c_rows + t * MR, j0);  // a whole tile: straight into C
+        continue;
+      }
+      kernel.tile(depth, tile_a, panel, space.scratch_rows.data(), 0);
       for (int64_t r = 0; r < valid; ++r) {
-        std::memcpy(c_rows[t * MR + r] + j0, space.tile_out.data() + r * NR,
+        std::memcpy(c_rows[t * MR + r] + j0, space.scratch_rows[static_cast<size_t>(r)],
                     static_cast<size_t>(width) * sizeof(float));
       }
     }

@@ -1,10 +1,10 @@
 // The matmul tile for AVX-512F (compiled with -mavx512f, called only where the CPU and
-// the OS have it): 8 rows x 3 vectors of 16 floats. -ffp-contract=off keeps the
+// the OS have it): 6 rows x 4 vectors of 16 floats. -ffp-contract=off keeps the
 // products and sums rounded apart although the instruction set has FMA.
 #define MOEREF_TILE_FN matmul_tile_avx512
 #define MOEREF_VEC_FLOATS 16
-#define MOEREF_TILE_MR 8
-#define MOEREF_TILE_NV 3
+#define MOEREF_TILE_MR 6
+#define MOEREF_TILE_NV 4
 #include "matmul_tile.inc"
 
 static_assert(moeref::ops::kernels::kAvx512MR == MOEREF_TILE_MR &&
