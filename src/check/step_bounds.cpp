@@ -342,11 +342,51 @@ std::optional<std::vector<double>> sum_bound(const Tensor& out, const std::vecto
 // For each output element (flat index) it fills
 //   sum_abs = sum_k |a_k b_k|,  moved = sum_k (da_k |b_k| + |a_k| db_k),  value = sum_k a_k b_k
 // (value only when `want_value`). These are sums of products in double, in Eigen's
-// order: a bound, not a golden value, so any order serves. nullopt when the layout
+// order (or by the nonzeros of a sparse operand): a bound, not a golden value, so any
+// order serves. nullopt when the layout
 // does not factor so.
 struct ProductSums {
   std::vector<double> sum_abs, moved, value;
 };
+
+using MatrixF64 = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// Above this fraction of exact zeros an operand is taken as sparse (a dispatch or combine
+// tensor holds one or two nonzeros per token).
+constexpr double kSparseZeros = 0.9;
+
+double zero_fraction(const MatrixF64& m) {
+  if (m.size() == 0) return 0.0;
+  Eigen::Index zeros = 0;
+  for (Eigen::Index i = 0; i < m.size(); ++i) zeros += m.data()[i] == 0.0 ? 1 : 0;
+  return static_cast<double>(zeros) / static_cast<double>(m.size());
+}
+
+// a . b, leaving out the terms where the sparser operand is an exact zero when it is
+// mostly zeros: the dense product of a one-hot [S, E*C] costs E*C/2 times the useful
+// work. Those terms add +0 or -0 to sums of products, and a bound needs no sign of zero.
+MatrixF64 product_skipping_zeros(const MatrixF64& a, const MatrixF64& b) {
+  const double a_zeros = zero_fraction(a), b_zeros = zero_fraction(b);
+  if (a_zeros < kSparseZeros && b_zeros < kSparseZeros) return a * b;
+  MatrixF64 c = MatrixF64::Zero(a.rows(), b.cols());
+  // Both loops add each element's terms in increasing k.
+  if (a_zeros >= b_zeros) {
+    for (Eigen::Index r = 0; r < a.rows(); ++r) {
+      for (Eigen::Index k = 0; k < a.cols(); ++k) {
+        const double v = a(r, k);
+        if (v != 0.0) c.row(r) += v * b.row(k);
+      }
+    }
+  } else {
+    for (Eigen::Index k = 0; k < b.rows(); ++k) {
+      for (Eigen::Index q = 0; q < b.cols(); ++q) {
+        const double v = b(k, q);
+        if (v != 0.0) c.col(q) += a.col(k) * v;
+      }
+    }
+  }
+  return c;
+}
 
 std::optional<ProductSums> product_sums_by_gemm(const Tensor& out, const Operand& a, const Operand& b,
                                                 const Dims& contract, bool want_value) {
@@ -401,7 +441,7 @@ std::optional<ProductSums> product_sums_by_gemm(const Tensor& out, const Operand
   sums.sum_abs.assign(n, 0.0);
   sums.moved.assign(n, 0.0);
   if (want_value) sums.value.assign(n, 0.0);
-  using Matrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using Matrix = MatrixF64;
   // Batches are independent: each thread fills its own output elements.
 #pragma omp parallel for schedule(static)
   for (size_t t = 0; t < out_batch.size(); ++t) {
@@ -429,11 +469,22 @@ std::optional<ProductSums> product_sums_by_gemm(const Tensor& out, const Operand
         if (want_value) b_val(k, q) = v;
       }
     }
-    const Matrix sum_abs = a_abs.leftCols(K) * b_abs;
-    // [|a|, da] . [db; |b|] = |a| db + da |b|
-    const Matrix moved = a_abs * b_both;
+    const Matrix sum_abs = product_skipping_zeros(a_abs.leftCols(K), b_abs);
+    // [|a|, da] . [db; |b|] = |a| db + da |b|; an operand given exactly (an input, a weight)
+    // has no bound, and its half of the sum is left out.
+    const bool a_exact = a_abs.rightCols(K).isZero(0.0), b_exact = b_both.topRows(K).isZero(0.0);
+    Matrix moved;
+    if (a_exact && b_exact) {
+      moved = Matrix::Zero(R, Q);
+    } else if (a_exact) {
+      moved = product_skipping_zeros(a_abs.leftCols(K), b_both.topRows(K));
+    } else if (b_exact) {
+      moved = product_skipping_zeros(a_abs.rightCols(K), b_abs);
+    } else {
+      moved = product_skipping_zeros(a_abs, b_both);
+    }
     Matrix value;
-    if (want_value) value = a_val * b_val;
+    if (want_value) value = product_skipping_zeros(a_val, b_val);
     for (Eigen::Index r = 0; r < R; ++r) {
       for (Eigen::Index q = 0; q < Q; ++q) {
         const size_t i =
