@@ -551,3 +551,51 @@ TEST_CASE("sidecars: a sidecar trace replays, and explain and render read it", "
   CHECK(run_cli("explain " + dir + "/first.json > /dev/null").exit_code == 0);
   CHECK(run_cli("render " + dir + "/first.tar -o " + dir + "/page.html").exit_code == 0);
 }
+
+TEST_CASE("sidecars: two inputs that would share a sidecar file are refused, naming both", "[sidecars]") {
+  const std::string dir = temp_dir("sidecars_clash");
+  moeref::Trace trace = awkward_trace();
+  // Sorted, the inputs are 0002, logits, "odd name/with slash": the last is named by its
+  // position, inputs.0002.npy.
+  trace.inputs.push_back({"0002", moeref::Tensor::float32({"E"}, {4})});
+  const std::string path = dir + "/t.json";
+  try {
+    moeref::write_trace_files(path, trace, moeref::sidecars_above_rule(0));
+    FAIL("the clash was not refused");
+  } catch (const moeref::InputError& error) {
+    CHECK_THAT(error.what(), Contains("inputs.0002") && Contains("inputs.odd name/with slash") &&
+                                 Contains("rename one of the two inputs"));
+  }
+  CHECK(!std::filesystem::exists(path));
+  CHECK(!std::filesystem::exists(dir + "/t.arrays"));
+}
+
+TEST_CASE("sidecars: a directory of the user's where the arrays go is never removed", "[sidecars][files]") {
+  const std::string dir = temp_dir("sidecars_user_dir");
+  const std::string path = dir + "/t.json";
+  std::filesystem::create_directory(dir + "/t.arrays");
+  write_text(dir + "/t.arrays/keep.txt", "mine");
+  // An inline trace leaves it alone; a trace with sidecars is refused rather than replace it.
+  moeref::write_trace_files(path, awkward_trace(), moeref::sidecars_above_rule(std::nullopt));
+  CHECK(read_text(dir + "/t.arrays/keep.txt") == "mine");
+  try {
+    moeref::write_trace_files(path, awkward_trace(), moeref::sidecars_above_rule(0));
+    FAIL("the user's directory was replaced");
+  } catch (const moeref::InputError& error) {
+    CHECK_THAT(error.what(), Contains("t.arrays") && Contains("other files than sidecars"));
+  }
+  CHECK(read_text(dir + "/t.arrays/keep.txt") == "mine");
+  CHECK(moeref::read_trace_file(path).inputs.size() == 2);  // the inline trace is still there
+}
+
+TEST_CASE("sidecars: a file path with an empty part is refused", "[sidecars]") {
+  const std::string dir = temp_dir("sidecars_empty_part");
+  const std::string path = dir + "/t.json";
+  moeref::write_trace_files(path, awkward_trace(), moeref::sidecars_above_rule(0));
+  std::string text = read_text(path);
+  const std::string file = sidecar_file_of(path, "inputs.logits");
+  const std::string doubled = "t.arrays//" + file.substr(std::string("t.arrays/").size());
+  text.replace(text.find("\"" + file + "\""), file.size() + 2, "\"" + doubled + "\"");
+  write_text(path, text);
+  CHECK_THAT(error_of_reading(path), Contains("inputs.logits.file") && Contains("empty parts"));
+}

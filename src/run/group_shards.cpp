@@ -159,12 +159,19 @@ Tensor merge_pieces(const std::vector<GroupShard>& shards, const std::vector<Sha
   return merged;
 }
 
-std::string names_of(const std::deque<NamedTensor>& list, bool only_with_groups) {
-  std::string out;
+std::vector<std::string> names_of(const std::deque<NamedTensor>& list, bool only_with_groups) {
+  std::vector<std::string> names;
   for (const NamedTensor& named : list) {
-    if (!only_with_groups || group_axis(named.tensor) >= 0) out += (out.empty() ? "" : ", ") + named.name;
+    if (!only_with_groups || group_axis(named.tensor) >= 0) names.push_back(named.name);
   }
-  return out;
+  return names;
+}
+
+// "a, b, c", at most 200 characters, for messages.
+std::string listed(const std::vector<std::string>& names) {
+  std::string out;
+  for (const std::string& name : names) out += (out.empty() ? "" : ", ") + name;
+  return out.substr(0, 200);
 }
 
 // Fails unless every shard holds the same steps, by name and order, and the inputs
@@ -172,17 +179,16 @@ std::string names_of(const std::deque<NamedTensor>& list, bool only_with_groups)
 void require_same_names(const std::vector<GroupShard>& shards) {
   const GroupShard& head = shards.front();
   for (size_t s = 0; s < shards.size(); ++s) {
-    const std::string steps = names_of(shards[s].trace.steps, false);
-    const std::string expected_steps = names_of(head.trace.steps, false);
+    const std::vector<std::string> steps = names_of(shards[s].trace.steps, false);
+    const std::vector<std::string> expected_steps = names_of(head.trace.steps, false);
     if (steps != expected_steps) {
-      fail_input(shards[s].source + ": steps", steps.substr(0, 200),
-                 expected_steps.substr(0, 200) + " as in " + head.source);
+      fail_input(shards[s].source + ": steps", listed(steps), listed(expected_steps) + " as in " + head.source);
     }
-    const std::string inputs = names_of(shards[s].trace.inputs, s > 0);
-    const std::string expected_inputs = names_of(head.trace.inputs, s > 0);
+    const std::vector<std::string> inputs = names_of(shards[s].trace.inputs, s > 0);
+    const std::vector<std::string> expected_inputs = names_of(head.trace.inputs, s > 0);
     if (inputs != expected_inputs) {
-      fail_input(shards[s].source + ": inputs", inputs.substr(0, 200),
-                 expected_inputs.substr(0, 200) + " as in " + head.source +
+      fail_input(shards[s].source + ": inputs", listed(inputs),
+                 listed(expected_inputs) + " as in " + head.source +
                      (s > 0 ? " (with a G dim; only the shard of group 0 holds the others)" : ""));
     }
   }
@@ -302,11 +308,17 @@ Trace merge_group_shards(std::vector<GroupShard> shards) {
   merged.reads = sorted.front().trace.reads;
   // Inputs: those with a G dim from every shard (in the same order in each), the
   // others from the shard of group 0 alone.
+  std::vector<std::vector<Tensor*>> grouped_inputs(sorted.size());  // each shard's inputs with a G dim, in order
+  for (size_t s = 0; s < sorted.size(); ++s) {
+    for (NamedTensor& input : sorted[s].trace.inputs) {
+      if (group_axis(input.tensor) >= 0) grouped_inputs[s].push_back(&input.tensor);
+    }
+  }
   std::vector<size_t> next_input(sorted.size(), 0);
   for (NamedTensor& input : sorted.front().trace.inputs) {
     std::vector<Tensor*> pieces = {&input.tensor};
     if (group_axis(input.tensor) >= 0) {
-      for (size_t s = 1; s < sorted.size(); ++s) pieces.push_back(&sorted[s].trace.inputs[next_input[s]++].tensor);
+      for (size_t s = 1; s < sorted.size(); ++s) pieces.push_back(grouped_inputs[s][next_input[s]++]);
     }
     merged.inputs.push_back({input.name, merge_pieces(sorted, sorted_groups, pieces, "inputs." + input.name)});
   }

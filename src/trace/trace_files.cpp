@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "moeref/error.hpp"
@@ -32,10 +33,24 @@ constexpr const char* kPackedJsonName = "trace.json";
 constexpr const char* kPackedArraysDir = "trace.arrays";
 
 bool is_safe_name(const std::string& name) {
-  return std::all_of(name.begin(), name.end(), [](char c) {
+  return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
            c == '-';
   });
+}
+
+// True when `dir` holds nothing but files named as sidecars are (inputs.*.npy, steps.*.npy):
+// a directory an earlier trace left, which a new trace at its path may replace. Anything
+// else there is the user's, and is never removed.
+bool holds_only_sidecars(const std::string& dir) {
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    const std::string name = entry.path().filename().string();
+    const bool sidecar_name = (name.rfind("inputs.", 0) == 0 || name.rfind("steps.", 0) == 0) && name.size() > 4 &&
+                              name.compare(name.size() - 4, 4, ".npy") == 0;
+    if (!sidecar_name || !entry.is_regular_file(error) || entry.is_symlink(error)) return false;
+  }
+  return !error;
 }
 
 std::string four_digits(size_t index) {
@@ -119,7 +134,15 @@ SidecarRule sidecar_keys_rule(const std::vector<std::string>& keys) {
 
 std::vector<TraceSidecar> plan_sidecars(const Trace& trace, const SidecarRule& rule, const std::string& arrays_dir) {
   std::vector<TraceSidecar> sidecars;
-  const auto add = [&](const Tensor& tensor, const std::string& base_name) {
+  std::map<std::string, std::string> owner_of;  // file -> the tensor it holds, to refuse a second one
+  const auto add = [&](const Tensor& tensor, const std::string& base_name, const std::string& key) {
+    const std::string file = arrays_dir + "/" + base_name + ".npy";
+    const auto [taken, fresh] = owner_of.emplace(file, key);
+    if (!fresh) {
+      // An input named by its position ("a b" -> inputs.0001) can meet one named so.
+      fail_input(key + " (its sidecar file)", file,
+                 "a file name no other tensor has; " + taken->second + " has it: rename one of the two inputs");
+    }
     TraceSidecar sidecar;
     sidecar.file = arrays_dir + "/" + base_name + ".npy";
     sidecar.tensor = &tensor;
@@ -129,12 +152,14 @@ std::vector<TraceSidecar> plan_sidecars(const Trace& trace, const SidecarRule& r
   const std::vector<const NamedTensor*> inputs = inputs_by_name(trace);
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (!rule("inputs." + inputs[i]->name, inputs[i]->tensor)) continue;
-    add(inputs[i]->tensor, "inputs." + (is_safe_name(inputs[i]->name) ? inputs[i]->name : four_digits(i)));
+    add(inputs[i]->tensor, "inputs." + (is_safe_name(inputs[i]->name) ? inputs[i]->name : four_digits(i)),
+        "inputs." + inputs[i]->name);
   }
   for (size_t i = 0; i < trace.steps.size(); ++i) {
     const NamedTensor& step = trace.steps[i];
     if (!rule("steps." + step.name, step.tensor)) continue;
-    add(step.tensor, "steps." + four_digits(i) + (is_safe_name(step.name) ? "." + step.name : ""));
+    add(step.tensor, "steps." + four_digits(i) + (is_safe_name(step.name) ? "." + step.name : ""),
+        "steps." + step.name);
   }
   return sidecars;
 }
@@ -161,20 +186,30 @@ size_t write_trace_files(const std::string& json_path, const Trace& trace, const
       regular_target ? plan_sidecars(trace, rule, arrays_name) : std::vector<TraceSidecar>{};
   if (sidecars.empty()) {
     write_file_atomically(json_path, write_trace(trace, formatting), progress);
-    // The sidecars of an earlier trace at this path belong to nothing now.
-    if (regular_target && std::filesystem::is_directory(arrays_path)) remove_quietly(arrays_path);
+    // The sidecars of an earlier trace at this path belong to nothing now (a directory
+    // holding anything else is left alone).
+    if (regular_target && std::filesystem::is_directory(arrays_path) && holds_only_sidecars(arrays_path)) {
+      remove_quietly(arrays_path);
+    }
     return 0;
   }
 
-  // Never move a file of the user's aside: only a directory there is an old trace's.
+  // Never move a file of the user's aside: only a directory of sidecars there is an old trace's.
   if (std::filesystem::exists(arrays_path) && !std::filesystem::is_directory(arrays_path)) {
     fail_input("output directory " + arrays_path, "an existing file that is not a directory",
                "the directory of the trace's sidecars, or no file of that name");
+  }
+  if (std::filesystem::is_directory(arrays_path) && !holds_only_sidecars(arrays_path)) {
+    fail_input("output directory " + arrays_path, "an existing directory holding other files than sidecars",
+               "the directory of an earlier trace's sidecars (inputs.*.npy, steps.*.npy only), or no file of "
+               "that name");
   }
   uint64_t sidecar_total = 0;
   for (const TraceSidecar& sidecar : sidecars) sidecar_total += sidecar.file_size();
   const std::string tmp_dir = create_temporary_directory_beside(arrays_path);
   std::string json_tmp;
+  std::string aside;          // the old arrays directory, moved aside while the new one goes in
+  bool new_in_place = false;  // the new arrays directory is at arrays_path
   try {
     // Each sidecar is hashed while it is written; both threads write files.
     std::atomic<uint64_t> written{0};
@@ -214,7 +249,6 @@ size_t write_trace_files(const std::string& json_path, const Trace& trace, const
       if (progress) progress(sidecar_total + done, sidecar_total + total);
     });
     // The arrays directory first (an old one moved aside), the JSON last.
-    std::string aside;
     if (std::filesystem::exists(arrays_path)) {
       aside = create_temporary_directory_beside(arrays_path + ".old");
       if (std::rename(arrays_path.c_str(), (aside + "/old").c_str()) != 0) {
@@ -229,11 +263,18 @@ size_t write_trace_files(const std::string& json_path, const Trace& trace, const
       remove_quietly(aside);
       throw InputError("output directory " + arrays_path + ": cannot rename it into place (" + reason + ")");
     }
+    new_in_place = true;
     if (std::rename(json_tmp.c_str(), json_path.c_str()) != 0) {
       throw InputError("output file " + json_path + ": cannot rename it into place (" + std::strerror(errno) + ")");
     }
     if (!aside.empty()) remove_quietly(aside);
   } catch (...) {
+    // Back to the old trace: the new arrays out of the way, the old ones back in place.
+    if (new_in_place) std::rename(arrays_path.c_str(), tmp_dir.c_str());
+    if (!aside.empty() && std::filesystem::exists(aside + "/old")) {
+      std::rename((aside + "/old").c_str(), arrays_path.c_str());
+    }
+    if (!aside.empty()) remove_quietly(aside);
     remove_quietly(tmp_dir);
     if (!json_tmp.empty()) std::remove(json_tmp.c_str());
     throw;
@@ -291,14 +332,17 @@ void write_trace_tar(const std::string& tar_path, const Trace& trace, const Side
 }
 
 void check_sidecar_path(const std::string& file, const std::string& field) {
-  const std::string allowed = "a relative \"/\"-separated path without \"..\" (e.g. \"x.arrays/inputs.x.npy\")";
-  if (file.empty() || file.front() == '/' || file.find('\\') != std::string::npos) {
+  const std::string allowed =
+      "a relative \"/\"-separated path without \"..\" or empty parts (e.g. \"x.arrays/inputs.x.npy\")";
+  if (file.empty() || file.front() == '/' || file.find('\\') != std::string::npos ||
+      file.find('\0') != std::string::npos) {
     fail_input(field, "\"" + file + "\"", allowed);
   }
   size_t start = 0;
   while (start <= file.size()) {
     const size_t slash = std::min(file.find('/', start), file.size());
-    if (file.compare(start, slash - start, "..") == 0 && slash - start == 2) {
+    const bool dot_dot = slash - start == 2 && file.compare(start, 2, "..") == 0;
+    if (dot_dot || slash == start) {  // ".." leaves the directory; "a//b" and "a/" have an empty part
       fail_input(field, "\"" + file + "\"", allowed);
     }
     start = slash + 1;
@@ -368,19 +412,23 @@ void SidecarStore::read_into(Tensor& tensor, const std::string& file, const std:
     const std::string what = field + ".file (" + where + ")";
     // The fixed part of the header says how long the rest is.
     std::string header(std::min<uint64_t>(region.size, 12), '\0');
-    if (!read_fully(fd, header.data(), header.size(), region.offset)) throw InputError(what + ": read error");
+    if (!read_fully(fd, header.data(), header.size(), region.offset))
+      throw InputError(what + ": cannot read it (an I/O error, or the file ends early)");
     NpyHeader parsed;
-    if (header.size() >= 10 && std::memcmp(header.data(), "\x93NUMPY", 6) == 0) {
+    // Version 1.0 has a 2-byte header length (10 fixed bytes), 2.0 and 3.0 a 4-byte one (12).
+    const size_t fixed = header.size() >= 7 && header[6] == 1 ? 10 : 12;
+    if (header.size() >= fixed && std::memcmp(header.data(), "\x93NUMPY", 6) == 0) {
       const auto byte = [&header](size_t i) { return static_cast<uint64_t>(static_cast<unsigned char>(header[i])); };
-      const uint64_t full = header[6] == 1 ? 10 + (byte(8) | (byte(9) << 8))
-                                           : 12 + (byte(8) | (byte(9) << 8) | (byte(10) << 16) | (byte(11) << 24));
+      const uint64_t full = fixed == 10 ? 10 + (byte(8) | (byte(9) << 8))
+                                        : 12 + (byte(8) | (byte(9) << 8) | (byte(10) << 16) | (byte(11) << 24));
       if (full > region.size || full > kMaxNpyHeaderSize) {
         fail_input(what,
                    "a .npy header of " + std::to_string(full) + " bytes in a file of " + std::to_string(region.size),
                    "a complete .npy header");
       }
       header.resize(full);
-      if (!read_fully(fd, header.data(), header.size(), region.offset)) throw InputError(what + ": read error");
+      if (!read_fully(fd, header.data(), header.size(), region.offset))
+        throw InputError(what + ": cannot read it (an I/O error, or the file ends early)");
     }
     parsed = parse_npy_header(header.data(), header.size(), what);
     if (parsed.descr != npy_descr(tensor.dtype)) {
@@ -413,7 +461,7 @@ void SidecarStore::read_into(Tensor& tensor, const std::string& file, const std:
     for (size_t done = 0; done < size;) {
       const size_t chunk = std::min(kChunkSize, size - done);
       if (!read_fully(fd, bytes + done, chunk, region.offset + parsed.data_offset + done)) {
-        throw InputError(what + ": read error");
+        throw InputError(what + ": cannot read it (an I/O error, or the file ends early)");
       }
       digest.update(bytes + done, chunk);
       done += chunk;

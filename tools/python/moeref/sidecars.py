@@ -2,7 +2,9 @@
 
 The trace ``DIR/NAME.json`` keeps its sidecars in ``DIR/NAME.arrays/``: ``inputs.<name>.npy``
 and ``steps.<index, 4 digits>.<name>.npy``. A tensor's "file" field is that path relative to
-DIR, "/" separated; readers refuse anything that could leave DIR.
+DIR, "/" separated; readers refuse an absolute path, a ".." component, an empty component
+and a backslash. A symbolic link inside DIR is followed: what it leads to must still pass the
+header checks and the sha256 the trace records.
 """
 
 import hashlib

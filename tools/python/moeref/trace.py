@@ -215,7 +215,7 @@ def _parse_trace(doc, source, sidecars, verified):
     if not isinstance(doc, dict) or doc.get("format") != TRACE_FORMAT:
         raise ValueError(f'{source}: not a moeref trace (field "format" must be "{TRACE_FORMAT}")')
     version = doc.get("format_version")
-    if version not in READABLE_FORMAT_VERSIONS or isinstance(version, bool):
+    if type(version) is not int or version not in READABLE_FORMAT_VERSIONS:
         allowed = " or ".join(map(str, READABLE_FORMAT_VERSIONS))
         raise ValueError(f"{source}: format_version: got {version!r}; allowed: {allowed}")
     files = {}
@@ -242,7 +242,9 @@ def _parse_trace(doc, source, sidecars, verified):
         reads = obj.get("reads")
         if reads is not None:
             if not isinstance(reads, list) or not all(isinstance(r, str) for r in reads):
-                raise ValueError(f'steps.{name}.reads: got {reads!r}; allowed: an array of step names and "inputs.NAME"')
+                raise ValueError(
+                    f'steps.{name}.reads: got {reads!r}; allowed: an array of step names and "inputs.NAME"'
+                )
             steps[name].reads = reads
     return Trace(
         config=_plain(doc.get("config", {})),
@@ -444,6 +446,21 @@ def write_trace(
     writer.remove_stale()
 
 
+def _holds_only_sidecars(path):
+    """True for a real directory holding only files named as sidecars are (inputs.*.npy,
+    steps.*.npy): an earlier trace's, which a new trace at its path may replace. Anything
+    else there is the user's and is never removed (moeref decides the same way)."""
+    if not os.path.isdir(path) or os.path.islink(path):
+        return False
+    with os.scandir(path) as entries:
+        for entry in entries:
+            prefixed = entry.name.startswith("inputs.") or entry.name.startswith("steps.")
+            named = prefixed and entry.name.endswith(".npy")
+            if not named or entry.is_symlink() or not entry.is_file(follow_symlinks=False):
+                return False
+    return True
+
+
 class _SidecarWriter:
     """Writes the sidecars of one write_trace into a temporary directory, then renames it into place."""
 
@@ -481,6 +498,12 @@ class _SidecarWriter:
             return
         final = os.path.join(self.directory, self.arrays_name)
         aside = None
+        if os.path.lexists(final) and not _holds_only_sidecars(final):
+            raise ValueError(
+                f"output directory {final}: got an existing directory or file that is not only sidecars; "
+                "allowed: the directory of an earlier trace's sidecars (inputs.*.npy, steps.*.npy only), "
+                "or no file of that name"
+            )
         if os.path.lexists(final):
             aside = tempfile.mkdtemp(prefix=self.arrays_name + ".", suffix=".old", dir=self.directory)
             os.replace(final, aside)  # replaces the empty directory mkdtemp made
@@ -498,7 +521,7 @@ class _SidecarWriter:
         """After an all-inline trace is in place: an arrays directory left by an earlier trace at
         this path belongs to nothing now (moeref removes it too)."""
         final = os.path.join(self.directory, self.arrays_name)
-        if self.temporary is None and not self.names and os.path.isdir(final) and not os.path.islink(final):
+        if self.temporary is None and not self.names and _holds_only_sidecars(final):
             shutil.rmtree(final, ignore_errors=True)
 
     def discard(self):

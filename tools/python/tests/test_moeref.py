@@ -122,6 +122,8 @@ class ExactFloat32Text(unittest.TestCase):
             moeref.parse_trace(trace_text(["1.5", "2"], dtype="int32"))
         with self.assertRaisesRegex(ValueError, "format_version: got 3; allowed: 1 or 2"):
             moeref.parse_trace('{"format": "moeref-trace", "format_version": 3}')
+        with self.assertRaisesRegex(ValueError, "format_version: got 2.0; allowed: 1 or 2"):
+            moeref.parse_trace('{"format": "moeref-trace", "format_version": 2.0}')  # moeref refuses it too
         with self.assertRaisesRegex(ValueError, "float64"):
             moeref.format_trace({}, {"s": (("E",), np.zeros(2))})
 
@@ -312,6 +314,18 @@ class SidecarTraces(unittest.TestCase):
         self.assertEqual(inline.read_bytes(), GOLDEN.read_bytes())  # the golden was written by moeref
         self.assertFalse((self.dir / "inline.arrays").exists())
         self.assertFalse((self.dir / "above_all.arrays").exists())
+
+    def test_a_directory_of_the_users_where_the_arrays_go_is_never_removed(self):
+        arrays = self.dir / "x.trace.arrays"
+        arrays.mkdir()
+        (arrays / "keep.txt").write_text("mine")
+        self.write_golden(sidecars_above=None)  # inline: the directory is left alone
+        self.assertEqual((arrays / "keep.txt").read_text(), "mine")
+        with self.assertRaisesRegex(ValueError, "not only sidecars"):
+            self.write_golden(sidecars_above=16)
+        self.assertEqual((arrays / "keep.txt").read_text(), "mine")
+        self.assertEqual(moeref.load_trace(self.dir / "x.trace.json").format_version, 1)
+        self.assertEqual(sorted(p.name for p in self.dir.iterdir()), ["x.trace.arrays", "x.trace.json"])
 
     def test_sidecar_and_inline_forms_read_to_equal_arrays(self):
         sidecar = moeref.load_trace(self.write_golden(sidecars_above=16))
