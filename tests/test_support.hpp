@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -22,6 +23,19 @@
 #include "moeref/trace.hpp"
 
 namespace moeref::testing {
+
+// A float32's bits, and the float32 of given bits (NaN payloads and -0 compared exactly).
+inline uint32_t bits_of(float value) {
+  uint32_t bits = 0;
+  std::memcpy(&bits, &value, sizeof(bits));
+  return bits;
+}
+
+inline float float_of(uint32_t bits) {
+  float value = 0.0f;
+  std::memcpy(&value, &bits, sizeof(value));
+  return value;
+}
 
 // A float32 tensor as a config input: {"dims", "shape", "dtype": "float32", "data"}.
 inline nlohmann::json tensor_json(const std::vector<std::string>& dims, const std::vector<int64_t>& shape,

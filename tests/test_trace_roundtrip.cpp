@@ -17,21 +17,11 @@
 #include "test_support.hpp"
 
 using Catch::Contains;
+using moeref::testing::bits_of;
+using moeref::testing::float_of;
 using moeref::testing::run_json;
 
 namespace {
-
-uint32_t bits_of(float value) {
-  uint32_t bits = 0;
-  std::memcpy(&bits, &value, sizeof(bits));
-  return bits;
-}
-
-float float_of(uint32_t bits) {
-  float value = 0.0f;
-  std::memcpy(&value, &bits, sizeof(value));
-  return value;
-}
 
 std::string text_of(float value) {
   std::string out;

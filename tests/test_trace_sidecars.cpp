@@ -19,6 +19,8 @@
 #include "test_support.hpp"
 
 using Catch::Contains;
+using moeref::testing::bits_of;
+using moeref::testing::float_of;
 using moeref::testing::read_text;
 using moeref::testing::run_cli;
 using moeref::testing::run_shell;
@@ -26,18 +28,6 @@ using moeref::testing::temp_dir;
 using moeref::testing::write_text;
 
 namespace {
-
-uint32_t bits_of(float value) {
-  uint32_t bits = 0;
-  std::memcpy(&bits, &value, sizeof(bits));
-  return bits;
-}
-
-float float_of(uint32_t bits) {
-  float value = 0.0f;
-  std::memcpy(&value, &bits, sizeof(value));
-  return value;
-}
 
 // Equal field by field, float32 values compared by their bits.
 void require_same_tensor(const moeref::Tensor& a, const moeref::Tensor& b, const std::string& name) {

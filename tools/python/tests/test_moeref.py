@@ -180,8 +180,9 @@ class ReadAndWrite(unittest.TestCase):
         np.testing.assert_array_equal(back.view(np.uint32), logits.view(np.uint32))
 
 
-@unittest.skipIf(moeref_bin_or_none() is None, "moeref binary not found (set MOEREF_BIN)")
-class CheckAgainstMoeref(unittest.TestCase):
+class WithScratchAndGolden(unittest.TestCase):
+    """A scratch directory (self.dir) and the golden trace (self.golden) for each test."""
+
     def setUp(self):
         self.scratch = tempfile.TemporaryDirectory()
         self.dir = pathlib.Path(self.scratch.name)
@@ -189,6 +190,10 @@ class CheckAgainstMoeref(unittest.TestCase):
 
     def tearDown(self):
         self.scratch.cleanup()
+
+
+@unittest.skipIf(moeref_bin_or_none() is None, "moeref binary not found (set MOEREF_BIN)")
+class CheckAgainstMoeref(WithScratchAndGolden):
 
     def write(self, steps, **kwargs):
         path = self.dir / "candidate.json"
@@ -285,16 +290,8 @@ def assert_same_trace(test, got, expected):
     test.assertEqual(got.capacity, expected.capacity)
 
 
-class SidecarTraces(unittest.TestCase):
+class SidecarTraces(WithScratchAndGolden):
     """format_version 2: tensors above a size in .npy sidecars, read back exactly and checked."""
-
-    def setUp(self):
-        self.scratch = tempfile.TemporaryDirectory()
-        self.dir = pathlib.Path(self.scratch.name)
-        self.golden = moeref.load_trace(GOLDEN)
-
-    def tearDown(self):
-        self.scratch.cleanup()
 
     def write_golden(self, name="x.trace.json", sidecars_above=16, steps=None):
         path = self.dir / name
