@@ -34,6 +34,11 @@ struct NpyHeader {
 // The most header bytes parse_npy_header may need to see (numpy limits its headers too).
 inline constexpr size_t kMaxNpyHeaderSize = 65536;
 
+// The whole length of the header at the start of `bytes` (magic, version, length field
+// and dict text), where the values start. Reads only the first 10 bytes (version 1.0)
+// or 12 (2.0, 3.0); throws InputError as parse_npy_header does on a bad magic or version.
+size_t npy_header_size(const char* bytes, size_t size, const std::string& what);
+
 // Parses the header at the start of `bytes` (versions 1.0, 2.0 and 3.0). Throws
 // InputError naming `what` and what is wrong (bad magic, version, dict syntax).
 NpyHeader parse_npy_header(const char* bytes, size_t size, const std::string& what);

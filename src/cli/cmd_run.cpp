@@ -16,6 +16,7 @@
 #include "moeref/step_selection.hpp"
 #include "moeref/trace_files.hpp"
 #include "run_progress.hpp"
+#include "trace_output_options.hpp"
 
 namespace moeref::cli {
 
@@ -28,8 +29,7 @@ void add_run_command(CLI::App& app, int& exit_code) {
     bool quiet = false;
     bool fast = false;
     std::string groups;
-    int64_t sidecars_above = kDefaultSidecarsAbove;
-    bool inline_only = false;
+    TraceOutputOptions output;
   };
   auto options = std::make_shared<Options>();
   CLI::App* run = app.add_subcommand("run", "Run a config (or replay a trace) and write its trace");
@@ -48,13 +48,7 @@ void add_run_command(CLI::App& app, int& exit_code) {
   run->add_option("--groups", options->groups,
                   "FIRST:END: a shard with the expert layer of groups [FIRST, END) only (moeref merge joins the "
                   "shards; spec/sharding.md)");
-  CLI::Option* sidecars_option =
-      run->add_option("--sidecars-above", options->sidecars_above,
-                      "Write tensors of more than N elements as .npy files in TRACE.arrays/ beside the trace "
-                      "(format_version 2; default 1048576)")
-          ->check(CLI::NonNegativeNumber);
-  run->add_flag("--inline", options->inline_only, "Write every tensor into the JSON (format_version 1)")
-      ->excludes(sidecars_option);
+  add_trace_output_options(run, options->output);
   run->add_flag("-q,--quiet", options->quiet,
                 "No progress line on stderr (it shows only on a terminal, for runs longer than about 2 s)");
   run->callback([options, &exit_code]() {
@@ -75,10 +69,8 @@ void add_run_command(CLI::App& app, int& exit_code) {
     // the line says "writing" from the first byte written.
     progress.stage("formatting the trace");
     bool writing = false;
-    const std::optional<int64_t> sidecars_above =
-        options->inline_only ? std::nullopt : std::optional<int64_t>(options->sidecars_above);
     const size_t sidecars = write_trace_files(
-        options->output_path, trace, sidecars_above_rule(sidecars_above),
+        options->output_path, trace, options->output.rule(),
         [&](size_t written, size_t total) {
           if (!writing) progress.stage("writing " + options->output_path);
           writing = true;

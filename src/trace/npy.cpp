@@ -135,7 +135,7 @@ size_t tensor_byte_size(const Tensor& tensor) {
   return 4 * (tensor.dtype == DType::kFloat32 ? tensor.f32.size() : tensor.i32.size());
 }
 
-NpyHeader parse_npy_header(const char* bytes, size_t size, const std::string& what) {
+size_t npy_header_size(const char* bytes, size_t size, const std::string& what) {
   if (size < kMagicSize + 4 || std::memcmp(bytes, kMagic, kMagicSize) != 0) {
     fail_input(what, "no .npy magic at the start", "a NumPy .npy file (it starts with \\x93NUMPY)");
   }
@@ -152,7 +152,14 @@ NpyHeader parse_npy_header(const char* bytes, size_t size, const std::string& wh
     fail_input(what, ".npy format version " + std::to_string(major) + "." + std::to_string(minor),
                ".npy format version 1.0 (2.0 and 3.0 are read too)");
   }
-  if (prefix + length > size) {
+  return prefix + length;
+}
+
+NpyHeader parse_npy_header(const char* bytes, size_t size, const std::string& what) {
+  const size_t whole = npy_header_size(bytes, size, what);
+  const size_t prefix = bytes[6] == 1 ? 10 : 12;  // version 1.0 has a 2-byte length field, 2.0 and 3.0 a 4-byte one
+  const size_t length = whole - prefix;
+  if (whole > size) {
     fail_input(what, "a .npy header of " + std::to_string(length) + " bytes past the end of the file",
                "a complete .npy header");
   }

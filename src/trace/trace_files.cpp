@@ -414,23 +414,16 @@ void SidecarStore::read_into(Tensor& tensor, const std::string& file, const std:
     std::string header(std::min<uint64_t>(region.size, 12), '\0');
     if (!read_fully(fd, header.data(), header.size(), region.offset))
       throw InputError(what + ": cannot read it (an I/O error, or the file ends early)");
-    NpyHeader parsed;
-    // Version 1.0 has a 2-byte header length (10 fixed bytes), 2.0 and 3.0 a 4-byte one (12).
-    const size_t fixed = header.size() >= 7 && header[6] == 1 ? 10 : 12;
-    if (header.size() >= fixed && std::memcmp(header.data(), "\x93NUMPY", 6) == 0) {
-      const auto byte = [&header](size_t i) { return static_cast<uint64_t>(static_cast<unsigned char>(header[i])); };
-      const uint64_t full = fixed == 10 ? 10 + (byte(8) | (byte(9) << 8))
-                                        : 12 + (byte(8) | (byte(9) << 8) | (byte(10) << 16) | (byte(11) << 24));
-      if (full > region.size || full > kMaxNpyHeaderSize) {
-        fail_input(what,
-                   "a .npy header of " + std::to_string(full) + " bytes in a file of " + std::to_string(region.size),
-                   "a complete .npy header");
-      }
-      header.resize(full);
-      if (!read_fully(fd, header.data(), header.size(), region.offset))
-        throw InputError(what + ": cannot read it (an I/O error, or the file ends early)");
+    const uint64_t full = npy_header_size(header.data(), header.size(), what);
+    if (full > region.size || full > kMaxNpyHeaderSize) {
+      fail_input(what,
+                 "a .npy header of " + std::to_string(full) + " bytes in a file of " + std::to_string(region.size),
+                 "a complete .npy header");
     }
-    parsed = parse_npy_header(header.data(), header.size(), what);
+    header.resize(full);
+    if (!read_fully(fd, header.data(), header.size(), region.offset))
+      throw InputError(what + ": cannot read it (an I/O error, or the file ends early)");
+    const NpyHeader parsed = parse_npy_header(header.data(), header.size(), what);
     if (parsed.descr != npy_descr(tensor.dtype)) {
       fail_input(field + ".file", "descr '" + parsed.descr + "' in " + where,
                  "'" + std::string(npy_descr(tensor.dtype)) + "', as the trace's dtype \"" + dtype_name(tensor.dtype) +
