@@ -6,6 +6,7 @@
 // the dispatch/combine products are instances).
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -153,6 +154,79 @@ TEST_CASE("matmul: A as int32, transposed, and rows gathered and scattered", "[o
     INFO("first differing element " << first_difference(c, expected));
     CHECK(same_bits(c, expected));
   }
+}
+
+// A [rows, depth] whose rows are mostly zeros in every way ops::matmul tells apart:
+// all zeros (+0 and -0), one nonzero, exactly depth / 8 nonzeros (the most a row may
+// have and still be summed from its nonzeros), one more, and a full row; with a NaN,
+// an infinity and a product that underflows to -0 among the nonzeros.
+std::vector<float> mostly_zero_rows(int64_t rows, int64_t depth, uint64_t seed) {
+  const std::vector<float> values = awkward_values(static_cast<size_t>(rows * depth), seed);
+  std::vector<float> a(values.size(), 0.0f);
+  uint64_t state = seed;
+  for (int64_t i = 0; i < rows; ++i) {
+    float* row = a.data() + i * depth;
+    const int64_t kind = i % 6;
+    const int64_t nonzeros = kind == 0 ? 0 : kind == 1 ? 1 : kind == 2 ? depth / 8 : kind == 3 ? depth / 8 + 1 : depth;
+    for (int64_t k = 0; k < depth; ++k) row[k] = k % 3 == 0 ? -0.0f : 0.0f;
+    for (int64_t n = 0; n < nonzeros; ++n) {
+      const int64_t k = nonzeros == depth ? n : pick(state, 0, depth - 1);
+      const float value = values[static_cast<size_t>(i * depth + k)];
+      row[k] = value != 0.0f ? value : 0.25f;
+    }
+    if (kind == 4) row[pick(state, 0, depth - 1)] = -std::numeric_limits<float>::denorm_min();  // * 0.5 is -0
+  }
+  a[static_cast<size_t>(7 * depth + 3)] = std::numeric_limits<float>::quiet_NaN();
+  a[static_cast<size_t>(13 * depth + 5)] = std::numeric_limits<float>::infinity();
+  return a;
+}
+
+TEST_CASE("matmul: rows of A that are mostly zeros give the dense sum's bits, non-finite values included",
+          "[ops][matmul]") {
+  KernelGuard guard;
+  const int64_t rows = 37, depth = 64, cols = 21;
+  const std::vector<float> a = mostly_zero_rows(rows, depth, 41);
+  std::vector<float> a_transposed(a.size());  // [depth, rows], as a dispatch tensor is read
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t k = 0; k < depth; ++k)
+      a_transposed[static_cast<size_t>(k * rows + i)] = a[static_cast<size_t>(i * depth + k)];
+  }
+  std::vector<float> b = awkward_values(static_cast<size_t>(depth * cols), 42);
+  b[5] = 0.5f;  // the row with -denorm_min meets 0.5 somewhere
+  std::vector<float> b_with_inf = b, b_with_nan = b;
+  b_with_inf[static_cast<size_t>(9 * cols + 4)] = -std::numeric_limits<float>::infinity();
+  b_with_nan[static_cast<size_t>(30 * cols + 11)] = std::numeric_limits<float>::quiet_NaN();
+
+  for (const std::vector<float>* rhs : {&b, &b_with_inf, &b_with_nan}) {
+    const std::vector<float> expected = scalar_matmul(a, *rhs, rows, depth, cols);
+    std::vector<const float*> b_rows(static_cast<size_t>(depth));
+    for (int64_t k = 0; k < depth; ++k) b_rows[static_cast<size_t>(k)] = rhs->data() + k * cols;
+    for (const std::string& kernel : moeref::ops::matmul_kernels_available()) {
+      REQUIRE(moeref::ops::select_matmul_kernel(kernel));
+      for (const bool transposed : {false, true}) {
+        INFO("kernel " << kernel << ", B "
+                       << (rhs == &b            ? "finite"
+                           : rhs == &b_with_inf ? "with -inf"
+                                                : "with NaN")
+                       << (transposed ? ", A transposed" : ""));
+        std::vector<float> c(expected.size(), std::numeric_limits<float>::quiet_NaN());
+        std::vector<float*> c_rows(static_cast<size_t>(rows));
+        for (int64_t i = 0; i < rows; ++i) c_rows[static_cast<size_t>(i)] = c.data() + i * cols;
+        const moeref::ops::MatmulLhs lhs = transposed ? moeref::ops::MatmulLhs{a_transposed.data(), nullptr, 1, rows}
+                                                      : moeref::ops::MatmulLhs{a.data(), nullptr, depth, 1};
+        moeref::ops::matmul(rows, depth, cols, lhs, b_rows.data(), c_rows.data());
+        INFO("first differing element " << first_difference(c, expected));
+        CHECK(same_bits(c, expected));
+      }
+    }
+  }
+  // The cases are real: the finite product has +0 rows and a NaN row, the one with
+  // -inf a NaN where a zero row meets it.
+  const std::vector<float> finite = scalar_matmul(a, b, rows, depth, cols);
+  CHECK(std::signbit(finite[0]) == false);
+  CHECK(finite[0] == 0.0f);
+  CHECK(std::isnan(finite[static_cast<size_t>(7 * cols)]));
+  CHECK(std::isnan(scalar_matmul(a, b_with_inf, rows, depth, cols)[static_cast<size_t>(4)]));
 }
 
 TEST_CASE("matmul: products on 1 and 2 threads give the same bits", "[ops][matmul]") {

@@ -147,10 +147,10 @@ const Tensor& mtf_expert_layer(Frame& frame, const Tensor& recorded_inputs, cons
       if (i > 0) factor.resize(static_cast<size_t>(rows * H));
       float* product = i == 0 ? h_e : factor.data();
       ops::matmul(a_e, wi_e, product, rows, M, H);
-      for (int64_t k = 0; k < rows * H; ++k) {
-        const float activated = ops::apply_activation(activations[i], product[k]);
-        // functools.reduce(mtf.multiply, factors): ((f0 * f1) * f2) ...
-        h_e[k] = i == 0 ? activated : h_e[k] * activated;
+      ops::apply_activation(activations[i], product, rows * H);
+      // functools.reduce(mtf.multiply, factors): ((f0 * f1) * f2) ...
+      if (i > 0) {
+        for (int64_t k = 0; k < rows * H; ++k) h_e[k] = h_e[k] * product[k];
       }
     }
   }

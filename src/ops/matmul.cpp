@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "kernels/matmul_tiles.hpp"
 #include "moeref/error.hpp"
@@ -80,13 +83,19 @@ const Kernel& kernel_in_use() {
   return *kernel;
 }
 
-// Per-thread packing buffers, grown as needed and kept: the expert loops call
-// matmul once per group or expert with the same sizes.
+// Per-thread buffers, grown as needed and kept: the expert loops call matmul once
+// per group or expert with the same sizes.
 struct Workspace {
-  std::vector<float> a_packed;       // [row tiles][depth][MR]
-  std::vector<float> b_packed;       // [depth][NR], one column panel
-  std::vector<float> tile_out;       // [MR][NR], for the tiles at the edges of C
-  std::vector<float*> scratch_rows;  // [MR] rows of tile_out
+  std::vector<float> a_packed;                   // [row tiles][depth][MR]
+  std::vector<float> b_packed;                   // [depth][NR], one column panel
+  std::vector<float> tile_out;                   // [MR][NR], for the tiles at the edges of C
+  std::vector<float*> scratch_rows;              // [MR] rows of tile_out
+  std::vector<int64_t> nonzeros;                 // [rows] nonzero count of each row of A
+  std::vector<int64_t> dense_rows;               // rows of A summed by the tiles, ascending
+  std::vector<int64_t> sparse_rows;              // rows of A summed from their nonzeros, ascending
+  std::vector<float*> dense_c_rows;              // [dense rows] their rows of C
+  std::vector<int64_t> first_term;               // [rows] where a sparse row's terms start in terms
+  std::vector<std::pair<int64_t, float>> terms;  // (k, a[i, k]) of the sparse rows' nonzeros
 };
 
 Workspace& workspace() {
@@ -97,6 +106,149 @@ Workspace& workspace() {
 float lhs_value(const MatmulLhs& a, int64_t i, int64_t k) {
   const int64_t at = i * a.row_stride + k * a.col_stride;
   return a.f32 != nullptr ? a.f32[at] : static_cast<float>(a.i32[at]);
+}
+
+// visit(i, k, a[i, k]) for every element of A, in the order A lies in memory.
+template <typename Element, typename Visit>
+void for_each_element(const Element* data, int64_t rows, int64_t depth, int64_t row_stride, int64_t col_stride,
+                      Visit visit) {
+  if (std::abs(row_stride) >= std::abs(col_stride)) {
+    for (int64_t i = 0; i < rows; ++i) {
+      const Element* row = data + i * row_stride;
+      for (int64_t k = 0; k < depth; ++k) visit(i, k, static_cast<float>(row[k * col_stride]));
+    }
+  } else {
+    for (int64_t k = 0; k < depth; ++k) {
+      const Element* column = data + k * col_stride;
+      for (int64_t i = 0; i < rows; ++i) visit(i, k, static_cast<float>(column[i * row_stride]));
+    }
+  }
+}
+
+template <typename Visit>
+void for_each_lhs_value(int64_t rows, int64_t depth, const MatmulLhs& a, Visit visit) {
+  if (a.f32 != nullptr) {
+    for_each_element(a.f32, rows, depth, a.row_stride, a.col_stride, visit);
+  } else {
+    for_each_element(a.i32, rows, depth, a.row_stride, a.col_stride, visit);
+  }
+}
+
+// A row whose nonzeros are at most this fraction of depth is summed from them alone
+// (a dispatch or combine row, an empty expert slot); a busier one goes to the tiles,
+// which reuse each panel of B across MR rows.
+constexpr int64_t kSparseRowDivisor = 8;
+
+// Sorts the rows of A into dense_rows and sparse_rows by their count of nonzeros.
+// NaN counts as nonzero; -0 as zero (-0 * finite b is a zero too).
+void split_rows(int64_t rows, int64_t depth, const MatmulLhs& a, Workspace& space) {
+  space.nonzeros.assign(static_cast<size_t>(rows), 0);
+  for_each_lhs_value(rows, depth, a,
+                     [&](int64_t i, int64_t, float value) { space.nonzeros[static_cast<size_t>(i)] += value != 0.0f; });
+  for (int64_t i = 0; i < rows; ++i) {
+    const bool sparse = space.nonzeros[static_cast<size_t>(i)] * kSparseRowDivisor <= depth;
+    (sparse ? space.sparse_rows : space.dense_rows).push_back(i);
+  }
+}
+
+bool all_finite(int64_t depth, int64_t cols, const float* const* b_rows) {
+  bool finite = true;
+  for (int64_t k = 0; k < depth; ++k) {
+    const float* row = b_rows[k];
+    for (int64_t j = 0; j < cols; ++j) finite &= std::isfinite(row[j]);
+  }
+  return finite;
+}
+
+// The sparse rows of C from the nonzeros of their rows of A. With every b finite, a
+// term 0 * b is a zero, and adding a zero leaves acc as it is: acc starts at +0 and
+// is never -0 (x + y is -0 only when both are), and acc + (+-0) == acc for any other
+// acc, +0 included. So the nonzero terms alone, in the same order, give the dense
+// sum's bits.
+void sum_sparse_rows(int64_t depth, int64_t cols, const MatmulLhs& a, const float* const* b_rows, float* const* c_rows,
+                     Workspace& space) {
+  space.first_term.assign(space.nonzeros.size(), 0);
+  int64_t term_count = 0;
+  for (int64_t i : space.sparse_rows) {
+    space.first_term[static_cast<size_t>(i)] = term_count;
+    term_count += space.nonzeros[static_cast<size_t>(i)];
+  }
+  space.terms.resize(static_cast<size_t>(term_count));
+  // Filled in memory order: each row's terms still come in ascending k.
+  std::vector<int64_t>& next_term = space.first_term;
+  for_each_lhs_value(static_cast<int64_t>(space.nonzeros.size()), depth, a, [&](int64_t i, int64_t k, float value) {
+    const size_t row = static_cast<size_t>(i);
+    if (value != 0.0f && space.nonzeros[row] * kSparseRowDivisor <= depth) {
+      space.terms[static_cast<size_t>(next_term[row]++)] = {k, value};
+    }
+  });
+  // next_term[i] now ends row i's terms, which start nonzeros[i] before it.
+  for (int64_t i : space.sparse_rows) {
+    float* c = c_rows[i];
+    std::fill(c, c + cols, 0.0f);
+    const int64_t end = next_term[static_cast<size_t>(i)];
+    for (int64_t t = end - space.nonzeros[static_cast<size_t>(i)]; t < end; ++t) {
+      const auto [k, value] = space.terms[static_cast<size_t>(t)];
+      const float* b = b_rows[k];
+      for (int64_t j = 0; j < cols; ++j) c[j] = c[j] + value * b[j];
+    }
+  }
+}
+
+// The dense rows of C with the kernel's tiles: A's rows packed MR at a time, B one
+// panel of NR columns at a time.
+void sum_dense_rows(int64_t depth, int64_t cols, const MatmulLhs& a, const float* const* b_rows, float* const* c_rows,
+                    Workspace& space) {
+  const Kernel& kernel = kernel_in_use();
+  const int64_t MR = kernel.mr, NR = kernel.nr;
+  const int64_t rows = static_cast<int64_t>(space.dense_rows.size());
+  const int64_t row_tiles = (rows + MR - 1) / MR;
+  space.dense_c_rows.resize(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r)
+    space.dense_c_rows[static_cast<size_t>(r)] = c_rows[space.dense_rows[static_cast<size_t>(r)]];
+  float* const* out_rows = space.dense_c_rows.data();
+
+  // A in tiles of MR rows, each [depth][MR]; rows past the end are zero.
+  space.a_packed.resize(static_cast<size_t>(row_tiles * depth * MR));
+  for (int64_t t = 0; t < row_tiles; ++t) {
+    float* tile = space.a_packed.data() + t * depth * MR;
+    const int64_t valid = std::min<int64_t>(MR, rows - t * MR);
+    for (int64_t r = 0; r < MR; ++r) {
+      if (r >= valid) {
+        for (int64_t k = 0; k < depth; ++k) tile[k * MR + r] = 0.0f;
+        continue;
+      }
+      const int64_t i = space.dense_rows[static_cast<size_t>(t * MR + r)];
+      for (int64_t k = 0; k < depth; ++k) tile[k * MR + r] = lhs_value(a, i, k);
+    }
+  }
+
+  space.b_packed.resize(static_cast<size_t>(depth * NR));
+  space.tile_out.resize(static_cast<size_t>(MR * NR));
+  space.scratch_rows.resize(static_cast<size_t>(MR));
+  for (int64_t r = 0; r < MR; ++r) space.scratch_rows[static_cast<size_t>(r)] = space.tile_out.data() + r * NR;
+  for (int64_t j0 = 0; j0 < cols; j0 += NR) {
+    // One panel of B, [depth][NR]; columns past the end are zero.
+    const int64_t width = std::min<int64_t>(NR, cols - j0);
+    float* panel = space.b_packed.data();
+    for (int64_t k = 0; k < depth; ++k) {
+      std::memcpy(panel + k * NR, b_rows[k] + j0, static_cast<size_t>(width) * sizeof(float));
+      std::fill(panel + k * NR + width, panel + (k + 1) * NR, 0.0f);
+    }
+    for (int64_t t = 0; t < row_tiles; ++t) {
+      const int64_t valid = std::min<int64_t>(MR, rows - t * MR);
+      const float* tile_a = space.a_packed.data() + t * depth * MR;
+      if (valid == MR && width == NR) {
+        kernel.tile(depth, tile_a, panel, out_rows + t * MR, j0);  // a whole tile: straight into C
+        continue;
+      }
+      kernel.tile(depth, tile_a, panel, space.scratch_rows.data(), 0);
+      for (int64_t r = 0; r < valid; ++r) {
+        std::memcpy(out_rows[t * MR + r] + j0, space.scratch_rows[static_cast<size_t>(r)],
+                    static_cast<size_t>(width) * sizeof(float));
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -121,47 +273,18 @@ bool select_matmul_kernel(const std::string& name) {
 void matmul(int64_t rows, int64_t depth, int64_t cols, const MatmulLhs& a, const float* const* b_rows,
             float* const* c_rows) {
   if (rows <= 0 || cols <= 0) return;
-  const Kernel& kernel = kernel_in_use();
-  const int64_t MR = kernel.mr, NR = kernel.nr;
-  const int64_t row_tiles = (rows + MR - 1) / MR;
   Workspace& space = workspace();
-
-  // A in tiles of MR rows, each [depth][MR]; rows past the end are zero.
-  space.a_packed.resize(static_cast<size_t>(row_tiles * depth * MR));
-  for (int64_t t = 0; t < row_tiles; ++t) {
-    float* tile = space.a_packed.data() + t * depth * MR;
-    const int64_t valid = std::min<int64_t>(MR, rows - t * MR);
-    for (int64_t k = 0; k < depth; ++k) {
-      for (int64_t r = 0; r < MR; ++r) tile[k * MR + r] = r < valid ? lhs_value(a, t * MR + r, k) : 0.0f;
-    }
+  space.dense_rows.clear();
+  space.sparse_rows.clear();
+  split_rows(rows, depth, a, space);
+  if (!space.sparse_rows.empty() && !all_finite(depth, cols, b_rows)) {
+    // 0 * inf is NaN: with a non-finite B every term counts, so every row is summed densely.
+    for (int64_t i : space.sparse_rows) space.dense_rows.push_back(i);
+    std::sort(space.dense_rows.begin(), space.dense_rows.end());
+    space.sparse_rows.clear();
   }
-
-  space.b_packed.resize(static_cast<size_t>(depth * NR));
-  space.tile_out.resize(static_cast<size_t>(MR * NR));
-  space.scratch_rows.resize(static_cast<size_t>(MR));
-  for (int64_t r = 0; r < MR; ++r) space.scratch_rows[static_cast<size_t>(r)] = space.tile_out.data() + r * NR;
-  for (int64_t j0 = 0; j0 < cols; j0 += NR) {
-    // One panel of B, [depth][NR]; columns past the end are zero.
-    const int64_t width = std::min<int64_t>(NR, cols - j0);
-    float* panel = space.b_packed.data();
-    for (int64_t k = 0; k < depth; ++k) {
-      std::memcpy(panel + k * NR, b_rows[k] + j0, static_cast<size_t>(width) * sizeof(float));
-      std::fill(panel + k * NR + width, panel + (k + 1) * NR, 0.0f);
-    }
-    for (int64_t t = 0; t < row_tiles; ++t) {
-      const int64_t valid = std::min<int64_t>(MR, rows - t * MR);
-      const float* tile_a = space.a_packed.data() + t * depth * MR;
-      if (valid == MR && width == NR) {
-        kernel.tile(depth, tile_a, panel, c_rows + t * MR, j0);  // a whole tile: straight into C
-        continue;
-      }
-      kernel.tile(depth, tile_a, panel, space.scratch_rows.data(), 0);
-      for (int64_t r = 0; r < valid; ++r) {
-        std::memcpy(c_rows[t * MR + r] + j0, space.scratch_rows[static_cast<size_t>(r)],
-                    static_cast<size_t>(width) * sizeof(float));
-      }
-    }
-  }
+  if (!space.sparse_rows.empty()) sum_sparse_rows(depth, cols, a, b_rows, c_rows, space);
+  if (!space.dense_rows.empty()) sum_dense_rows(depth, cols, a, b_rows, c_rows, space);
 }
 
 void matmul(const float* a, const float* b, float* c, int64_t rows, int64_t depth, int64_t cols) {

@@ -71,4 +71,17 @@ float apply_activation(Activation activation, float x) {
   return x;
 }
 
+void apply_activation(Activation activation, float* values, int64_t count) {
+  switch (activation) {
+    case Activation::kLinear:
+      return;
+    case Activation::kRelu:
+      for (int64_t k = 0; k < count; ++k) values[k] = values[k] > 0.0f ? values[k] : 0.0f;
+      return;
+    default:
+      for (int64_t k = 0; k < count; ++k) values[k] = apply_activation(activation, values[k]);
+      return;
+  }
+}
+
 }  // namespace moeref::ops

@@ -9,6 +9,12 @@
 // run time) only decide how many elements are computed side by side, never the
 // order inside one, so every kernel, every CPU and every thread count gives the
 // same bits. Packing buffers are per thread and reused from call to call.
+//
+// A row of A with at most depth / 8 nonzeros (a row of the dispatch or combine
+// tensor, an empty expert slot) is summed from its nonzeros alone, in the same order.
+// When every b is finite that is the same bits: each left-out term is a zero, acc is
+// never -0, and acc + (+-0) == acc. When some b is inf or NaN every term counts.
+// C must not share memory with A or B.
 #pragma once
 
 #include <cstdint>

@@ -4,6 +4,7 @@
 // and rounded once.
 #pragma once
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -21,5 +22,8 @@ std::vector<Activation> parse_activations(const nlohmann::json& hparam);
 std::vector<Activation> activations_named(const std::vector<std::string>& names);
 
 float apply_activation(Activation activation, float x);
+// values[k] = apply_activation(activation, values[k]) for k < count, the same bits;
+// the switch is taken once, so linear and relu run as plain vector loops.
+void apply_activation(Activation activation, float* values, int64_t count);
 
 }  // namespace moeref::ops
