@@ -232,6 +232,49 @@ TEST_CASE("bounds: a product then an activation: slope 1.13 times the product's 
   pin(golden, "expert_hidden", expected);
 }
 
+TEST_CASE(
+    "bounds: a large product's sums come from float32 rounded up: never below the double sums, at most "
+    "(K + 1) 2^-24 above",
+    "[check][bounds]") {
+  // 128 slots x 256 x 1024 per expert: past the 2^24 multiply-adds where the checker
+  // sums |a| |b| with ops::matmul in float32 instead of in double.
+  const Trace golden = moeref::testing::run_json({{"variant", "mtf_top2"},
+                                                  {"train", false},
+                                                  {"seed", 3},
+                                                  {"dims", {{"G", 1}, {"S", 128}, {"E", 2}, {"M", 256}, {"H", 1024}}},
+                                                  {"hparams", {{"group_size", 128}}}});
+  const Tensor& a = step(golden, "expert_inputs");
+  const Tensor& w = *golden.find_input("wi");
+  const Tensor& h = step(golden, "expert_hidden");
+  const std::vector<double> d_a = bound_of(golden, "expert_inputs");
+  const std::vector<double> actual = bound_of(golden, "expert_hidden");
+  const int64_t E = extent(a, "E"), GC = extent(a, "G") * extent(a, "C"), M = extent(a, "M"), H = extent(w, "H");
+  REQUIRE(static_cast<double>(GC * M * H) >= 16777216.0);
+  const double widest = 1.0 + 2.0 * static_cast<double>(M + 1) * u;
+  int64_t wider = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    for (int64_t t = 0; t < GC; ++t) {
+      for (int64_t j = 0; j < H; ++j) {
+        double sum = 0.0, moved = 0.0;
+        for (int64_t m = 0; m < M; ++m) {
+          const int64_t ka = (e * GC + t) * M + m, kw = (e * M + m) * H + j;
+          sum += std::fabs(value(a, ka) * value(w, kw));
+          moved += d_a[static_cast<size_t>(ka)] * std::fabs(value(w, kw));
+        }
+        const size_t i = static_cast<size_t>((e * GC + t) * H + j);
+        const double own = 3.0 * ulp(h.f32[i]);
+        const double expected =
+            std::max(kSlope * (2.0 * gamma_n(static_cast<double>(M)) * sum + moved) + own, moeref::kBoundFloor);
+        INFO("element " << h.named_index(static_cast<int64_t>(i)));
+        CHECK(actual[i] >= expected * (1.0 - 1e-12));
+        CHECK(actual[i] <= expected * widest);
+        wider += actual[i] > expected * (1.0 + 1e-9) ? 1 : 0;
+      }
+    }
+  }
+  CHECK(wider > 0);  // the float path was taken: the double sums would match to the last bits
+}
+
 TEST_CASE("bounds: GLU experts multiply one activated factor per weight", "[check][bounds]") {
   // expert_hidden = act(x . wi_0) * (x . wi_1): sum_j 1.13 pre_j prod_{k != j} (|p_k| + pre_k + 1) + 6 ulp.
   const Trace golden = golden_with("mtf_top2", "expert_hidden",

@@ -13,10 +13,13 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "moeref/ops/matmul.hpp"
 #include "moeref/tolerance.hpp"
 
 namespace moeref {
@@ -355,19 +358,90 @@ using MatrixF64 = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::R
 // tensor holds one or two nonzeros per token).
 constexpr double kSparseZeros = 0.9;
 
-double zero_fraction(const MatrixF64& m) {
+// A row-major matrix or a block of columns of one, without a copy.
+using MatrixRef = Eigen::Ref<const MatrixF64, 0, Eigen::OuterStride<>>;
+
+double zero_fraction(const MatrixRef& m) {
   if (m.size() == 0) return 0.0;
   Eigen::Index zeros = 0;
-  for (Eigen::Index i = 0; i < m.size(); ++i) zeros += m.data()[i] == 0.0 ? 1 : 0;
+  for (Eigen::Index r = 0; r < m.rows(); ++r) {
+    const double* row = m.row(r).data();
+    for (Eigen::Index c = 0; c < m.cols(); ++c) zeros += row[c] == 0.0 ? 1 : 0;
+  }
   return static_cast<double>(zeros) / static_cast<double>(m.size());
+}
+
+// The largest a product of nonnegative float32 matrices may hold for the float path:
+// no product or sum of K of them can overflow.
+constexpr double kFloatPathLimit = 1e15;
+// Products of at least this many multiply-adds (a realistic layer's experts) take the
+// float path; smaller ones, every checked-in golden's among them, sum in double.
+constexpr double kFloatPathWork = 16777216.0;  // 2^24
+
+// Rounds x >= 0 to a float32 no smaller than x.
+float float_at_least(double x) {
+  float f = static_cast<float>(x);
+  if (static_cast<double>(f) < x) {  // x >= 0 and finite here: the next float up is one more in the bits
+    uint32_t bits;
+    std::memcpy(&bits, &f, sizeof bits);
+    ++bits;
+    std::memcpy(&f, &bits, sizeof bits);
+  }
+  return f;
+}
+
+// a . b for nonnegative a and b, as an upper bound of the exact sums: ops::matmul in
+// float32 (several times Eigen's double GEMM here) on the operands rounded up, then
+// enlarged by what float32 summation can lose. K nonnegative products summed with
+// K + 1 roundings each come out at least (1 - gamma_{K+1}) times their exact sum, less
+// 2^-150 per product that underflows; so exact <= computed / (1 - gamma_{K+1}) +
+// (K + 1) 2^-149, and the double arithmetic of that line is covered by one more
+// factor (1 + 2^-50). So the bound is at most (K + 1) 2^-24 / (1 - ...) wider, relative,
+// than the double sums give (3e-5 for K = 512). nullopt for a small product, or when an
+// operand is negative, not finite, or large enough that float32 could overflow: the
+// caller sums in double then.
+std::optional<MatrixF64> nonnegative_product_upper(const MatrixRef& a, const MatrixRef& b) {
+  const Eigen::Index R = a.rows(), K = a.cols(), Q = b.cols();
+  if (static_cast<double>(R) * static_cast<double>(K) * static_cast<double>(Q) < kFloatPathWork) return std::nullopt;
+  std::vector<float> a32(static_cast<size_t>(R * K)), b32(static_cast<size_t>(K * Q));
+  double a_max = 0.0, b_max = 0.0;
+  bool usable = true;
+  // Rounded up into float32, with the largest value; false for a negative, NaN or huge one.
+  auto take = [&usable](const MatrixRef& m, float* out, double& largest) {
+    for (Eigen::Index r = 0; r < m.rows(); ++r) {
+      const double* row = m.row(r).data();
+      for (Eigen::Index c = 0; c < m.cols(); ++c) {
+        const double v = row[c];
+        usable &= v >= 0.0 && v <= kFloatPathLimit;
+        largest = std::max(largest, v);
+        out[r * m.cols() + c] = float_at_least(v);
+      }
+    }
+  };
+  take(a, a32.data(), a_max);
+  take(b, b32.data(), b_max);
+  if (!usable || a_max * b_max * static_cast<double>(K + 1) > 1e30) return std::nullopt;
+  std::vector<float> c32(static_cast<size_t>(R * Q));
+  ops::matmul(a32.data(), b32.data(), c32.data(), R, K, Q);
+  const double float_gamma = static_cast<double>(K + 1) * 0x1p-24 / (1.0 - static_cast<double>(K + 1) * 0x1p-24);
+  const double scale = (1.0 + 0x1p-50) / (1.0 - float_gamma);
+  const double underflow = static_cast<double>(K + 1) * 0x1p-149;
+  MatrixF64 c(R, Q);
+  for (Eigen::Index i = 0; i < c.size(); ++i) {
+    c.data()[i] = static_cast<double>(c32[static_cast<size_t>(i)]) * scale + underflow;
+  }
+  return c;
 }
 
 // a . b, leaving out the terms where the sparser operand is an exact zero when it is
 // mostly zeros: the dense product of a one-hot [S, E*C] costs E*C/2 times the useful
 // work. Those terms add +0 or -0 to sums of products, and a bound needs no sign of zero.
-MatrixF64 product_skipping_zeros(const MatrixF64& a, const MatrixF64& b) {
+MatrixF64 product_skipping_zeros(const MatrixRef& a, const MatrixRef& b) {
   const double a_zeros = zero_fraction(a), b_zeros = zero_fraction(b);
-  if (a_zeros < kSparseZeros && b_zeros < kSparseZeros) return a * b;
+  if (a_zeros < kSparseZeros && b_zeros < kSparseZeros) {
+    std::optional<MatrixF64> upper = nonnegative_product_upper(a, b);
+    return upper ? std::move(*upper) : MatrixF64(a * b);
+  }
   MatrixF64 c = MatrixF64::Zero(a.rows(), b.cols());
   // Both loops add each element's terms in increasing k.
   if (a_zeros >= b_zeros) {
