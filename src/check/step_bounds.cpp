@@ -519,7 +519,7 @@ std::optional<ProductSums> product_sums_by_gemm(const Tensor& out, const Operand
   // Batches are independent: each thread fills its own output elements.
 #pragma omp parallel for schedule(static)
   for (size_t t = 0; t < out_batch.size(); ++t) {
-    Matrix a_abs(R, 2 * K), b_abs(K, Q), b_both(2 * K, Q), a_val, b_val;
+    Matrix a_abs(R, 2 * K), b_abs(K, Q), b_both, a_val, b_val;
     if (want_value) {
       a_val.resize(R, K);
       b_val.resize(K, Q);
@@ -533,20 +533,29 @@ std::optional<ProductSums> product_sums_by_gemm(const Tensor& out, const Operand
         if (want_value) a_val(r, k) = v;
       }
     }
+    bool b_exact = true;
     for (Eigen::Index k = 0; k < K; ++k) {
       for (Eigen::Index q = 0; q < Q; ++q) {
         const int64_t at = b_batch[t] + b_k[static_cast<size_t>(k)] + b_cols[static_cast<size_t>(q)];
         const double v = b.value(at);
         b_abs(k, q) = std::fabs(v);
-        b_both(k, q) = b.error(at);       // |a| db
-        b_both(K + k, q) = std::fabs(v);  // da |b|
+        b_exact &= b.error(at) == 0.0;
         if (want_value) b_val(k, q) = v;
+      }
+    }
+    if (!b_exact) {  // [db; |b|], built only when b has bounds (a weight or an input has none)
+      b_both.resize(2 * K, Q);
+      b_both.bottomRows(K) = b_abs;
+      for (Eigen::Index k = 0; k < K; ++k) {
+        for (Eigen::Index q = 0; q < Q; ++q) {
+          b_both(k, q) = b.error(b_batch[t] + b_k[static_cast<size_t>(k)] + b_cols[static_cast<size_t>(q)]);
+        }
       }
     }
     const Matrix sum_abs = product_skipping_zeros(a_abs.leftCols(K), b_abs);
     // [|a|, da] . [db; |b|] = |a| db + da |b|; an operand given exactly (an input, a weight)
     // has no bound, and its half of the sum is left out.
-    const bool a_exact = a_abs.rightCols(K).isZero(0.0), b_exact = b_both.topRows(K).isZero(0.0);
+    const bool a_exact = a_abs.rightCols(K).isZero(0.0);
     Matrix moved;
     if (a_exact && b_exact) {
       moved = Matrix::Zero(R, Q);
@@ -629,58 +638,61 @@ std::optional<std::vector<double>> product_bound(const Tensor& out, const std::v
   }
   std::vector<double> bound(static_cast<size_t>(out.num_elements()));
   // Each element's bound is its own sum, in the same order on any thread count.
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < out.num_elements(); ++i) {
-    std::vector<double> pre(weights.size()), value(weights.size());
-    double worst = 0.0;
-    for (int64_t g = 0; g < n_gathered; ++g) {
-      for (size_t w = 0; w < weights.size(); ++w) {
-        const Walk& walk = walks[w];
-        double sum_abs = 0.0, sum = 0.0, moved = 0.0;
-        if (!by_gemm.empty()) {
-          const ProductSums& found = by_gemm[w];
-          sum_abs = found.sum_abs[static_cast<size_t>(i)];
-          moved = found.moved[static_cast<size_t>(i)];
-          sum = found.value.empty() ? 0.0 : found.value[static_cast<size_t>(i)];
-        }
-        for (int64_t c = 0; by_gemm.empty() && c < n_contract; ++c) {
-          const size_t j = static_cast<size_t>(g * n_contract + c);
-          const int64_t ka = walk.out_part[0][static_cast<size_t>(i)] + walk.loop_part[0][j];
-          const int64_t kb = walk.out_part[1][static_cast<size_t>(i)] + walk.loop_part[1][j];
-          const double va = a.value(ka);
-          // A term whose operand is an exact zero adds nothing (dispatch and combine are mostly such zeros).
-          if (va == 0.0 && a.error(ka) == 0.0) continue;
-          const double vb = weights[w]->value(kb);
-          sum_abs += std::fabs(va * vb);
-          sum += va * vb;
-          moved += a.error(ka) * std::fabs(vb) + std::fabs(va) * weights[w]->error(kb);
-        }
-        if (!biases.empty()) {
-          const int64_t kc =
-              walk.out_part[2][static_cast<size_t>(i)] + walk.loop_part[2][static_cast<size_t>(g * n_contract)];
-          sum_abs += std::fabs(biases[w]->value(kc));
-          sum += biases[w]->value(kc);
-          moved += biases[w]->error(kc);
-        }
-        pre[w] = sums * gamma * sum_abs + moved;
-        value[w] = sum;
-      }
-      double here = pre[0];
-      if (activation) {
-        here = 0.0;
+#pragma omp parallel
+  {
+    std::vector<double> pre(weights.size()), value(weights.size());  // per thread, refilled per element
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < out.num_elements(); ++i) {
+      double worst = 0.0;
+      for (int64_t g = 0; g < n_gathered; ++g) {
         for (size_t w = 0; w < weights.size(); ++w) {
-          double others = 1.0;
-          for (size_t v = 0; v < weights.size(); ++v) {
-            if (v != w) others *= std::fabs(value[v]) + pre[v] + 1.0;
+          const Walk& walk = walks[w];
+          double sum_abs = 0.0, sum = 0.0, moved = 0.0;
+          if (!by_gemm.empty()) {
+            const ProductSums& found = by_gemm[w];
+            sum_abs = found.sum_abs[static_cast<size_t>(i)];
+            moved = found.moved[static_cast<size_t>(i)];
+            sum = found.value.empty() ? 0.0 : found.value[static_cast<size_t>(i)];
           }
-          here += kActivationSlope * pre[w] * (weights.size() > 1 ? others : 1.0);
+          for (int64_t c = 0; by_gemm.empty() && c < n_contract; ++c) {
+            const size_t j = static_cast<size_t>(g * n_contract + c);
+            const int64_t ka = walk.out_part[0][static_cast<size_t>(i)] + walk.loop_part[0][j];
+            const int64_t kb = walk.out_part[1][static_cast<size_t>(i)] + walk.loop_part[1][j];
+            const double va = a.value(ka);
+            // A term whose operand is an exact zero adds nothing (dispatch and combine are mostly such zeros).
+            if (va == 0.0 && a.error(ka) == 0.0) continue;
+            const double vb = weights[w]->value(kb);
+            sum_abs += std::fabs(va * vb);
+            sum += va * vb;
+            moved += a.error(ka) * std::fabs(vb) + std::fabs(va) * weights[w]->error(kb);
+          }
+          if (!biases.empty()) {
+            const int64_t kc =
+                walk.out_part[2][static_cast<size_t>(i)] + walk.loop_part[2][static_cast<size_t>(g * n_contract)];
+            sum_abs += std::fabs(biases[w]->value(kc));
+            sum += biases[w]->value(kc);
+            moved += biases[w]->error(kc);
+          }
+          pre[w] = sums * gamma * sum_abs + moved;
+          value[w] = sum;
         }
+        double here = pre[0];
+        if (activation) {
+          here = 0.0;
+          for (size_t w = 0; w < weights.size(); ++w) {
+            double others = 1.0;
+            for (size_t v = 0; v < weights.size(); ++v) {
+              if (v != w) others *= std::fabs(value[v]) + pre[v] + 1.0;
+            }
+            here += kActivationSlope * pre[w] * (weights.size() > 1 ? others : 1.0);
+          }
+        }
+        worst = std::max(worst, here);
       }
-      worst = std::max(worst, here);
+      const double own = activation ? static_cast<double>(kActivationUlps * static_cast<int>(weights.size()))
+                                    : (golden_in_double ? 1.0 : 0.0);
+      bound[static_cast<size_t>(i)] = worst + ulps(out, i, own);
     }
-    const double own = activation ? static_cast<double>(kActivationUlps * static_cast<int>(weights.size()))
-                                  : (golden_in_double ? 1.0 : 0.0);
-    bound[static_cast<size_t>(i)] = worst + ulps(out, i, own);
   }
   return bound;
 }
@@ -695,8 +707,13 @@ double gamma_n(int64_t n) {
 double ulp_of(float value) {
   if (!std::isfinite(value)) return 0.0;
   const float magnitude_f = std::fabs(value);
-  return static_cast<double>(std::nextafter(magnitude_f, std::numeric_limits<float>::infinity())) -
-         static_cast<double>(magnitude_f);
+  // The next float up from a finite magnitude is one more in the bits (FLT_MAX's is inf).
+  uint32_t bits;
+  std::memcpy(&bits, &magnitude_f, sizeof bits);
+  ++bits;
+  float next;
+  std::memcpy(&next, &bits, sizeof bits);
+  return static_cast<double>(next) - static_cast<double>(magnitude_f);
 }
 
 Float32Bounds::Float32Bounds(const Trace& golden) : golden_(golden) {
