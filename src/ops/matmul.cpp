@@ -20,6 +20,8 @@ struct Kernel {
   int mr;  // rows of a tile
   int nr;  // columns of a tile
   kernels::MatmulTileFn tile;
+  int tail_nr;  // columns of the tile for the last columns (fewer than nr)
+  kernels::MatmulTileFn tail;
   bool (*runs_here)();
 };
 
@@ -34,10 +36,13 @@ bool has_avx512() { return __builtin_cpu_supports("avx512f"); }
 // the generic tile is plain vector code for the compiler's own target.
 const Kernel kKernels[] = {
 #if defined(__x86_64__)
-    {"avx512", kernels::kAvx512MR, kernels::kAvx512NR, kernels::matmul_tile_avx512, has_avx512},
-    {"avx2", kernels::kAvx2MR, kernels::kAvx2NR, kernels::matmul_tile_avx2, has_avx2},
+    {"avx512", kernels::kAvx512MR, kernels::kAvx512NR, kernels::matmul_tile_avx512, kernels::kAvx512TailNR,
+     kernels::matmul_tile_avx512_tail, has_avx512},
+    {"avx2", kernels::kAvx2MR, kernels::kAvx2NR, kernels::matmul_tile_avx2, kernels::kAvx2NR, kernels::matmul_tile_avx2,
+     has_avx2},
 #endif
-    {"generic", kernels::kGenericMR, kernels::kGenericNR, kernels::matmul_tile_generic, always},
+    {"generic", kernels::kGenericMR, kernels::kGenericNR, kernels::matmul_tile_generic, kernels::kGenericNR,
+     kernels::matmul_tile_generic, always},
 };
 
 std::string kernel_names() {
@@ -227,27 +232,32 @@ void sum_dense_rows(int64_t depth, int64_t cols, const MatmulLhs& a, const float
   space.tile_out.resize(static_cast<size_t>(MR * NR));
   space.scratch_rows.resize(static_cast<size_t>(MR));
   for (int64_t r = 0; r < MR; ++r) space.scratch_rows[static_cast<size_t>(r)] = space.tile_out.data() + r * NR;
-  for (int64_t j0 = 0; j0 < cols; j0 += NR) {
-    // One panel of B, [depth][NR]; columns past the end are zero.
-    const int64_t width = std::min<int64_t>(NR, cols - j0);
+  for (int64_t j0 = 0; j0 < cols;) {
+    // One panel of B, [depth][panel_nr]; columns past the end are zero. Whole panels of
+    // the main tile, then the narrower tail tile for the columns left.
+    const bool main_tile = cols - j0 >= NR || kernel.tail_nr == NR;
+    const int64_t panel_nr = main_tile ? NR : kernel.tail_nr;
+    const kernels::MatmulTileFn tile = main_tile ? kernel.tile : kernel.tail;
+    const int64_t width = std::min<int64_t>(panel_nr, cols - j0);
     float* panel = space.b_packed.data();
     for (int64_t k = 0; k < depth; ++k) {
-      std::memcpy(panel + k * NR, b_rows[k] + j0, static_cast<size_t>(width) * sizeof(float));
-      std::fill(panel + k * NR + width, panel + (k + 1) * NR, 0.0f);
+      std::memcpy(panel + k * panel_nr, b_rows[k] + j0, static_cast<size_t>(width) * sizeof(float));
+      std::fill(panel + k * panel_nr + width, panel + (k + 1) * panel_nr, 0.0f);
     }
     for (int64_t t = 0; t < row_tiles; ++t) {
       const int64_t valid = std::min<int64_t>(MR, rows - t * MR);
       const float* tile_a = space.a_packed.data() + t * depth * MR;
-      if (valid == MR && width == NR) {
-        kernel.tile(depth, tile_a, panel, out_rows + t * MR, j0);  // a whole tile: straight into C
+      if (valid == MR && width == panel_nr) {
+        tile(depth, tile_a, panel, out_rows + t * MR, j0);  // a whole tile: straight into C
         continue;
       }
-      kernel.tile(depth, tile_a, panel, space.scratch_rows.data(), 0);
+      tile(depth, tile_a, panel, space.scratch_rows.data(), 0);
       for (int64_t r = 0; r < valid; ++r) {
         std::memcpy(out_rows[t * MR + r] + j0, space.scratch_rows[static_cast<size_t>(r)],
                     static_cast<size_t>(width) * sizeof(float));
       }
     }
+    j0 += panel_nr;
   }
 }
 

@@ -12,12 +12,14 @@ using MatmulTileFn = void (*)(int64_t depth, const float* ap, const float* bp, f
 
 inline constexpr int kGenericMR = 6, kGenericNR = 8;  // SSE2: 4 floats x 2 vectors
 inline constexpr int kAvx2MR = 6, kAvx2NR = 16;       // AVX2: 8 floats x 2 vectors
-// AVX-512: 16 floats x 4 vectors. 6 x 64 beat 8 x 48 (fewer broadcasts per product: 92
-// against 88 GFLOPS on a 320 x 512 x 2048 product here) and divides the usual widths.
-inline constexpr int kAvx512MR = 6, kAvx512NR = 64;
+// AVX-512: 4 rows x 6 vectors of 16 floats: 4 broadcasts per 24 products (6 x 64 took 6,
+// and 88 against 83 GFLOPS on a 312 x 512 x 1536 product here; 3 x 8 and 2 x 8 run out of
+// registers). 96 divides few widths, so the last columns take a 4 x 32 tile.
+inline constexpr int kAvx512MR = 4, kAvx512NR = 96, kAvx512TailNR = 32;
 
 void matmul_tile_generic(int64_t depth, const float* ap, const float* bp, float* const* out_rows, int64_t col);
 void matmul_tile_avx2(int64_t depth, const float* ap, const float* bp, float* const* out_rows, int64_t col);
 void matmul_tile_avx512(int64_t depth, const float* ap, const float* bp, float* const* out_rows, int64_t col);
+void matmul_tile_avx512_tail(int64_t depth, const float* ap, const float* bp, float* const* out_rows, int64_t col);
 
 }  // namespace moeref::ops::kernels
