@@ -14,15 +14,16 @@
 #include <vector>
 
 #include "moeref/error.hpp"
+#include "moeref/ops/cumsum.hpp"
 #include "moeref/ops/mtf_activations.hpp"
 #include "moeref/ops/mtf_capacity.hpp"
-#include "moeref/ops/cumsum.hpp"
 #include "moeref/ops/mtf_grouping.hpp"
-#include "moeref/ops/router.hpp"
 #include "moeref/ops/mtf_softmax.hpp"
+#include "moeref/ops/router.hpp"
 #include "moeref/ops/top1.hpp"
 #include "moeref/rng.hpp"
 #include "portable_random.hpp"
+#include "test_support.hpp"
 
 using moeref::testing::uniform_float;
 
@@ -246,6 +247,33 @@ TEST_CASE("router_logits is x . router_weights without bias", "[ops][router]") {
   std::vector<float> logits(4);
   moeref::ops::router_logits(x.data(), w.data(), 2, 3, 2, logits.data());
   CHECK(logits == std::vector<float>{2.5f, 3.0f, 1.0f, 1.0f});
+}
+
+TEST_CASE("router_logits gives the bits of one double sum per logit in order m = 0 .. M-1, for any E",
+          "[ops][router]") {
+  // Experts are summed 16 at a time in lanes; widths around that (and a remainder) must
+  // not change a bit. Values of mixed magnitude, so that the order of a sum shows.
+  for (const int64_t E : {1, 5, 16, 17, 40}) {
+    const int64_t T = 7, M = 33;
+    std::vector<float> x(static_cast<size_t>(T * M)), w(static_cast<size_t>(M * E));
+    for (size_t i = 0; i < x.size(); ++i)
+      x[i] = (i % 3 == 0 ? 1000.0f : 0.001f) * std::sin(static_cast<float>(i) + 0.5f);
+    for (size_t i = 0; i < w.size(); ++i) w[i] = (i % 5 == 0 ? 100.0f : 0.01f) * std::cos(static_cast<float>(i) * 1.7f);
+    std::vector<float> logits(static_cast<size_t>(T * E));
+    moeref::ops::router_logits(x.data(), w.data(), T, M, E, logits.data());
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t e = 0; e < E; ++e) {
+        double sum = 0.0;
+        for (int64_t m = 0; m < M; ++m) {
+          sum += static_cast<double>(x[static_cast<size_t>(t * M + m)]) *
+                 static_cast<double>(w[static_cast<size_t>(m * E + e)]);
+        }
+        INFO("E " << E << ", token " << t << ", expert " << e);
+        CHECK(moeref::testing::bits_of(logits[static_cast<size_t>(t * E + e)]) ==
+              moeref::testing::bits_of(static_cast<float>(sum)));
+      }
+    }
+  }
 }
 
 // ---- activations -------------------------------------------------------------------

@@ -1,16 +1,45 @@
 #include "moeref/ops/router.hpp"
 
+#include <algorithm>
+
 namespace moeref::ops {
 
+namespace {
+
+// Experts summed side by side: a token's row of x meets each row of the weights once,
+// and the independent sums run as vector lanes instead of one long chain of adds.
+constexpr int64_t kExpertsAtOnce = 16;
+
+// logits[e0 .. e0 + count) of one token; each sum still runs m = 0 .. M-1 from 0.0.
+template <int64_t kCount>
+void token_logits(const float* x_row, const float* router_weights, int64_t model_dim, int64_t num_experts, int64_t e0,
+                  int64_t count, float* logits_row) {
+  double sums[kExpertsAtOnce] = {};
+  const int64_t n = kCount > 0 ? kCount : count;
+  for (int64_t m = 0; m < model_dim; ++m) {
+    const double x_m = static_cast<double>(x_row[m]);
+    const float* w = router_weights + m * num_experts + e0;
+    for (int64_t j = 0; j < n; ++j) sums[j] += x_m * static_cast<double>(w[j]);
+  }
+  for (int64_t j = 0; j < n; ++j) logits_row[e0 + j] = static_cast<float>(sums[j]);
+}
+
+}  // namespace
+
+// Each product of two float32 values is exact in double, so each logit is one rounding
+// of a double sum in order m = 0 .. M-1, whatever the lanes.
 void router_logits(const float* x, const float* router_weights, int64_t tokens, int64_t model_dim, int64_t num_experts,
                    float* logits) {
   for (int64_t t = 0; t < tokens; ++t) {
-    for (int64_t e = 0; e < num_experts; ++e) {
-      double sum = 0.0;
-      for (int64_t m = 0; m < model_dim; ++m) {
-        sum += static_cast<double>(x[t * model_dim + m]) * static_cast<double>(router_weights[m * num_experts + e]);
+    const float* x_row = x + t * model_dim;
+    float* logits_row = logits + t * num_experts;
+    for (int64_t e0 = 0; e0 < num_experts; e0 += kExpertsAtOnce) {
+      const int64_t count = std::min(kExpertsAtOnce, num_experts - e0);
+      if (count == kExpertsAtOnce) {
+        token_logits<kExpertsAtOnce>(x_row, router_weights, model_dim, num_experts, e0, count, logits_row);
+      } else {
+        token_logits<0>(x_row, router_weights, model_dim, num_experts, e0, count, logits_row);
       }
-      logits[t * num_experts + e] = static_cast<float>(sum);
     }
   }
 }
