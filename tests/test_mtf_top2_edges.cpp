@@ -344,3 +344,52 @@ TEST_CASE("mtf_top2 with one expert: the second choice is a zero-weight copy of 
     CHECK(ints(trace, "second_policy_keep") == std::vector<int32_t>{0, 0, 0});
   }
 }
+
+// ---- combine_tensor, element by element ----------------------------------------------------
+
+TEST_CASE("mtf_top2 combine_tensor holds the source's sum of one-hot products in every element",
+          "[mtf_top2][combine][edge]") {
+  // combine[t, e, c] = gate_1 * mask_1 * one_hot(index_1)[e] * one_hot(pos_1)[c]
+  //                  + gate_2 * mask_2 * one_hot(index_2)[e] * one_hot(pos_2)[c],
+  // recomputed here per element from the trace's own steps and compared bit for bit.
+  // (moeref fills each row from the 16 sums a token can have; this is the plain formula.)
+  // Token 1 ties three ways, token 3 two ways; four tokens choose expert 0 first, more
+  // than C = 2 (a position >= C is an all-zero one-hot).
+  std::vector<float> logits = {2.0f, 0.0f, 1.0f,  0.0f, 0.0f, 0.0f, 0.0f, 2.0f, 1.0f,
+                               1.0f, 1.0f, -3.0f, 0.0f, 1.0f, 2.0f, 3.0f, 0.0f, 2.0f};
+  json config = gating_config(1, 6, 3, logits, {{"second_policy_train", "all"}, {"expert_capacity", 2}});
+  const Trace trace = run_json(config);
+  const Tensor& combine = step(trace, "combine_tensor");
+  const int64_t S = 6, E = 3, C = 2;
+  REQUIRE(combine.shape == std::vector<int64_t>{1, S, E, C});
+  const std::vector<float>& g1 = step(trace, "gate_1_capacity").f32;
+  const std::vector<float>& g2 = step(trace, "gate_2_capacity").f32;
+  const std::vector<int32_t> m1 = ints(trace, "mask_1_flat"), m2 = ints(trace, "mask_2_flat");
+  const std::vector<int32_t> i1 = ints(trace, "index_1"), i2 = ints(trace, "index_2");
+  const std::vector<int32_t> p1 = ints(trace, "position_in_expert_1_flat"),
+                             p2 = ints(trace, "position_in_expert_2_flat");
+  int nonzero = 0, over_capacity = 0, placed = 0;
+  for (int64_t t = 0; t < S; ++t) {
+    const size_t u = static_cast<size_t>(t);
+    over_capacity += p1[u] >= C || p2[u] >= C ? 1 : 0;
+    placed += (m1[u] != 0 && g1[u] != 0.0f ? 1 : 0) + (m2[u] != 0 && g2[u] != 0.0f ? 1 : 0);
+    for (int64_t e = 0; e < E; ++e) {
+      for (int64_t c = 0; c < C; ++c) {
+        const float term_1 =
+            g1[u] * static_cast<float>(m1[u]) * (i1[u] == e ? 1.0f : 0.0f) * (p1[u] == c ? 1.0f : 0.0f);
+        const float term_2 =
+            g2[u] * static_cast<float>(m2[u]) * (i2[u] == e ? 1.0f : 0.0f) * (p2[u] == c ? 1.0f : 0.0f);
+        const float expected = term_1 + term_2;
+        const float actual = combine.f32[static_cast<size_t>((t * E + e) * C + c)];
+        INFO("token " << t << ", expert " << e << ", slot " << c);
+        CHECK(moeref::testing::bits_of(actual) == moeref::testing::bits_of(expected));
+        nonzero += actual != 0.0f ? 1 : 0;
+      }
+    }
+  }
+  CHECK(nonzero == placed);  // one nonzero per kept choice with a weight
+  // Every slot is taken: e0 by t0, t1 (first choices; t3, t5 overflow), e1 by t2 and
+  // t1's second choice, e2 by t4 and t0's second choice (the other seconds queue past C).
+  CHECK(placed == E * C);
+  CHECK(over_capacity > 0);
+}

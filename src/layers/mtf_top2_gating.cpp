@@ -10,6 +10,8 @@
 #include "moeref/layers/mtf_top2_gating.hpp"
 
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 #include <utility>
 
 #include "moeref/frame/routing_index_form.hpp"
@@ -241,18 +243,42 @@ MtfTop2Gated mtf_top_2_gating(Frame& f, const MtfTop2Site& site, const Tensor& l
                                           {gate_1_capacity, mask_1_flat, index_1, position_in_expert_1_flat,
                                            gate_2_capacity, mask_2_flat, index_2, position_in_expert_2_flat},
                                           site_dims(site, {site.group, site.experts, site.capacity}));
+  // Element (e, c) of a token's row is term_1 + term_2, each term its weight times two
+  // one-hot factors; it depends on (e, c) only through the four tests e == index_k,
+  // c == pos_k. So the 16 possible sums are computed once per token, each with the
+  // source's operations, and the row is filled from them: the same bits, NaN and -0
+  // included, without E * C products per token.
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < G * S; ++t) {
     const float weight_1 = gate_1_capacity.f32[t] * static_cast<float>(mask_1_flat.i32[t]);
     const float weight_2 = gate_2_capacity.f32[t] * static_cast<float>(mask_2_flat.i32[t]);
-    for (int64_t e = 0; e < E; ++e) {
-      for (int64_t c = 0; c < C; ++c) {
-        const float term_1 =
-            weight_1 * (index_1.i32[t] == e ? 1.0f : 0.0f) * (position_in_expert_1_flat.i32[t] == c ? 1.0f : 0.0f);
-        const float term_2 =
-            weight_2 * (index_2.i32[t] == e ? 1.0f : 0.0f) * (position_in_expert_2_flat.i32[t] == c ? 1.0f : 0.0f);
-        combine_tensor.f32[(t * E + e) * C + c] = term_1 + term_2;
+    float sums[2][2][2][2];  // [e == index_1][c == pos_1][e == index_2][c == pos_2]
+    for (int e1 = 0; e1 < 2; ++e1) {
+      for (int c1 = 0; c1 < 2; ++c1) {
+        for (int e2 = 0; e2 < 2; ++e2) {
+          for (int c2 = 0; c2 < 2; ++c2) {
+            const float term_1 = weight_1 * (e1 ? 1.0f : 0.0f) * (c1 ? 1.0f : 0.0f);
+            const float term_2 = weight_2 * (e2 ? 1.0f : 0.0f) * (c2 ? 1.0f : 0.0f);
+            sums[e1][c1][e2][c2] = term_1 + term_2;
+          }
+        }
       }
+    }
+    const int64_t expert_1 = index_1.i32[t], expert_2 = index_2.i32[t];
+    const int64_t slot_1 = position_in_expert_1_flat.i32[t], slot_2 = position_in_expert_2_flat.i32[t];
+    auto value_at = [&](int64_t e, int64_t c) { return sums[e == expert_1][c == slot_1][e == expert_2][c == slot_2]; };
+    float* row = combine_tensor.f32.data() + t * E * C;  // [E, C]
+    const float elsewhere = sums[0][0][0][0];
+    uint32_t elsewhere_bits;
+    std::memcpy(&elsewhere_bits, &elsewhere, sizeof elsewhere_bits);
+    if (elsewhere_bits != 0) std::fill(row, row + E * C, elsewhere);  // the step starts at +0
+    for (const int64_t e : {expert_1, expert_2}) {
+      if (e < 0 || e >= E) continue;
+      for (int64_t c = 0; c < C; ++c) row[e * C + c] = value_at(e, c);
+    }
+    for (const int64_t c : {slot_1, slot_2}) {
+      if (c < 0 || c >= C) continue;
+      for (int64_t e = 0; e < E; ++e) row[e * C + c] = value_at(e, c);
     }
   }
   // dispatch_tensor = cast(cast(combine_tensor, bool)): nonzero (or NaN) means dispatched.
