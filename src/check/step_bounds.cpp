@@ -125,8 +125,10 @@ struct Walk {
 };
 
 // nullopt when an operand has a dim that is neither the output's nor a loop dim, a
-// loop dim no operand has, or two extents of one dim disagree.
-std::optional<Walk> make_walk(const Tensor& out, const std::vector<const Operand*>& operands, const Dims& loop) {
+// loop dim no operand has, or two extents of one dim disagree. Without `offsets` only
+// n_out and n_loop are filled (the offsets take 8 bytes per output element per operand).
+std::optional<Walk> make_walk(const Tensor& out, const std::vector<const Operand*>& operands, const Dims& loop,
+                              bool offsets = true) {
   Shape loop_extents;
   for (const std::string& dim : loop) {
     int64_t extent = -1;
@@ -152,6 +154,7 @@ std::optional<Walk> make_walk(const Tensor& out, const std::vector<const Operand
         return std::nullopt;
       }
     }
+    if (!offsets) continue;
     walk.out_part.push_back(offsets_over(out.dims, out.shape, operand->dims, operand->shape));
     walk.loop_part.push_back(offsets_over(loop, loop_extents, operand->dims, operand->shape));
   }
@@ -609,13 +612,19 @@ std::optional<std::vector<double>> product_bound(const Tensor& out, const std::v
   }
   if (!biases.empty() && biases.size() != weights.size()) return std::nullopt;
   std::vector<Walk> walks;
-  for (size_t w = 0; w < weights.size(); ++w) {
-    std::vector<const Operand*> operands = {&a, weights[w]};
-    if (!biases.empty()) operands.push_back(biases[w]);
-    std::optional<Walk> walk = make_walk(out, operands, loop);
-    if (!walk) return std::nullopt;
-    walks.push_back(std::move(*walk));
-  }
+  // The walks' offsets are made below only where an element-by-element sum or a bias needs them.
+  auto make_walks = [&](bool offsets) {
+    walks.clear();
+    for (size_t w = 0; w < weights.size(); ++w) {
+      std::vector<const Operand*> operands = {&a, weights[w]};
+      if (!biases.empty()) operands.push_back(biases[w]);
+      std::optional<Walk> walk = make_walk(out, operands, loop, offsets);
+      if (!walk) return false;
+      walks.push_back(std::move(*walk));
+    }
+    return true;
+  };
+  if (!make_walks(false)) return std::nullopt;
   int64_t n_contract = 1, n_gathered = 1;
   for (const std::string& dim : contract) {
     const int64_t extent =
@@ -636,6 +645,7 @@ std::optional<std::vector<double>> product_bound(const Tensor& out, const std::v
     }
     if (by_gemm.size() != weights.size()) by_gemm.clear();
   }
+  if (by_gemm.empty() || !biases.empty()) make_walks(true);
   std::vector<double> bound(static_cast<size_t>(out.num_elements()));
   // Each element's bound is its own sum, in the same order on any thread count.
 #pragma omp parallel
