@@ -37,8 +37,9 @@ struct Operand {
   std::string name;
   const Tensor* tensor = nullptr;
   const std::vector<double>* bound = nullptr;
-  Dims dims;    // the tensor's dims, with B and L read as G and S where the step has those
-  Shape shape;  // its shape, with the tokens regrouped as the step groups them
+  bool exact = false;  // an input or an int32 step: every bound is 0
+  Dims dims;           // the tensor's dims, with B and L read as G and S where the step has those
+  Shape shape;         // its shape, with the tokens regrouped as the step groups them
 
   bool is_float() const { return tensor->dtype == DType::kFloat32; }
   double value(int64_t k) const {
@@ -393,58 +394,59 @@ float float_at_least(double x) {
   return f;
 }
 
-// a . b for nonnegative a and b, as an upper bound of the exact sums: ops::matmul in
-// float32 (several times Eigen's double GEMM here) on the operands rounded up, then
-// enlarged by what float32 summation can lose. K nonnegative products summed with
-// K + 1 roundings each come out at least (1 - gamma_{K+1}) times their exact sum, less
-// 2^-150 per product that underflows; so exact <= computed / (1 - gamma_{K+1}) +
-// (K + 1) 2^-149, and the double arithmetic of that line is covered by one more
-// factor (1 + 2^-50). So the bound is at most (K + 1) 2^-24 / (1 - ...) wider, relative,
-// than the double sums give (3e-5 for K = 512). nullopt for a small product, or when an
-// operand is negative, not finite, or large enough that float32 could overflow: the
-// caller sums in double then.
-std::optional<MatrixF64> nonnegative_product_upper(const MatrixRef& a, const MatrixRef& b) {
-  const Eigen::Index R = a.rows(), K = a.cols(), Q = b.cols();
-  if (static_cast<double>(R) * static_cast<double>(K) * static_cast<double>(Q) < kFloatPathWork) return std::nullopt;
-  std::vector<float> a32(static_cast<size_t>(R * K)), b32(static_cast<size_t>(K * Q));
-  double a_max = 0.0, b_max = 0.0;
-  bool usable = true;
-  // Rounded up into float32, with the largest value; false for a negative, NaN or huge one.
-  auto take = [&usable](const MatrixRef& m, float* out, double& largest) {
-    for (Eigen::Index r = 0; r < m.rows(); ++r) {
-      const double* row = m.row(r).data();
-      for (Eigen::Index c = 0; c < m.cols(); ++c) {
-        const double v = row[c];
-        usable &= v >= 0.0 && v <= kFloatPathLimit;
-        largest = std::max(largest, v);
-        out[r * m.cols() + c] = float_at_least(v);
-      }
-    }
-  };
-  take(a, a32.data(), a_max);
-  take(b, b32.data(), b_max);
-  if (!usable || a_max * b_max * static_cast<double>(K + 1) > 1e30) return std::nullopt;
-  std::vector<float> c32(static_cast<size_t>(R * Q));
-  ops::matmul(a32.data(), b32.data(), c32.data(), R, K, Q);
-  const double float_gamma = static_cast<double>(K + 1) * 0x1p-24 / (1.0 - static_cast<double>(K + 1) * 0x1p-24);
-  const double scale = (1.0 + 0x1p-50) / (1.0 - float_gamma);
-  const double underflow = static_cast<double>(K + 1) * 0x1p-149;
-  MatrixF64 c(R, Q);
-  for (Eigen::Index i = 0; i < c.size(); ++i) {
-    c.data()[i] = static_cast<double>(c32[static_cast<size_t>(i)]) * scale + underflow;
+// The float path of a product's sums (spec/trace-format.md, "Tolerances"): for one batch
+// of a GEMM-shaped product, sum |a| |b| and the bounds' terms da |b|, |a| db with
+// ops::matmul in float32 (several times Eigen's double GEMM here) on the operands rounded
+// up, then enlarge each sum by what float32 summation can lose. K nonnegative products
+// summed with K + 1 roundings each come out at least (1 - gamma_{K+1}) times their exact
+// sum, less 2^-150 per product that underflows; so exact <= computed / (1 - gamma_{K+1})
+// + (K + 1) 2^-149, and the double arithmetic of that line is covered by one more factor
+// (1 + 2^-50). A bound is so at most about (K + 2) 2^-24 wider, relative, than the double
+// sums give (3e-5 for K = 512).
+struct FloatSums {
+  int64_t K = 0;
+  double scale = 0.0, underflow = 0.0;
+
+  explicit FloatSums(int64_t depth) : K(depth) {
+    const double nu = static_cast<double>(K + 1) * 0x1p-24;
+    scale = (1.0 + 0x1p-50) / (1.0 - nu / (1.0 - nu));
+    underflow = static_cast<double>(K + 1) * 0x1p-149;
   }
-  return c;
-}
+  double upper(float computed) const { return static_cast<double>(computed) * scale + underflow; }
+};
+
+// One operand of a batch in float32: |value| and its bound, rounded up, with what
+// decides whether the float path may take it.
+struct FloatOperand {
+  std::vector<float> magnitude, error;
+  double largest = 0.0;
+  int64_t zeros = 0;
+  bool usable = true;  // finite, not negative, not above kFloatPathLimit
+  bool exact = true;   // every bound 0
+
+  void take(double value, double bound, size_t at) {
+    take_exact(value, at);
+    usable &= bound >= 0.0 && bound <= kFloatPathLimit;  // false for NaN
+    largest = std::max(largest, bound);
+    exact &= bound == 0.0;
+    error[at] = float_at_least(bound);
+  }
+  // An operand known exact (Operand::exact) leaves `error` empty.
+  void take_exact(double value, size_t at) {
+    const double m = std::fabs(value);
+    usable &= m <= kFloatPathLimit;  // false for NaN
+    largest = std::max(largest, m);
+    zeros += m == 0.0 ? 1 : 0;
+    magnitude[at] = float_at_least(m);
+  }
+};
 
 // a . b, leaving out the terms where the sparser operand is an exact zero when it is
 // mostly zeros: the dense product of a one-hot [S, E*C] costs E*C/2 times the useful
 // work. Those terms add +0 or -0 to sums of products, and a bound needs no sign of zero.
 MatrixF64 product_skipping_zeros(const MatrixRef& a, const MatrixRef& b) {
   const double a_zeros = zero_fraction(a), b_zeros = zero_fraction(b);
-  if (a_zeros < kSparseZeros && b_zeros < kSparseZeros) {
-    std::optional<MatrixF64> upper = nonnegative_product_upper(a, b);
-    return upper ? std::move(*upper) : MatrixF64(a * b);
-  }
+  if (a_zeros < kSparseZeros && b_zeros < kSparseZeros) return a * b;
   MatrixF64 c = MatrixF64::Zero(a.rows(), b.cols());
   // Both loops add each element's terms in increasing k.
   if (a_zeros >= b_zeros) {
@@ -520,8 +522,76 @@ std::optional<ProductSums> product_sums_by_gemm(const Tensor& out, const Operand
   if (want_value) sums.value.assign(n, 0.0);
   using Matrix = MatrixF64;
   // Batches are independent: each thread fills its own output elements.
+  // The float path, for a large batch of dense operands: true when it filled the batch's sums.
+  const bool large = static_cast<double>(R) * static_cast<double>(K) * static_cast<double>(Q) >= kFloatPathWork;
+  auto float_path = [&](size_t t) {
+    if (!large || want_value) return false;
+    FloatOperand fa, fb;
+    fa.magnitude.resize(static_cast<size_t>(R * K));
+    if (!a.exact) fa.error.resize(static_cast<size_t>(R * K));
+    fb.magnitude.resize(static_cast<size_t>(K * Q));
+    if (!b.exact) fb.error.resize(static_cast<size_t>(K * Q));
+    for (Eigen::Index r = 0; r < R; ++r) {
+      for (Eigen::Index k = 0; k < K; ++k) {
+        const int64_t at = a_batch[t] + a_rows[static_cast<size_t>(r)] + a_k[static_cast<size_t>(k)];
+        const size_t to = static_cast<size_t>(r * K + k);
+        a.exact ? fa.take_exact(a.value(at), to) : fa.take(a.value(at), a.error(at), to);
+      }
+    }
+    for (Eigen::Index k = 0; k < K; ++k) {
+      for (Eigen::Index q = 0; q < Q; ++q) {
+        const int64_t at = b_batch[t] + b_k[static_cast<size_t>(k)] + b_cols[static_cast<size_t>(q)];
+        const size_t to = static_cast<size_t>(k * Q + q);
+        b.exact ? fb.take_exact(b.value(at), to) : fb.take(b.value(at), b.error(at), to);
+      }
+    }
+    if (!fa.usable || !fb.usable || fa.largest * fb.largest * static_cast<double>(K + 1) > 1e30) return false;
+    // ops::matmul skips the zeros of mostly-zero rows of its left operand (a dispatch or
+    // combine tensor): when b has the larger share of zeros, C^T = B^T A^T is computed.
+    const bool transposed =
+        static_cast<double>(fb.zeros) * static_cast<double>(R) > static_cast<double>(fa.zeros) * static_cast<double>(Q);
+    if (transposed) {
+      auto transpose = [](std::vector<float>& m, int64_t height, int64_t width) {
+        if (m.empty()) return;  // the bounds of an exact operand
+        std::vector<float> swapped(m.size());
+        for (int64_t i = 0; i < height; ++i) {
+          for (int64_t j = 0; j < width; ++j)
+            swapped[static_cast<size_t>(j * height + i)] = m[static_cast<size_t>(i * width + j)];
+        }
+        m.swap(swapped);
+      };
+      for (std::vector<float>* m : {&fa.magnitude, &fa.error}) transpose(*m, R, K);
+      for (std::vector<float>* m : {&fb.magnitude, &fb.error}) transpose(*m, K, Q);
+    }
+    // left . right over K, as [R, Q] or (transposed) [Q, R].
+    auto product = [&](const std::vector<float>& left_a, const std::vector<float>& right_b, std::vector<float>& c) {
+      c.resize(static_cast<size_t>(R * Q));
+      if (transposed) {
+        ops::matmul(right_b.data(), left_a.data(), c.data(), Q, K, R);
+      } else {
+        ops::matmul(left_a.data(), right_b.data(), c.data(), R, K, Q);
+      }
+    };
+    const FloatSums widen(K);
+    std::vector<float> sum_abs, moved_a, moved_b;
+    product(fa.magnitude, fb.magnitude, sum_abs);
+    if (!fa.exact) product(fa.error, fb.magnitude, moved_a);  // da |b|
+    if (!fb.exact) product(fa.magnitude, fb.error, moved_b);  // |a| db
+    for (Eigen::Index r = 0; r < R; ++r) {
+      for (Eigen::Index q = 0; q < Q; ++q) {
+        const size_t i =
+            static_cast<size_t>(out_batch[t] + out_rows[static_cast<size_t>(r)] + out_cols[static_cast<size_t>(q)]);
+        const size_t rq = static_cast<size_t>(transposed ? q * R + r : r * Q + q);
+        sums.sum_abs[i] = widen.upper(sum_abs[rq]);
+        sums.moved[i] =
+            (moved_a.empty() ? 0.0 : widen.upper(moved_a[rq])) + (moved_b.empty() ? 0.0 : widen.upper(moved_b[rq]));
+      }
+    }
+    return true;
+  };
 #pragma omp parallel for schedule(static)
   for (size_t t = 0; t < out_batch.size(); ++t) {
+    if (float_path(t)) continue;
     Matrix a_abs(R, 2 * K), b_abs(K, Q), b_both, a_val, b_val;
     if (want_value) {
       a_val.resize(R, K);
@@ -781,6 +851,7 @@ std::optional<Float32Bound> Float32Bounds::compute_step(const std::string& name)
       operand.name = read;
       operand.tensor = input ? golden_.find_input(read.substr(7)) : golden_.find_step(read);
       operand.bound = bound;
+      operand.exact = input || operand.tensor->dtype != DType::kFloat32;
       align(operand, out);
       reads.push_back(operand);
     }
@@ -1090,6 +1161,7 @@ std::optional<Float32Bound> Float32Bounds::loss(const std::string& name) {
     operand.name = read;
     operand.tensor = golden_.find_step(read);
     operand.bound = bound;
+    operand.exact = operand.tensor->dtype != DType::kFloat32;
     operand.dims = operand.tensor->dims;
     operand.shape = operand.tensor->shape;
     reads.push_back(operand);
