@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -110,6 +111,9 @@ class Float32Bounds {
   // nullopt when the table does not classify the step (or loss): the caller falls
   // back to the atol/rtol defaults.
   std::optional<Float32Bound> step(const std::string& name);
+  // The same bound without a copy (nullptr where step() gives nullopt), kept as long as
+  // the pointer is.
+  std::shared_ptr<const Float32Bound> shared_step(const std::string& name);
   std::optional<Float32Bound> loss(const std::string& name);
   const Trace& golden() const { return golden_; }
 
@@ -119,8 +123,9 @@ class Float32Bounds {
 
   const Trace& golden_;
   std::string variant_;
-  std::map<std::string, std::optional<Float32Bound>> steps_;
-  std::map<std::string, std::vector<double>> zeros_;  // inputs and int32 steps: exact
+  std::map<std::string, std::shared_ptr<const Float32Bound>> steps_;  // nullptr: not classified
+  std::map<std::string, std::vector<double>> zeros_;  // reads the table does not classify: their atol/rtol
+  std::vector<double> shared_zeros_;                  // inputs and int32 steps: exact
 };
 
 }  // namespace moeref

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -37,6 +38,13 @@ class StepTolerance {
   // A bound per element; `values` are the golden's values of the same elements
   // (for `allowed(value)`).
   StepTolerance(std::vector<double> bounds, std::vector<float> values, std::string rule)
+      : per_element_(true),
+        bounds_(std::make_shared<const std::vector<double>>(std::move(bounds))),
+        values_(std::move(values)),
+        rule_(std::move(rule)) {}
+  // The same, sharing bounds that are kept elsewhere (the checker's bounds of a large
+  // trace are hundreds of MB: one copy, not two).
+  StepTolerance(std::shared_ptr<const std::vector<double>> bounds, std::vector<float> values, std::string rule)
       : per_element_(true), bounds_(std::move(bounds)), values_(std::move(values)), rule_(std::move(rule)) {}
 
   bool per_element() const { return per_element_; }
@@ -48,7 +56,7 @@ class StepTolerance {
   // The largest difference from the golden's value at flat index `i` that passes.
   double allowed_at(int64_t i, double expected) const {
     if (!per_element_) return tolerance_.allowed(expected);
-    return i >= 0 && static_cast<size_t>(i) < bounds_.size() ? bounds_[static_cast<size_t>(i)] : 0.0;
+    return i >= 0 && static_cast<size_t>(i) < bounds_->size() ? (*bounds_)[static_cast<size_t>(i)] : 0.0;
   }
 
   // The tolerance at a golden value of this step (the near-tie margins): the bound
@@ -57,10 +65,11 @@ class StepTolerance {
   double allowed(double expected) const {
     if (!per_element_) return tolerance_.allowed(expected);
     double at_value = -1.0, largest = 0.0;
-    for (size_t i = 0; i < bounds_.size(); ++i) {
-      largest = bounds_[i] > largest ? bounds_[i] : largest;
-      if (i < values_.size() && static_cast<double>(values_[i]) == expected && bounds_[i] > at_value) {
-        at_value = bounds_[i];
+    const std::vector<double>& bounds = *bounds_;
+    for (size_t i = 0; i < bounds.size(); ++i) {
+      largest = bounds[i] > largest ? bounds[i] : largest;
+      if (i < values_.size() && static_cast<double>(values_[i]) == expected && bounds[i] > at_value) {
+        at_value = bounds[i];
       }
     }
     return at_value >= 0.0 ? at_value : largest;
@@ -69,7 +78,7 @@ class StepTolerance {
  private:
   bool per_element_ = false;
   Tolerance tolerance_;
-  std::vector<double> bounds_;
+  std::shared_ptr<const std::vector<double>> bounds_;  // set when per_element_
   std::vector<float> values_;
   std::string rule_;
 };

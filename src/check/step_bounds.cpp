@@ -807,11 +807,7 @@ const std::vector<double>* Float32Bounds::bound_of(const std::string& read) {
   const Tensor* tensor = input ? golden_.find_input(read.substr(7)) : golden_.find_step(read);
   if (tensor == nullptr) return nullptr;
   if (!input && tensor->dtype == DType::kFloat32) {
-    if (steps_.count(read) == 0) {
-      std::optional<Float32Bound> computed = compute_step(read);
-      steps_[read] = std::move(computed);
-    }
-    const std::optional<Float32Bound>& found = steps_[read];
+    const std::shared_ptr<const Float32Bound> found = shared_step(read);
     if (found) return &found->bound;
     // A read the table does not classify: its atol/rtol default stands for its bound.
     std::vector<double>& fallback = zeros_["unclassified:" + read];
@@ -821,18 +817,34 @@ const std::vector<double>* Float32Bounds::bound_of(const std::string& read) {
     }
     return &fallback;
   }
-  // Inputs are bit-exact and int32 steps exact.
-  std::vector<double>& zeros = zeros_[read];
-  zeros.assign(static_cast<size_t>(tensor->num_elements()), 0.0);
-  return &zeros;
+  // Inputs are bit-exact and int32 steps exact: all share one vector of zeros, as long
+  // as the largest of them (made once, so the pointers handed out stay valid; a reader
+  // looks only at its own elements, or takes the largest of all, which is 0 either way).
+  if (shared_zeros_.empty()) {
+    int64_t largest = 1;
+    for (const NamedTensor& given : golden_.inputs) largest = std::max(largest, given.tensor.num_elements());
+    for (const NamedTensor& step : golden_.steps) {
+      if (step.tensor.dtype != DType::kFloat32) largest = std::max(largest, step.tensor.num_elements());
+    }
+    shared_zeros_.assign(static_cast<size_t>(largest), 0.0);
+  }
+  return &shared_zeros_;
 }
 
 std::optional<Float32Bound> Float32Bounds::step(const std::string& name) {
+  const std::shared_ptr<const Float32Bound> found = shared_step(name);
+  if (!found) return std::nullopt;
+  return *found;
+}
+
+std::shared_ptr<const Float32Bound> Float32Bounds::shared_step(const std::string& name) {
   const auto it = steps_.find(name);
   if (it != steps_.end()) return it->second;
-  std::optional<Float32Bound> result = compute_step(name);
-  steps_[name] = result;
-  return result;
+  std::optional<Float32Bound> computed = compute_step(name);
+  std::shared_ptr<const Float32Bound> kept =
+      computed ? std::make_shared<const Float32Bound>(std::move(*computed)) : nullptr;
+  steps_[name] = kept;
+  return kept;
 }
 
 std::optional<Float32Bound> Float32Bounds::compute_step(const std::string& name) {

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -79,7 +80,15 @@ StepTolerance tolerance_for_step(const CheckOptions& options, const Trace& candi
     return StepTolerance(
         fallback, abs_rel_text(fallback) + " (bfloat16 default" + (is_product_step(name) ? ", matrix products)" : ")"));
   }
-  std::optional<Float32Bound> bound = loss ? defaults.loss(name) : defaults.step(name);
+  if (!loss) {  // a step's bounds are shared with the cache that later steps read, not copied
+    if (const std::shared_ptr<const Float32Bound> shared = defaults.shared_step(name)) {
+      const Tensor* golden_step = defaults.golden().find_step(name);
+      return StepTolerance(std::shared_ptr<const std::vector<double>>(shared, &shared->bound),
+                           golden_step != nullptr ? golden_step->f32 : std::vector<float>{}, shared->rule);
+    }
+    return StepTolerance(fallback, abs_rel_text(fallback) + " (float32 default of a step the bound table lacks)");
+  }
+  std::optional<Float32Bound> bound = defaults.loss(name);
   if (bound) {
     const Tensor* golden_step = loss ? nullptr : defaults.golden().find_step(name);
     std::vector<float> values;
