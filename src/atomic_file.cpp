@@ -13,7 +13,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "moeref/error.hpp"
 
@@ -150,12 +149,27 @@ std::string read_whole_file(const std::string& path, const std::string& what) {
   if (!in) {
     throw InputError(what + " " + path + ": cannot open it for reading");
   }
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
+  // Read into one buffer of the file's size (a stream buffer would grow by copies and
+  // then be copied once more: three times a 600 MB trace's size); a pipe, whose size
+  // is unknown, and a file that grew meanwhile are read on in chunks.
+  std::string text;
+  std::error_code size_error;
+  const uintmax_t size =
+      std::filesystem::is_regular_file(path, size_error) ? std::filesystem::file_size(path, size_error) : 0;
+  if (!size_error && size > 0) {
+    text.resize(static_cast<size_t>(size));
+    in.read(text.data(), static_cast<std::streamsize>(size));
+    text.resize(static_cast<size_t>(in.gcount()));
+  }
+  char chunk[1 << 16];
+  while (in && !in.eof()) {
+    in.read(chunk, sizeof chunk);
+    text.append(chunk, static_cast<size_t>(in.gcount()));
+  }
   if (in.bad()) {
     throw InputError(what + " " + path + ": read error");
   }
-  return buffer.str();
+  return text;
 }
 
 }  // namespace moeref

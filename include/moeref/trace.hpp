@@ -64,9 +64,31 @@ void append_tensor_json(std::string& out, const Tensor& tensor);
 // The numbers of one "data" array, read by parse_json_document straight into
 // doubles (each exactly the float32 its text denotes, or an integer).
 struct DataArray {
+  // The values, as float32 while every one is exactly a float32 (a trace's floats, small
+  // integers; half the memory of doubles), else all as doubles.
+  std::vector<float> floats;
   std::vector<double> values;
+  bool in_floats = true;
   bool all_integers = true;
   std::string error;  // the first value that is not a number or a NaN/Infinity string
+
+  size_t size() const { return in_floats ? floats.size() : values.size(); }
+  double at(size_t i) const { return in_floats ? static_cast<double>(floats[i]) : values[i]; }
+  void reserve(size_t count) { in_floats ? floats.reserve(count) : values.reserve(count); }
+  void push(double value) {
+    if (in_floats) {
+      const float narrow = static_cast<float>(value);
+      if (static_cast<double>(narrow) == value || value != value) {  // exact, or NaN
+        floats.push_back(narrow);
+        return;
+      }
+      values.reserve(floats.capacity());
+      values.assign(floats.begin(), floats.end());
+      floats = std::vector<float>();
+      in_floats = false;
+    }
+    values.push_back(value);
+  }
 };
 using DataArrays = std::vector<DataArray>;
 

@@ -2,6 +2,7 @@
 // straight into a vector of doubles instead of a JSON value per number, so a
 // trace of 50 million float32 values reads in seconds and a few bytes per value.
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -155,16 +156,16 @@ class DataArraySplitter {
   bool add(double value, bool is_integer) {
     if (nested_depth_ > 0) return true;
     DataArray& array = arrays_.back();
-    array.values.push_back(value);
+    array.push(value);
     array.all_integers = array.all_integers && is_integer;
     return true;
   }
   bool bad(const std::string& what) {
     DataArray& array = arrays_.back();
     if (array.error.empty()) {
-      array.error = what + " at position " + std::to_string(array.values.size());
+      array.error = what + " at position " + std::to_string(array.size());
     }
-    array.values.push_back(std::nan(""));
+    array.push(std::nan(""));
     array.all_integers = false;
     return true;
   }
@@ -211,20 +212,25 @@ bool is_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; 
 // NaN/Infinity strings. Returns the position after ']', or nullptr to let the
 // general parser handle (and report) anything else.
 const char* scan_data_array(const char* p, const char* end, DataArray& array) {
+  // Room for every value at once (one per comma up to the first ']'), so a large array
+  // is not copied as it grows; only a hint if the array turns out malformed.
+  if (const char* close = static_cast<const char*>(std::memchr(p, ']', static_cast<size_t>(end - p)))) {
+    array.reserve(static_cast<size_t>(std::count(p, close, ',')) + 1);
+  }
   while (true) {
     while (p < end && is_space(*p)) ++p;
-    if (p < end && *p == ']' && array.values.empty()) return p + 1;
+    if (p < end && *p == ']' && array.size() == 0) return p + 1;
     if (p >= end) return nullptr;
     if (*p == '"') {
       const char* close = static_cast<const char*>(std::memchr(p + 1, '"', static_cast<size_t>(end - p - 1)));
       if (close == nullptr) return nullptr;
       const std::string_view word(p + 1, static_cast<size_t>(close - p - 1));
       if (word == "NaN") {
-        array.values.push_back(std::nan(""));
+        array.push(std::nan(""));
       } else if (word == "Infinity") {
-        array.values.push_back(INFINITY);
+        array.push(INFINITY);
       } else if (word == "-Infinity") {
-        array.values.push_back(-INFINITY);
+        array.push(-INFINITY);
       } else {
         return nullptr;
       }
@@ -237,14 +243,14 @@ const char* scan_data_array(const char* p, const char* end, DataArray& array) {
       if (is_integer) {
         int64_t value = 0;
         if (std::from_chars(p, p + length, value).ec != std::errc()) return nullptr;
-        array.values.push_back(static_cast<double>(value));
+        array.push(static_cast<double>(value));
       } else {
         // Straight to float32: decimal -> float32 in one rounding.
         float value = 0.0f;
         const std::from_chars_result result = std::from_chars(p, p + length, value);
         if (result.ec != std::errc() && result.ec != std::errc::result_out_of_range) return nullptr;
         if (result.ec == std::errc::result_out_of_range) value = std::strtof(std::string(p, length).c_str(), nullptr);
-        array.values.push_back(static_cast<double>(value));
+        array.push(static_cast<double>(value));
         array.all_integers = false;
       }
       p += length;

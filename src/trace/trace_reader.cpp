@@ -44,7 +44,8 @@ nlohmann::json with_data_arrays_restored(const nlohmann::json& value, const Data
                  "numbers, or \"NaN\", \"Infinity\", \"-Infinity\" (an array under a \"data\" key)");
     }
     nlohmann::json numbers = nlohmann::json::array();
-    for (const double item : array->values) {
+    for (size_t i = 0; i < array->size(); ++i) {
+      const double item = array->at(i);
       if (std::isnan(item)) {
         numbers.push_back("NaN");
       } else if (std::isinf(item)) {
@@ -82,11 +83,15 @@ namespace {
 void fill_from_data_array(Tensor& tensor, int64_t count, const DataArray& array, const std::string& field) {
   if (!array.error.empty())
     fail_input(field + ".data", array.error, "numbers, or \"NaN\", \"Infinity\", \"-Infinity\"");
-  if (static_cast<int64_t>(array.values.size()) != count) {
-    fail_input(field + ".data", std::to_string(array.values.size()) + " values",
+  if (static_cast<int64_t>(array.size()) != count) {
+    fail_input(field + ".data", std::to_string(array.size()) + " values",
                "an array of " + std::to_string(count) + " values (the product of shape)");
   }
   if (tensor.dtype == DType::kFloat32) {
+    if (array.in_floats) {
+      tensor.f32 = array.floats;
+      return;
+    }
     tensor.f32.resize(static_cast<size_t>(count));
     for (int64_t i = 0; i < count; ++i)
       tensor.f32[static_cast<size_t>(i)] = static_cast<float>(array.values[static_cast<size_t>(i)]);
@@ -97,7 +102,7 @@ void fill_from_data_array(Tensor& tensor, int64_t count, const DataArray& array,
   }
   tensor.i32.resize(static_cast<size_t>(count));
   for (int64_t i = 0; i < count; ++i) {
-    const double item = array.values[static_cast<size_t>(i)];
+    const double item = array.at(static_cast<size_t>(i));
     if (item < std::numeric_limits<int32_t>::min() || item > std::numeric_limits<int32_t>::max()) {
       // The value may be beyond int64 (an unsigned JSON integer): print the double, not a cast of it.
       char text[64];
