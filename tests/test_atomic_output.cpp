@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "moeref/atomic_file.hpp"
 #include "test_support.hpp"
 
 extern char** environ;
@@ -181,4 +182,29 @@ TEST_CASE("atomic output: SIGKILL while writing a large trace leaves no partial 
     CHECK(now == previous);
   }
   std::filesystem::remove(left[0]);
+}
+
+TEST_CASE("read_whole_file: regular, empty and larger-than-a-chunk files, a FIFO, and a directory", "[files]") {
+  const std::string dir = temp_dir("read_whole_file");
+  // A regular file is read into one buffer of its size; past 64 KiB a pipe takes several chunks.
+  std::string large(200000, 'x');
+  for (size_t i = 0; i < large.size(); i += 997) large[i] = static_cast<char>('a' + i % 26);
+  write_text(dir + "/large.txt", large);
+  CHECK(moeref::read_whole_file(dir + "/large.txt", "test file") == large);
+  write_text(dir + "/empty.txt", "");
+  CHECK(moeref::read_whole_file(dir + "/empty.txt", "test file").empty());
+
+  // A FIFO has no size: it is read in chunks until its writer closes it.
+  const std::string fifo = dir + "/pipe";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  std::thread writer([&] {
+    std::ofstream out(fifo, std::ios::binary);
+    out << large;
+  });
+  const std::string from_pipe = moeref::read_whole_file(fifo, "test pipe");
+  writer.join();
+  CHECK(from_pipe == large);
+
+  CHECK_THROWS_WITH(moeref::read_whole_file(dir, "test file"), Catch::Contains("is a directory"));
+  CHECK_THROWS_WITH(moeref::read_whole_file(dir + "/absent.txt", "test file"), Catch::Contains("cannot open"));
 }

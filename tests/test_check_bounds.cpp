@@ -173,13 +173,12 @@ TEST_CASE("bounds: the router's product is gamma_n sum_k |a_k b_k| + 1 ulp from 
   pin(golden, "logits", expected);
 }
 
-TEST_CASE("bounds: a GEMM is 2 gamma_n sum_k |a_k b_k| plus what its operands' bounds move it by", "[check][bounds]") {
-  // outputs [G, S, N] = sum_{e,c} expert_outputs [E, G, C, N] combine_tensor [G, S, E, C]: the golden's
-  // float32 GEMM and the candidate's are each within gamma_n sum_k |a_k b_k| of the exact sum.
-  const Trace& golden = tiny();
+// outputs [G, S, N] = sum_{e,c} expert_outputs [E, G, C, N] combine_tensor [G, S, E, C]: the golden's
+// float32 GEMM and the candidate's are each within gamma_n sum_k |a_k b_k| of the exact sum, plus
+// what both operands' bounds move it by; the sums in double.
+std::vector<double> expected_outputs_bounds(const Trace& golden) {
   const Tensor& eo = step(golden, "expert_outputs");
   const Tensor& combine = step(golden, "combine_tensor");
-  const Tensor& out = step(golden, "outputs");
   const std::vector<double> d_eo = bound_of(golden, "expert_outputs");
   const std::vector<double> d_combine = bound_of(golden, "combine_tensor");
   const int64_t E = extent(eo, "E"), G = extent(eo, "G"), C = extent(eo, "C"), N = extent(eo, "N"),
@@ -201,8 +200,32 @@ TEST_CASE("bounds: a GEMM is 2 gamma_n sum_k |a_k b_k| plus what its operands' b
       }
     }
   }
-  REQUIRE(expected.size() == static_cast<size_t>(out.num_elements()));
-  pin(golden, "outputs", expected);
+  return expected;
+}
+
+TEST_CASE("bounds: a GEMM is 2 gamma_n sum_k |a_k b_k| plus what its operands' bounds move it by", "[check][bounds]") {
+  const std::vector<double> expected = expected_outputs_bounds(tiny());
+  REQUIRE(expected.size() == static_cast<size_t>(step(tiny(), "outputs").num_elements()));
+  pin(tiny(), "outputs", expected);
+}
+
+// A large product's bound from the float path against the same formula summed in double:
+// never below it, at most `widest` times it, and above it somewhere (the path was taken).
+void check_float_path_bounds(const Trace& golden, const std::string& name, const std::vector<double>& expected,
+                             int64_t depth) {
+  const std::vector<double> actual = bound_of(golden, name);
+  REQUIRE(actual.size() == expected.size());
+  const Tensor& out = step(golden, name);
+  const double widest = 1.0 + 2.0 * static_cast<double>(depth + 1) * u;
+  int64_t wider = 0;
+  for (size_t i = 0; i < actual.size(); ++i) {
+    const double want = std::max(expected[i], moeref::kBoundFloor);
+    INFO(name << " element " << out.named_index(static_cast<int64_t>(i)));
+    CHECK(actual[i] >= want * (1.0 - 1e-12));
+    CHECK(actual[i] <= want * widest);
+    wider += actual[i] > want * (1.0 + 1e-9) ? 1 : 0;
+  }
+  CHECK(wider > 0);  // the float path was taken: the double sums would match to the last bits
 }
 
 // expert_hidden [E, G, C, H] = act(expert_inputs [E, G, C, M] . wi [E, M, H]): the bound of
@@ -251,19 +274,23 @@ TEST_CASE(
   const Tensor& h = step(golden, "expert_hidden");
   const int64_t M = extent(a, "M");
   REQUIRE(static_cast<double>(extent(a, "G") * extent(a, "C") * M * extent(h, "H")) >= 16777216.0);
-  const std::vector<double> expected = expected_hidden_bounds(golden);
-  const std::vector<double> actual = bound_of(golden, "expert_hidden");
-  REQUIRE(actual.size() == expected.size());
-  const double widest = 1.0 + 2.0 * static_cast<double>(M + 1) * u;
-  int64_t wider = 0;
-  for (size_t i = 0; i < actual.size(); ++i) {
-    const double want = std::max(expected[i], moeref::kBoundFloor);
-    INFO("element " << h.named_index(static_cast<int64_t>(i)));
-    CHECK(actual[i] >= want * (1.0 - 1e-12));
-    CHECK(actual[i] <= want * widest);
-    wider += actual[i] > want * (1.0 + 1e-9) ? 1 : 0;
-  }
-  CHECK(wider > 0);  // the float path was taken: the double sums would match to the last bits
+  check_float_path_bounds(golden, "expert_hidden", expected_hidden_bounds(golden), M);
+}
+
+TEST_CASE("bounds: a large combine product takes the float path with the sparse operand first, both bounds moving it",
+          "[check][bounds]") {
+  // outputs = expert_outputs . combine_tensor per group: 256 x 512 x 256 multiply-adds, with
+  // the one-hot-like combine tensor the mostly-zero operand (computed transposed) and both
+  // operands carrying bounds (|a| db and da |b| both summed).
+  const Trace golden = moeref::testing::run_json({{"variant", "mtf_top2"},
+                                                  {"train", false},
+                                                  {"seed", 4},
+                                                  {"dims", {{"G", 1}, {"S", 256}, {"E", 4}, {"M", 256}, {"H", 64}}},
+                                                  {"hparams", {{"group_size", 256}}}});
+  const Tensor& eo = step(golden, "expert_outputs");
+  const int64_t K = extent(eo, "E") * extent(eo, "C");
+  REQUIRE(static_cast<double>(extent(eo, "N") * K * 256) >= 16777216.0);
+  check_float_path_bounds(golden, "outputs", expected_outputs_bounds(golden), K);
 }
 
 TEST_CASE("bounds: GLU experts multiply one activated factor per weight", "[check][bounds]") {

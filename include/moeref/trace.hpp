@@ -61,8 +61,8 @@ std::string write_trace(const Trace& trace, const TraceFormatProgress& progress 
 // Appends one tensor object: {"dims":...,"shape":...,"dtype":...,"data":[...]}.
 void append_tensor_json(std::string& out, const Tensor& tensor);
 
-// The numbers of one "data" array, read by parse_json_document straight into
-// doubles (each exactly the float32 its text denotes, or an integer).
+// The numbers of one "data" array, read by parse_json_document straight into numbers
+// (each exactly the float32 its text denotes, or an integer), not one JSON value each.
 struct DataArray {
   // The values, as float32 while every one is exactly a float32 (a trace's floats, small
   // integers; half the memory of doubles), else all as doubles.

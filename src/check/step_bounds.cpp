@@ -524,8 +524,12 @@ std::optional<ProductSums> product_sums_by_gemm(const Tensor& out, const Operand
   // Batches are independent: each thread fills its own output elements.
   // The float path, for a large batch of dense operands: true when it filled the batch's sums.
   const bool large = static_cast<double>(R) * static_cast<double>(K) * static_cast<double>(Q) >= kFloatPathWork;
+  // ops::matmul picks its kernel on first use, and MOEREF_MATMUL_KERNEL may name a bad one:
+  // that error must be thrown here, not inside the parallel loop (where it would terminate).
+  if (large) ops::matmul_kernel();
   auto float_path = [&](size_t t) {
-    if (!large || want_value) return false;
+    // (K + 1) 2^-24 must stay well below 1 for the widening to be finite and positive.
+    if (!large || want_value || static_cast<double>(K + 1) >= 0x1p22) return false;
     FloatOperand fa, fb;
     fa.magnitude.resize(static_cast<size_t>(R * K));
     if (!a.exact) fa.error.resize(static_cast<size_t>(R * K));

@@ -1,6 +1,7 @@
 // Fast reading of large JSON documents: every array under a "data" key goes
-// straight into a vector of doubles instead of a JSON value per number, so a
-// trace of 50 million float32 values reads in seconds and a few bytes per value.
+// straight into a vector of numbers (float32 while each is exactly one, else
+// doubles) instead of a JSON value per number, so a trace of 50 million float32
+// values reads in seconds and a few bytes per value.
 
 #include <algorithm>
 #include <charconv>
