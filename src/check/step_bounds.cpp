@@ -382,16 +382,19 @@ constexpr double kFloatPathLimit = 1e15;
 // float path; smaller ones, every checked-in golden's among them, sum in double.
 constexpr double kFloatPathWork = 16777216.0;  // 2^24
 
+// The next float32 above a finite f >= 0: one more in the bits (FLT_MAX's is inf).
+float next_float_up(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof bits);
+  ++bits;
+  std::memcpy(&f, &bits, sizeof bits);
+  return f;
+}
+
 // Rounds x >= 0 to a float32 no smaller than x.
 float float_at_least(double x) {
-  float f = static_cast<float>(x);
-  if (static_cast<double>(f) < x) {  // x >= 0 and finite here: the next float up is one more in the bits
-    uint32_t bits;
-    std::memcpy(&bits, &f, sizeof bits);
-    ++bits;
-    std::memcpy(&f, &bits, sizeof bits);
-  }
-  return f;
+  const float f = static_cast<float>(x);
+  return static_cast<double>(f) < x ? next_float_up(f) : f;
 }
 
 // The float path of a product's sums (spec/trace-format.md, "Tolerances"): for one batch
@@ -791,13 +794,7 @@ double gamma_n(int64_t n) {
 double ulp_of(float value) {
   if (!std::isfinite(value)) return 0.0;
   const float magnitude_f = std::fabs(value);
-  // The next float up from a finite magnitude is one more in the bits (FLT_MAX's is inf).
-  uint32_t bits;
-  std::memcpy(&bits, &magnitude_f, sizeof bits);
-  ++bits;
-  float next;
-  std::memcpy(&next, &bits, sizeof bits);
-  return static_cast<double>(next) - static_cast<double>(magnitude_f);
+  return static_cast<double>(next_float_up(magnitude_f)) - static_cast<double>(magnitude_f);
 }
 
 Float32Bounds::Float32Bounds(const Trace& golden) : golden_(golden) {
