@@ -39,6 +39,22 @@ std::vector<float> scalar_matmul(const std::vector<float>& a, const std::vector<
   return c;
 }
 
+// Products::kFused, as plainly: one rounding a step, acc = fma(a, b, acc), in the same order.
+std::vector<float> scalar_matmul_fused(const std::vector<float>& a, const std::vector<float>& b, int64_t rows,
+                                       int64_t depth, int64_t cols) {
+  std::vector<float> c(static_cast<size_t>(rows * cols));
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t j = 0; j < cols; ++j) {
+      float acc = 0.0f;
+      for (int64_t k = 0; k < depth; ++k) {
+        acc = std::fma(a[static_cast<size_t>(i * depth + k)], b[static_cast<size_t>(k * cols + j)], acc);
+      }
+      c[static_cast<size_t>(i * cols + j)] = acc;
+    }
+  }
+  return c;
+}
+
 // Values with mixed signs and magnitudes (so that the order of the sum shows in the
 // last bits), exact zeros of both signs, and a few subnormals.
 std::vector<float> awkward_values(size_t count, uint64_t seed) {
@@ -243,6 +259,45 @@ TEST_CASE("matmul: rows of A that are mostly zeros give the dense sum's bits, no
   CHECK(finite[0] == 0.0f);
   CHECK(std::isnan(finite[static_cast<size_t>(7 * cols)]));
   CHECK(std::isnan(scalar_matmul(a, b_with_inf, rows, depth, cols)[static_cast<size_t>(4)]));
+}
+
+TEST_CASE("matmul: fused products give the scalar fma loop's bits where the kernel fuses, the separate sum elsewhere",
+          "[ops][matmul][fast]") {
+  KernelGuard guard;
+  bool some_kernel_fuses = false, fusing_changed_a_bit = false;
+  std::vector<Shape> shapes = test_shapes();
+  shapes.push_back({37, 64, 130});  // with mostly-zero rows below: sparse rows fused too
+  uint64_t seed = 500;
+  for (size_t s = 0; s < shapes.size(); ++s) {
+    const Shape& shape = shapes[s];
+    const bool sparse = s + 1 == shapes.size();
+    const std::vector<float> a = sparse ? mostly_zero_rows(shape.rows, shape.depth, seed++)
+                                        : awkward_values(static_cast<size_t>(shape.rows * shape.depth), seed++);
+    const std::vector<float> b = awkward_values(static_cast<size_t>(shape.depth * shape.cols), seed++);
+    const std::vector<float> separate = scalar_matmul(a, b, shape.rows, shape.depth, shape.cols);
+    const std::vector<float> fused = scalar_matmul_fused(a, b, shape.rows, shape.depth, shape.cols);
+    fusing_changed_a_bit = fusing_changed_a_bit || !same_bits_any_nan(separate, fused);
+    for (const std::string& kernel : moeref::ops::matmul_kernels_available()) {
+      REQUIRE(moeref::ops::select_matmul_kernel(kernel));
+      const std::string fused_kernel = moeref::ops::fused_matmul_kernel();
+      INFO("kernel " << kernel << " (fused: " << fused_kernel << "), rows " << shape.rows << ", depth " << shape.depth
+                     << ", cols " << shape.cols);
+      CHECK((fused_kernel.empty() || fused_kernel == kernel + "-fma"));
+      CHECK((kernel != "generic" || fused_kernel.empty()));
+      some_kernel_fuses = some_kernel_fuses || !fused_kernel.empty();
+      std::vector<float> c(separate.size(), std::numeric_limits<float>::quiet_NaN());
+      moeref::ops::matmul(a.data(), b.data(), c.data(), shape.rows, shape.depth, shape.cols,
+                          moeref::ops::Products::kFused);
+      const std::vector<float>& expected = fused_kernel.empty() ? separate : fused;
+      INFO("first differing element " << first_difference(c, expected));
+      CHECK(same_bits_any_nan(c, expected));
+    }
+  }
+  // The two sums really differ on these values, so the comparison tells them apart.
+  CHECK(fusing_changed_a_bit);
+  // AVX-512F has fused multiply-adds of its own: where it runs, the fused tiles were tested.
+  const std::vector<std::string> kernels = moeref::ops::matmul_kernels_available();
+  if (std::find(kernels.begin(), kernels.end(), "avx512") != kernels.end()) CHECK(some_kernel_fuses);
 }
 
 TEST_CASE("matmul: a one-hot int32 A read transposed (a dispatch tensor) gives the dense sum's bits", "[ops][matmul]") {

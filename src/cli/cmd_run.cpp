@@ -43,8 +43,9 @@ void add_run_command(CLI::App& app, int& exit_code) {
                   "\"steps\"")
       ->delimiter(',');
   run->add_flag("--fast", options->fast,
-                "mtf expert layer: dispatch and combine by index instead of the dense einsums (same routing, outputs "
-                "equal up to the sign of zero); the trace's config says \"fast\": true");
+                "mtf expert layer: dispatch and combine by index instead of the dense einsums, expert products with "
+                "fused multiply-adds where the CPU has them (same routing, outputs within the checker's bounds); the "
+                "trace's config says \"fast\": true and its generator which products");
   run->add_option("--groups", options->groups,
                   "FIRST:END: a shard with the expert layer of groups [FIRST, END) only (moeref merge joins the "
                   "shards; spec/sharding.md)");

@@ -6,6 +6,7 @@
 
 #include "moeref/error.hpp"
 #include "moeref/frame/group_slices.hpp"
+#include "moeref/ops/matmul.hpp"
 
 namespace moeref {
 
@@ -180,7 +181,12 @@ void Frame::finish() {
   for (const auto& [letter, extent] : resolved_dims_) dims[letter] = extent;
   trace_.config = {{"variant", config_.variant}, {"scope", config_.scope}, {"train", config_.train},
                    {"seed", config_.seed},       {"dims", dims},           {"hparams", config_.hparams}};
-  if (fast_path_used_) trace_.config["fast"] = true;
+  if (fast_path_used_) {
+    trace_.config["fast"] = true;
+    // The fast expert products' bits depend on the CPU's kernel, so the trace says which.
+    const std::string fused = ops::fused_matmul_kernel();
+    trace_.generator["fast_products"] = fused.empty() ? "separate" : fused;
+  }
   if (config_.groups) cut_to_group_shard(*config_.groups);
 }
 

@@ -117,9 +117,12 @@ const Tensor& mtf_expert_layer(Frame& frame, const Tensor& recorded_inputs, cons
   const int64_t E = dispatch_tensor.shape[2], C = dispatch_tensor.shape[3];
   const int64_t H = weights.wi[0]->shape[2], N = weights.wo->shape[2];
   // --fast: the dispatch and combine einsums from the nonzero entries only
-  // (mtf_index_dispatch.hpp); the expert FFN is the same either way.
+  // (mtf_index_dispatch.hpp), and the expert FFN's products with fused multiply-adds
+  // where the CPU has them (ops::Products::kFused): within the checker's bounds of the
+  // literal products, which round each product and each sum apart.
   const bool fast = frame.config().fast;
   if (fast) frame.note_fast_path();
+  const ops::Products ffn_products = fast ? ops::Products::kFused : ops::Products::kSeparate;
 
   // expert_inputs = einsum([inputs, dispatch_tensor]) over S.
   Tensor& expert_inputs = made(
@@ -146,7 +149,7 @@ const Tensor& mtf_expert_layer(Frame& frame, const Tensor& recorded_inputs, cons
       const float* wi_e = weights.wi[i]->f32.data() + e * M * H;  // [M, H]
       if (i > 0) factor.resize(static_cast<size_t>(rows * H));
       float* product = i == 0 ? h_e : factor.data();
-      ops::matmul(a_e, wi_e, product, rows, M, H);
+      ops::matmul(a_e, wi_e, product, rows, M, H, ffn_products);
       ops::apply_activation(activations[i], product, rows * H);
       // functools.reduce(mtf.multiply, factors): ((f0 * f1) * f2) ...
       if (i > 0) {
@@ -178,7 +181,7 @@ const Tensor& mtf_expert_layer(Frame& frame, const Tensor& recorded_inputs, cons
 #pragma omp parallel for schedule(static)
   for (int64_t e = 0; e < E; ++e) {
     ops::matmul(hidden->f32.data() + e * rows * H, weights.wo->f32.data() + e * H * N,
-                expert_outputs.f32.data() + e * rows * N, rows, H, N);
+                expert_outputs.f32.data() + e * rows * N, rows, H, N, ffn_products);
   }
 
   // output = einsum([expert_output, combine_tensor]) over E and C.

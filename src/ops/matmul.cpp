@@ -23,6 +23,11 @@ struct Kernel {
   int tail_nr;  // columns of the tile for the last columns (fewer than nr)
   kernels::MatmulTileFn tail;
   bool (*runs_here)();
+  // The same shapes with one fused multiply-add a step (Products::kFused); null where
+  // the instruction set has none.
+  kernels::MatmulTileFn fused_tile;
+  kernels::MatmulTileFn fused_tail;
+  bool (*fused_runs_here)();
 };
 
 bool always() { return true; }
@@ -30,6 +35,7 @@ bool always() { return true; }
 // __builtin_cpu_supports checks the CPU and that the OS saves the wider registers.
 bool has_avx2() { return __builtin_cpu_supports("avx2"); }
 bool has_avx512() { return __builtin_cpu_supports("avx512f"); }
+bool has_avx2_fma() { return has_avx2() && __builtin_cpu_supports("fma"); }
 #endif
 
 // Widest first: the default is the first that runs here. Elsewhere than x86-64
@@ -37,13 +43,16 @@ bool has_avx512() { return __builtin_cpu_supports("avx512f"); }
 const Kernel kKernels[] = {
 #if defined(__x86_64__)
     {"avx512", kernels::kAvx512MR, kernels::kAvx512NR, kernels::matmul_tile_avx512, kernels::kAvx512TailNR,
-     kernels::matmul_tile_avx512_tail, has_avx512},
+     kernels::matmul_tile_avx512_tail, has_avx512, kernels::matmul_tile_avx512_fma,
+     kernels::matmul_tile_avx512_fma_tail, has_avx512},
     {"avx2", kernels::kAvx2MR, kernels::kAvx2NR, kernels::matmul_tile_avx2, kernels::kAvx2NR, kernels::matmul_tile_avx2,
-     has_avx2},
+     has_avx2, kernels::matmul_tile_avx2_fma, kernels::matmul_tile_avx2_fma, has_avx2_fma},
 #endif
     {"generic", kernels::kGenericMR, kernels::kGenericNR, kernels::matmul_tile_generic, kernels::kGenericNR,
-     kernels::matmul_tile_generic, always},
+     kernels::matmul_tile_generic, always, nullptr, nullptr, nullptr},
 };
+
+bool fuses(const Kernel& kernel) { return kernel.fused_tile != nullptr && kernel.fused_runs_here(); }
 
 std::string kernel_names() {
   std::string names;
@@ -170,8 +179,9 @@ bool all_finite(int64_t depth, int64_t cols, const float* const* b_rows) {
 // is never -0 (x + y is -0 only when both are), and acc + (+-0) == acc for any other
 // acc, +0 included. So the nonzero terms alone, in the same order, give the dense
 // sum's bits.
+// Fused, acc = fma(value, b, acc) is acc + (+-0) for a zero term just the same.
 void sum_sparse_rows(int64_t depth, int64_t cols, const MatmulLhs& a, const float* const* b_rows, float* const* c_rows,
-                     Workspace& space) {
+                     bool fused, Workspace& space) {
   space.first_term.assign(space.nonzeros.size(), 0);
   int64_t term_count = 0;
   for (int64_t i : space.sparse_rows) {
@@ -195,7 +205,11 @@ void sum_sparse_rows(int64_t depth, int64_t cols, const MatmulLhs& a, const floa
     for (int64_t t = end - space.nonzeros[static_cast<size_t>(i)]; t < end; ++t) {
       const auto [k, value] = space.terms[static_cast<size_t>(t)];
       const float* b = b_rows[k];
-      for (int64_t j = 0; j < cols; ++j) c[j] = c[j] + value * b[j];
+      if (fused) {
+        for (int64_t j = 0; j < cols; ++j) c[j] = std::fma(value, b[j], c[j]);
+      } else {
+        for (int64_t j = 0; j < cols; ++j) c[j] = c[j] + value * b[j];
+      }
     }
   }
 }
@@ -203,8 +217,10 @@ void sum_sparse_rows(int64_t depth, int64_t cols, const MatmulLhs& a, const floa
 // The dense rows of C with the kernel's tiles: A's rows packed MR at a time, B one
 // panel of NR columns at a time.
 void sum_dense_rows(int64_t depth, int64_t cols, const MatmulLhs& a, const float* const* b_rows, float* const* c_rows,
-                    Workspace& space) {
+                    bool fused, Workspace& space) {
   const Kernel& kernel = kernel_in_use();
+  const kernels::MatmulTileFn main_fn = fused ? kernel.fused_tile : kernel.tile;
+  const kernels::MatmulTileFn tail_fn = fused ? kernel.fused_tail : kernel.tail;
   const int64_t MR = kernel.mr, NR = kernel.nr;
   const int64_t rows = static_cast<int64_t>(space.dense_rows.size());
   const int64_t row_tiles = (rows + MR - 1) / MR;
@@ -237,7 +253,7 @@ void sum_dense_rows(int64_t depth, int64_t cols, const MatmulLhs& a, const float
     // the main tile, then the narrower tail tile for the columns left.
     const bool main_tile = cols - j0 >= NR || kernel.tail_nr == NR;
     const int64_t panel_nr = main_tile ? NR : kernel.tail_nr;
-    const kernels::MatmulTileFn tile = main_tile ? kernel.tile : kernel.tail;
+    const kernels::MatmulTileFn tile = main_tile ? main_fn : tail_fn;
     const int64_t width = std::min<int64_t>(panel_nr, cols - j0);
     float* panel = space.b_packed.data();
     for (int64_t k = 0; k < depth; ++k) {
@@ -265,6 +281,11 @@ void sum_dense_rows(int64_t depth, int64_t cols, const MatmulLhs& a, const float
 
 std::string matmul_kernel() { return kernel_in_use().name; }
 
+std::string fused_matmul_kernel() {
+  const Kernel& kernel = kernel_in_use();
+  return fuses(kernel) ? std::string(kernel.name) + "-fma" : std::string();
+}
+
 std::vector<std::string> matmul_kernels_available() {
   std::vector<std::string> names;
   for (const Kernel& kernel : kKernels) {
@@ -281,8 +302,9 @@ bool select_matmul_kernel(const std::string& name) {
 }
 
 void matmul(int64_t rows, int64_t depth, int64_t cols, const MatmulLhs& a, const float* const* b_rows,
-            float* const* c_rows) {
+            float* const* c_rows, Products products) {
   if (rows <= 0 || cols <= 0) return;
+  const bool fused = products == Products::kFused && fuses(kernel_in_use());
   Workspace& space = workspace();
   space.dense_rows.clear();
   space.sparse_rows.clear();
@@ -293,16 +315,16 @@ void matmul(int64_t rows, int64_t depth, int64_t cols, const MatmulLhs& a, const
     std::sort(space.dense_rows.begin(), space.dense_rows.end());
     space.sparse_rows.clear();
   }
-  if (!space.sparse_rows.empty()) sum_sparse_rows(depth, cols, a, b_rows, c_rows, space);
-  if (!space.dense_rows.empty()) sum_dense_rows(depth, cols, a, b_rows, c_rows, space);
+  if (!space.sparse_rows.empty()) sum_sparse_rows(depth, cols, a, b_rows, c_rows, fused, space);
+  if (!space.dense_rows.empty()) sum_dense_rows(depth, cols, a, b_rows, c_rows, fused, space);
 }
 
-void matmul(const float* a, const float* b, float* c, int64_t rows, int64_t depth, int64_t cols) {
+void matmul(const float* a, const float* b, float* c, int64_t rows, int64_t depth, int64_t cols, Products products) {
   std::vector<const float*> b_rows(static_cast<size_t>(depth));
   for (int64_t k = 0; k < depth; ++k) b_rows[static_cast<size_t>(k)] = b + k * cols;
   std::vector<float*> c_rows(static_cast<size_t>(rows));
   for (int64_t i = 0; i < rows; ++i) c_rows[static_cast<size_t>(i)] = c + i * cols;
-  matmul(rows, depth, cols, MatmulLhs{a, nullptr, depth, 1}, b_rows.data(), c_rows.data());
+  matmul(rows, depth, cols, MatmulLhs{a, nullptr, depth, 1}, b_rows.data(), c_rows.data(), products);
 }
 
 }  // namespace moeref::ops

@@ -6,7 +6,8 @@
 // Each element sums the same nonzero terms in the same order as the literal product
 // (ops::matmul, index order) and leaves out only terms that are ±0, so for finite
 // values expert_inputs is bit-identical to the literal path and outputs equal in
-// value (only the sign of a zero can differ). Parallel over groups.
+// value (only the sign of a zero can differ). Parallel over groups. (The fast path's
+// expert FFN between the two fuses its multiply-adds: mtf_expert_layer.cpp.)
 #pragma once
 
 #include "moeref/tensor.hpp"

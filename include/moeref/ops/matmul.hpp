@@ -15,6 +15,11 @@
 // When every b is finite that is the same bits: each left-out term is a zero, acc is
 // never -0, and acc + (+-0) == acc. When some b is inf or NaN every term counts.
 // C must not share memory with A or B.
+//
+// Products::kFused (moeref run --fast's expert products only) rounds each step once
+// instead, acc = fma(a[i,k], b[k,j], acc), in the same order, where the kernel in use
+// has a fused tile (AVX-512, AVX2 with FMA); elsewhere it is the separate sum above.
+// Its bits are the same for every thread count, but not on every CPU.
 #pragma once
 
 #include <cstdint>
@@ -32,17 +37,24 @@ struct MatmulLhs {
   int64_t col_stride = 0;
 };
 
+// How each step of a sum is rounded (see above).
+enum class Products { kSeparate, kFused };
+
 // C = A · B with B's row k at b_rows[k] (cols floats) and C's row i at c_rows[i]
 // (cols floats, overwritten): rows gathered from and scattered to anywhere.
 void matmul(int64_t rows, int64_t depth, int64_t cols, const MatmulLhs& a, const float* const* b_rows,
-            float* const* c_rows);
+            float* const* c_rows, Products products = Products::kSeparate);
 
 // C [rows, cols] = A [rows, depth] · B [depth, cols], all row-major and contiguous.
-void matmul(const float* a, const float* b, float* c, int64_t rows, int64_t depth, int64_t cols);
+void matmul(const float* a, const float* b, float* c, int64_t rows, int64_t depth, int64_t cols,
+            Products products = Products::kSeparate);
 
 // The kernel in use: "avx512", "avx2" or "generic". The environment variable
 // MOEREF_MATMUL_KERNEL may name a narrower one than the CPU allows.
 std::string matmul_kernel();
+// What Products::kFused runs with the kernel in use: "avx512-fma" or "avx2-fma"; empty
+// when that kernel has no fused tile here (kFused then sums as kSeparate does).
+std::string fused_matmul_kernel();
 // The kernels this CPU can run, widest first.
 std::vector<std::string> matmul_kernels_available();
 // Selects a kernel by name for the whole process (tests compare them); false when

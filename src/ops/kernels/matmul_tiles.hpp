@@ -21,5 +21,9 @@ void matmul_tile_generic(int64_t depth, const float* ap, const float* bp, float*
 void matmul_tile_avx2(int64_t depth, const float* ap, const float* bp, float* const* out_rows, int64_t col);
 void matmul_tile_avx512(int64_t depth, const float* ap, const float* bp, float* const* out_rows, int64_t col);
 void matmul_tile_avx512_tail(int64_t depth, const float* ap, const float* bp, float* const* out_rows, int64_t col);
+// The same with one fused multiply-add a step (ops::Products::kFused).
+void matmul_tile_avx2_fma(int64_t depth, const float* ap, const float* bp, float* const* out_rows, int64_t col);
+void matmul_tile_avx512_fma(int64_t depth, const float* ap, const float* bp, float* const* out_rows, int64_t col);
+void matmul_tile_avx512_fma_tail(int64_t depth, const float* ap, const float* bp, float* const* out_rows, int64_t col);
 
 }  // namespace moeref::ops::kernels
