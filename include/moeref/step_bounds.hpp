@@ -125,7 +125,6 @@ class Float32Bounds {
   std::string variant_;
   std::map<std::string, std::shared_ptr<const Float32Bound>> steps_;  // nullptr: not classified
   std::map<std::string, std::vector<double>> zeros_;  // reads the table does not classify: their atol/rtol
-  std::vector<double> shared_zeros_;                  // inputs and int32 steps: exact
 };
 
 }  // namespace moeref

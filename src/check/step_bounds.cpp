@@ -36,8 +36,8 @@ using Shape = std::vector<int64_t>;
 struct Operand {
   std::string name;
   const Tensor* tensor = nullptr;
-  const std::vector<double>* bound = nullptr;
-  bool exact = false;  // an input or an int32 step: every bound is 0
+  const std::vector<double>* bound = nullptr;  // per element; not read when exact
+  bool exact = false;                          // an input or an int32 step: every bound is 0
   Dims dims;           // the tensor's dims, with B and L read as G and S where the step has those
   Shape shape;         // its shape, with the tokens regrouped as the step groups them
 
@@ -46,7 +46,7 @@ struct Operand {
     const size_t i = static_cast<size_t>(k);
     return tensor->dtype == DType::kFloat32 ? static_cast<double>(tensor->f32[i]) : static_cast<double>(tensor->i32[i]);
   }
-  double error(int64_t k) const { return (*bound)[static_cast<size_t>(k)]; }
+  double error(int64_t k) const { return exact ? 0.0 : (*bound)[static_cast<size_t>(k)]; }
 };
 
 bool has(const Dims& dims, const std::string& dim) { return std::find(dims.begin(), dims.end(), dim) != dims.end(); }
@@ -201,6 +201,13 @@ std::vector<double> project_max(const Tensor& out, const Operand& operand, const
   return result;
 }
 
+// project_max of the operand's own bounds: all zeros for an exact operand, which has no
+// vector of bounds.
+std::vector<double> project_bound(const Tensor& out, const Operand& operand, const Dims& free = {}) {
+  if (operand.exact) return std::vector<double>(static_cast<size_t>(out.num_elements()), 0.0);
+  return project_max(out, operand, *operand.bound, free);
+}
+
 // A selection (a gather, a mask, a scatter, a copy): each output element is one of the
 // values its reads hold there, or an exact 0. Its bound is the bound of the read element
 // it selected: the one holding the same value (the largest bound if several do). An
@@ -224,7 +231,7 @@ std::vector<double> selection_bound(const Tensor& out, const std::vector<const O
       }
     }
     if (!lined_up) {
-      const std::vector<double> largest = project_max(out, *read, *read->bound);
+      const std::vector<double> largest = project_bound(out, *read);
       for (size_t i = 0; i < any.size(); ++i) any[i] += largest[i];
       continue;
     }
@@ -818,18 +825,10 @@ const std::vector<double>* Float32Bounds::bound_of(const std::string& read) {
     }
     return &fallback;
   }
-  // Inputs are bit-exact and int32 steps exact: all share one vector of zeros, as long
-  // as the largest of them (made once, so the pointers handed out stay valid; a reader
-  // looks only at its own elements, or takes the largest of all, which is 0 either way).
-  if (shared_zeros_.empty()) {
-    int64_t largest = 1;
-    for (const NamedTensor& given : golden_.inputs) largest = std::max(largest, given.tensor.num_elements());
-    for (const NamedTensor& step : golden_.steps) {
-      if (step.tensor.dtype != DType::kFloat32) largest = std::max(largest, step.tensor.num_elements());
-    }
-    shared_zeros_.assign(static_cast<size_t>(largest), 0.0);
-  }
-  return &shared_zeros_;
+  // Inputs are bit-exact and int32 steps exact: their operands say so (Operand::exact)
+  // and no vector of zeros is made for them (the weights' alone would be hundreds of MB).
+  static const std::vector<double> kExact;
+  return &kExact;
 }
 
 std::optional<Float32Bound> Float32Bounds::step(const std::string& name) {
@@ -878,7 +877,7 @@ std::optional<Float32Bound> Float32Bounds::compute_step(const std::string& name)
   const std::string ulp_text = std::to_string(rule->ulps) + " ulp";
   std::string rule_text = bound_kind_name(rule->kind);
   auto add_projected = [&](const Operand& read, double factor) {
-    const std::vector<double> moved = project_max(out, read, *read.bound);
+    const std::vector<double> moved = project_bound(out, read);
     for (size_t i = 0; i < bound.size(); ++i) bound[i] += factor * moved[i];
   };
   switch (rule->kind) {
@@ -901,7 +900,7 @@ std::optional<Float32Bound> Float32Bounds::compute_step(const std::string& name)
         for (const std::string& dim : read->dims) {
           if (!has(out.dims, dim)) return std::nullopt;
         }
-        const std::vector<double> moved = project_max(out, *read, *read->bound);
+        const std::vector<double> moved = project_bound(out, *read);
         const std::vector<double> size = project_max(out, *read, magnitudes(*read));
         for (int64_t i = 0; i < n; ++i) {
           const size_t k = static_cast<size_t>(i);
@@ -952,7 +951,7 @@ std::optional<Float32Bound> Float32Bounds::compute_step(const std::string& name)
       if (floats.empty()) return std::nullopt;
       const std::string axis = axis_of(*rule, out, *floats[0]);
       const int64_t n_axis = std::max<int64_t>(extent_of(out.dims, out.shape, axis), 1);
-      const std::vector<double> row = project_max(out, *floats[0], *floats[0]->bound, {axis});
+      const std::vector<double> row = project_bound(out, *floats[0], {axis});
       for (int64_t i = 0; i < n; ++i) {
         const size_t k = static_cast<size_t>(i);
         const double e = magnitude(out, i);
@@ -967,7 +966,7 @@ std::optional<Float32Bound> Float32Bounds::compute_step(const std::string& name)
       if (floats.empty()) return std::nullopt;
       const std::string axis = axis_of(*rule, out, *floats[0]);
       const int64_t n_axis = std::max<int64_t>(extent_of(floats[0]->dims, floats[0]->shape, axis), 1);
-      const std::vector<double> row = project_max(out, *floats[0], *floats[0]->bound, {axis});
+      const std::vector<double> row = project_bound(out, *floats[0], {axis});
       for (int64_t i = 0; i < n; ++i) {
         const size_t k = static_cast<size_t>(i);
         bound[k] = ulps(out, i, rule->ulps) + static_cast<double>(n_axis + 3) * u + row[k];
@@ -977,7 +976,7 @@ std::optional<Float32Bound> Float32Bounds::compute_step(const std::string& name)
     }
     case BoundKind::kSquare: {
       if (floats.empty()) return std::nullopt;
-      const std::vector<double> moved = project_max(out, *floats[0], *floats[0]->bound);
+      const std::vector<double> moved = project_bound(out, *floats[0]);
       const std::vector<double> size = project_max(out, *floats[0], magnitudes(*floats[0]));
       for (int64_t i = 0; i < n; ++i) {
         const size_t k = static_cast<size_t>(i);
@@ -1069,7 +1068,7 @@ std::optional<Float32Bound> Float32Bounds::compute_step(const std::string& name)
       // the read's bound alone.
       if (floats.empty()) return std::nullopt;
       const Operand& read = *floats[0];
-      const std::vector<double> moved = project_max(out, read, *read.bound);
+      const std::vector<double> moved = project_bound(out, read);
       bool changed = read.tensor->num_elements() != n, representable = true;
       for (int64_t i = 0; i < n; ++i) {
         const float e = out.f32[static_cast<size_t>(i)];
@@ -1113,7 +1112,7 @@ std::optional<Float32Bound> Float32Bounds::compute_step(const std::string& name)
         if (read->dims.size() > v->dims.size()) v = read;
       }
       const std::vector<double> v_size = project_max(out, *v, magnitudes(*v));
-      const std::vector<double> v_moved = project_max(out, *v, *v->bound);
+      const std::vector<double> v_moved = project_bound(out, *v);
       int terms = 0;
       for (const Operand* w : floats) terms += w == v ? 0 : 1;
       if (terms == 0) {
@@ -1123,7 +1122,7 @@ std::optional<Float32Bound> Float32Bounds::compute_step(const std::string& name)
         for (const Operand* w : floats) {
           if (w == v) continue;
           const std::vector<double> w_size = project_max(out, *w, magnitudes(*w));
-          const std::vector<double> w_moved = project_max(out, *w, *w->bound);
+          const std::vector<double> w_moved = project_bound(out, *w);
           for (size_t k = 0; k < bound.size(); ++k) {
             bound[k] += 2.0 * gamma * v_size[k] * w_size[k] + v_moved[k] * w_size[k] + v_size[k] * w_moved[k];
           }
@@ -1187,6 +1186,7 @@ std::optional<Float32Bound> Float32Bounds::loss(const std::string& name) {
     bound[0] = 0.0;
   } else if (rule->kind == BoundKind::kExact) {
     for (const Operand& operand : reads) {
+      if (operand.exact) continue;
       for (size_t k = 0; k < operand.bound->size(); ++k) bound[0] = std::max(bound[0], (*operand.bound)[k]);
     }
   } else if (rule->kind == BoundKind::kRatio) {
