@@ -293,6 +293,24 @@ TEST_CASE("bounds: a large combine product takes the float path with the sparse 
   check_float_path_bounds(golden, "outputs", expected_outputs_bounds(golden), K);
 }
 
+TEST_CASE("bounds: a step's bound is freed once every step reading it has its own, and made again to the same bits",
+          "[check][bounds]") {
+  moeref::Float32Bounds bounds(tiny());
+  std::shared_ptr<const moeref::Float32Bound> first = bounds.shared_step("expert_hidden");
+  REQUIRE(first != nullptr);
+  const std::vector<double> first_bits = first->bound;
+  const std::weak_ptr<const moeref::Float32Bound> watch = first;
+  first.reset();
+  CHECK(!watch.expired());  // the cache keeps it: expert_outputs, which reads it, has no bound yet
+  REQUIRE(bounds.shared_step("expert_outputs") != nullptr);
+  CHECK(watch.expired());  // its only reader has its bound now: freed
+  // Asked for again, a freed bound is computed again, to the same bits.
+  const std::shared_ptr<const moeref::Float32Bound> again = bounds.shared_step("expert_hidden");
+  REQUIRE(again != nullptr);
+  CHECK(again->bound == first_bits);
+  CHECK(again->rule == bounds.shared_step("expert_hidden")->rule);
+}
+
 TEST_CASE("bounds: GLU experts multiply one activated factor per weight", "[check][bounds]") {
   // expert_hidden = act(x . wi_0) * (x . wi_1): sum_j 1.13 pre_j prod_{k != j} (|p_k| + pre_k + 1) + 6 ulp.
   const Trace golden = golden_with("mtf_top2", "expert_hidden",

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -104,7 +105,9 @@ struct Float32Bound {
 };
 
 // Float32 defaults for the steps and losses of one golden, computed on demand
-// (a step's bound needs the bounds of what it reads) and kept.
+// (a step's bound needs the bounds of what it reads) and kept until every step that
+// reads it has its own (a large trace's bounds are hundreds of MB; a bound asked for
+// again after that is computed again, to the same bits).
 class Float32Bounds {
  public:
   explicit Float32Bounds(const Trace& golden);
@@ -120,11 +123,15 @@ class Float32Bounds {
  private:
   const std::vector<double>* bound_of(const std::string& read);
   std::optional<Float32Bound> compute_step(const std::string& name);
+  // Forgets the bounds of the steps `name` reads that no other step still needs.
+  void release_reads_of(const std::string& name);
 
   const Trace& golden_;
   std::string variant_;
   std::map<std::string, std::shared_ptr<const Float32Bound>> steps_;  // nullptr: not classified
   std::map<std::string, std::vector<double>> zeros_;  // reads the table does not classify: their atol/rtol
+  std::map<std::string, int> readers_left_;           // step -> steps reading it whose bounds are not made yet
+  std::set<std::string> kept_for_losses_;             // steps a loss may read: never released
 };
 
 }  // namespace moeref

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -306,10 +307,16 @@ CheckReport compare_traces(const Trace& golden, const Trace& candidate, const Ch
   for (const NamedTensor& step : golden.steps) {
     const Tensor* actual = candidate.find_step(step.name);
     const bool judged = actual != nullptr && step.tensor.dtype == DType::kFloat32;
+    // Each step's tolerance is made where it is used and dropped after, so that its
+    // bound is freed once no later step reads it (Float32Bounds keeps it until then).
+    std::optional<StepTolerance> own;
+    if (judged && !bit_identical(step.tensor, *actual)) {
+      own = tolerance_for_step(options, candidate, step.name, defaults, false);
+    }
     TensorResult result = compare_tensor("steps", step.name, step.tensor, actual,
-                                         !judged                               ? nullptr
-                                         : bit_identical(step.tensor, *actual) ? &identical
-                                                                               : tolerance_for(step.name, false));
+                                         !judged ? nullptr
+                                         : own   ? &*own
+                                                 : &identical);
     if (result.status == TensorStatus::kNotChecked && (options.complete || required.count(step.name))) {
       result.status = TensorStatus::kMissing;
       result.message = options.complete ? "absent from the candidate, and --complete requires every golden step"

@@ -38,8 +38,8 @@ struct Operand {
   const Tensor* tensor = nullptr;
   const std::vector<double>* bound = nullptr;  // per element; not read when exact
   bool exact = false;                          // an input or an int32 step: every bound is 0
-  Dims dims;           // the tensor's dims, with B and L read as G and S where the step has those
-  Shape shape;         // its shape, with the tokens regrouped as the step groups them
+  Dims dims;    // the tensor's dims, with B and L read as G and S where the step has those
+  Shape shape;  // its shape, with the tokens regrouped as the step groups them
 
   bool is_float() const { return tensor->dtype == DType::kFloat32; }
   double value(int64_t k) const {
@@ -361,6 +361,9 @@ std::optional<std::vector<double>> sum_bound(const Tensor& out, const std::vecto
 // does not factor so.
 struct ProductSums {
   std::vector<double> sum_abs, moved, value;
+  // Set when the caller asked for the sums folded: sum_abs then holds
+  // fold_scale * sum_abs + moved, evaluated so, and moved is empty.
+  bool folded = false;
 };
 
 using MatrixF64 = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -478,7 +481,8 @@ MatrixF64 product_skipping_zeros(const MatrixRef& a, const MatrixRef& b) {
 }
 
 std::optional<ProductSums> product_sums_by_gemm(const Tensor& out, const Operand& a, const Operand& b,
-                                                const Dims& contract, bool want_value) {
+                                                const Dims& contract, bool want_value,
+                                                std::optional<double> fold_scale = std::nullopt) {
   Dims batch, rows, cols;
   for (const std::string& dim : out.dims) {
     const bool in_a = has(a.dims, dim), in_b = has(b.dims, dim);
@@ -528,8 +532,18 @@ std::optional<ProductSums> product_sums_by_gemm(const Tensor& out, const Operand
   ProductSums sums;
   const size_t n = static_cast<size_t>(out.num_elements());
   sums.sum_abs.assign(n, 0.0);
-  sums.moved.assign(n, 0.0);
+  sums.folded = fold_scale.has_value() && !want_value;
+  if (!sums.folded) sums.moved.assign(n, 0.0);
   if (want_value) sums.value.assign(n, 0.0);
+  // Where element i's sums go: folded into one value (the caller's own expression), or apart.
+  auto store = [&sums, &fold_scale](size_t i, double sum_abs, double moved) {
+    if (sums.folded) {
+      sums.sum_abs[i] = *fold_scale * sum_abs + moved;
+    } else {
+      sums.sum_abs[i] = sum_abs;
+      sums.moved[i] = moved;
+    }
+  };
   using Matrix = MatrixF64;
   // Batches are independent: each thread fills its own output elements.
   // The float path, for a large batch of dense operands: true when it filled the batch's sums.
@@ -596,9 +610,8 @@ std::optional<ProductSums> product_sums_by_gemm(const Tensor& out, const Operand
         const size_t i =
             static_cast<size_t>(out_batch[t] + out_rows[static_cast<size_t>(r)] + out_cols[static_cast<size_t>(q)]);
         const size_t rq = static_cast<size_t>(transposed ? q * R + r : r * Q + q);
-        sums.sum_abs[i] = widen.upper(sum_abs[rq]);
-        sums.moved[i] =
-            (moved_a.empty() ? 0.0 : widen.upper(moved_a[rq])) + (moved_b.empty() ? 0.0 : widen.upper(moved_b[rq]));
+        store(i, widen.upper(sum_abs[rq]),
+              (moved_a.empty() ? 0.0 : widen.upper(moved_a[rq])) + (moved_b.empty() ? 0.0 : widen.upper(moved_b[rq])));
       }
     }
     return true;
@@ -659,8 +672,7 @@ std::optional<ProductSums> product_sums_by_gemm(const Tensor& out, const Operand
       for (Eigen::Index q = 0; q < Q; ++q) {
         const size_t i =
             static_cast<size_t>(out_batch[t] + out_rows[static_cast<size_t>(r)] + out_cols[static_cast<size_t>(q)]);
-        sums.sum_abs[i] = sum_abs(r, q);
-        sums.moved[i] = moved(r, q);
+        store(i, sum_abs(r, q), moved(r, q));
         if (want_value) sums.value[i] = value(r, q);
       }
     }
@@ -720,17 +732,29 @@ std::optional<std::vector<double>> product_bound(const Tensor& out, const std::v
   // The same sums as matrix products where the layout allows (the realistic layer's
   // expert products would take minutes element by element).
   std::vector<ProductSums> by_gemm;
+  // One weight and no bias: each element needs only sums * gamma * sum_abs + moved, so
+  // the two sums are folded as they are made (one vector of the output's size, not two).
+  const std::optional<double> fold_scale =
+      weights.size() == 1 && biases.empty() ? std::optional<double>(sums * gamma) : std::nullopt;
   if (n_gathered == 1) {
     for (size_t w = 0; w < weights.size(); ++w) {
       std::optional<ProductSums> found =
-          product_sums_by_gemm(out, a, *weights[w], contract, activation && weights.size() > 1);
+          product_sums_by_gemm(out, a, *weights[w], contract, activation && weights.size() > 1, fold_scale);
       if (!found) break;
       by_gemm.push_back(std::move(*found));
     }
     if (by_gemm.size() != weights.size()) by_gemm.clear();
   }
   if (by_gemm.empty() || !biases.empty()) make_walks(true);
-  std::vector<double> bound(static_cast<size_t>(out.num_elements()));
+  // With one weight, element i's bound replaces its own sum_abs (read just before, in the
+  // same iteration): one vector of the output's size fewer at this step's peak.
+  std::vector<double> bound;
+  if (by_gemm.size() == 1) {
+    bound = std::move(by_gemm[0].sum_abs);
+    by_gemm[0].sum_abs.clear();
+  } else {
+    bound.resize(static_cast<size_t>(out.num_elements()));
+  }
   // Each element's bound is its own sum, in the same order on any thread count.
 #pragma omp parallel
   {
@@ -742,9 +766,14 @@ std::optional<std::vector<double>> product_bound(const Tensor& out, const std::v
         for (size_t w = 0; w < weights.size(); ++w) {
           const Walk& walk = walks[w];
           double sum_abs = 0.0, sum = 0.0, moved = 0.0;
+          if (!by_gemm.empty() && by_gemm[w].folded) {
+            pre[w] = (by_gemm.size() == 1 ? bound : by_gemm[w].sum_abs)[static_cast<size_t>(i)];
+            value[w] = 0.0;  // read only with several weights, which are never folded
+            continue;
+          }
           if (!by_gemm.empty()) {
             const ProductSums& found = by_gemm[w];
-            sum_abs = found.sum_abs[static_cast<size_t>(i)];
+            sum_abs = (by_gemm.size() == 1 ? bound : found.sum_abs)[static_cast<size_t>(i)];
             moved = found.moved[static_cast<size_t>(i)];
             sum = found.value.empty() ? 0.0 : found.value[static_cast<size_t>(i)];
           }
@@ -808,6 +837,31 @@ Float32Bounds::Float32Bounds(const Trace& golden) : golden_(golden) {
   if (golden.config.is_object() && golden.config.contains("variant") && golden.config["variant"].is_string()) {
     variant_ = golden.config["variant"].get<std::string>();
   }
+  // Only float steps get bounds of their own, so only they count as readers.
+  for (const auto& [step, reads] : golden.reads) {
+    const Tensor* reader = golden.find_step(step);
+    if (reader == nullptr || reader->dtype != DType::kFloat32) continue;
+    for (const std::string& read : reads) {
+      if (read.rfind("inputs.", 0) != 0) ++readers_left_[read];
+    }
+  }
+  // Losses read steps too, at the end: those are kept (they are a router's, small).
+  for (const auto& [loss, value] : golden.losses) kept_for_losses_.insert(loss);
+  for (const LossRule& rule : float32_loss_rules()) {
+    std::stringstream list(rule.reads);
+    std::string read;
+    while (std::getline(list, read, ',')) kept_for_losses_.insert(read);
+  }
+}
+
+void Float32Bounds::release_reads_of(const std::string& name) {
+  const auto listed = golden_.reads.find(name);
+  if (listed == golden_.reads.end()) return;
+  for (const std::string& read : listed->second) {
+    const auto left = readers_left_.find(read);
+    if (left == readers_left_.end() || --left->second != 0 || kept_for_losses_.count(read) > 0) continue;
+    steps_.erase(read);
+  }
 }
 
 const std::vector<double>* Float32Bounds::bound_of(const std::string& read) {
@@ -844,6 +898,7 @@ std::shared_ptr<const Float32Bound> Float32Bounds::shared_step(const std::string
   std::shared_ptr<const Float32Bound> kept =
       computed ? std::make_shared<const Float32Bound>(std::move(*computed)) : nullptr;
   steps_[name] = kept;
+  release_reads_of(name);
   return kept;
 }
 
@@ -873,7 +928,11 @@ std::optional<Float32Bound> Float32Bounds::compute_step(const std::string& name)
     if (read.is_float()) floats.push_back(&read);
   }
   const int64_t n = out.num_elements();
-  std::vector<double> bound(static_cast<size_t>(n), 0.0);
+  // A product's bound comes back from product_bound whole: no vector of zeros beside it.
+  const bool whole_product = (rule->kind == BoundKind::kRouterProduct || rule->kind == BoundKind::kProduct ||
+                              rule->kind == BoundKind::kProductActivation) &&
+                             reads.size() >= 2;
+  std::vector<double> bound(whole_product ? 0 : static_cast<size_t>(n), 0.0);
   const std::string ulp_text = std::to_string(rule->ulps) + " ulp";
   std::string rule_text = bound_kind_name(rule->kind);
   auto add_projected = [&](const Operand& read, double factor) {

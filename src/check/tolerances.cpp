@@ -84,7 +84,7 @@ StepTolerance tolerance_for_step(const CheckOptions& options, const Trace& candi
     if (const std::shared_ptr<const Float32Bound> shared = defaults.shared_step(name)) {
       const Tensor* golden_step = defaults.golden().find_step(name);
       return StepTolerance(std::shared_ptr<const std::vector<double>>(shared, &shared->bound),
-                           golden_step != nullptr ? golden_step->f32 : std::vector<float>{}, shared->rule);
+                           golden_step != nullptr ? &golden_step->f32 : nullptr, shared->rule);
     }
     return StepTolerance(fallback, abs_rel_text(fallback) + " (float32 default of a step the bound table lacks)");
   }
