@@ -3,6 +3,8 @@
 //
 // Dims: G groups, S group size, E experts, C expert capacity. The golden is a
 // tiny mtf_top2 layer: G = 2 groups of S = 4 tokens, E = 3 experts.
+#include <omp.h>
+
 #include <cmath>
 #include <string>
 #include <vector>
@@ -140,6 +142,37 @@ TEST_CASE("check compare: floats beyond tolerance report the first and the worst
   const std::string text = report.to_text();
   CHECK_THAT(text, Contains("float tensors (abs and rel tolerance)") && Contains("steps.raw_gates: 3 of 24") &&
                        Contains("first at [g=0, s=0, e=2]") && Contains("worst at [g=1, s=0, e=1]"));
+}
+
+TEST_CASE("check compare: a long tensor compared in stretches reports what one pass in order would", "[check]") {
+  // 300000 elements: five stretches of 2^16 and a short one, compared side by side.
+  std::vector<float> values(300000);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = 1.0f + static_cast<float>(i % 97) / 64.0f;
+  std::vector<float> changed = values;
+  const std::vector<std::pair<size_t, float>> edits = {
+      {70000, 0.5f},    // the first mismatch, in the second stretch
+      {140000, 2.0f},   // the worst, in the third
+      {270000, 2.0f},   // as bad again, later: the first of the worst is reported
+      {299999, 0.25f},  // in the last, short stretch
+  };
+  for (const auto& [at, by] : edits) changed[at] += by;
+  CheckOptions options;
+  options.float_tolerance = {1e-3, 0.0};
+  options.float_tolerance_given = true;
+  const int threads_before = omp_get_max_threads();
+  for (int threads : {1, 2}) {
+    INFO("threads " << threads);
+    omp_set_num_threads(threads);
+    const CheckReport report = compare(one_step(values), one_step(changed), options);
+    const TensorResult& result = result_for(report, "steps", "v");
+    CHECK(result.mismatches == 4);
+    REQUIRE(result.first.has_value());
+    REQUIRE(result.worst.has_value());
+    CHECK(result.first->flat_index == 70000);
+    CHECK(result.worst->flat_index == 140000);
+    CHECK(result.bound_used == Approx(2.0 / 1e-3).epsilon(1e-3));
+  }
+  omp_set_num_threads(threads_before);
 }
 
 TEST_CASE("check compare: floats within tolerance pass", "[check]") {

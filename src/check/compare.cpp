@@ -80,50 +80,76 @@ void compare_values(const Tensor& expected, const Tensor& actual, const StepTole
     result.status = TensorStatus::kMatch;
     return;
   }
-  double worst_score = -1.0;
-  for (int64_t i = 0; i < n; ++i) {
-    bool differs = false;
-    double abs_error = 0.0, rel_error = 0.0, score = 0.0, bound = 0.0;
-    if (expected.dtype == DType::kInt32) {
-      const int64_t a = expected.i32[static_cast<size_t>(i)], b = actual.i32[static_cast<size_t>(i)];
-      differs = a != b;
-      abs_error = static_cast<double>(a > b ? a - b : b - a);
-      rel_error = std::nan("");  // an integer decision has no relative error
-      bound = std::nan("");
-      score = abs_error;
-    } else {
-      const double e = expected.f32[static_cast<size_t>(i)], a = actual.f32[static_cast<size_t>(i)];
-      bound = tolerance == nullptr ? 0.0 : tolerance->allowed_at(i, e);
-      if (std::isnan(e) || std::isnan(a)) {
-        differs = std::isnan(e) != std::isnan(a);
-        score = differs ? INFINITY : 0.0;
-        abs_error = differs ? INFINITY : 0.0;
-        rel_error = abs_error;
-      } else if (std::isinf(e) || std::isinf(a)) {
-        differs = e != a;
-        score = differs ? INFINITY : 0.0;
-        abs_error = differs ? INFINITY : 0.0;
-        rel_error = abs_error;
-      } else if (tolerance == nullptr) {
-        // Inputs are compared bit for bit: a replay must start from the same numbers.
-        differs = std::signbit(e) != std::signbit(a) || e != a;
-        abs_error = std::fabs(a - e);
-        rel_error = e != 0.0 ? abs_error / std::fabs(e) : (abs_error > 0 ? INFINITY : 0.0);
+  // What one stretch of elements found; stretches merged in order give the serial
+  // loop's answer (the first mismatch, the first of the worst, the largest bound used).
+  struct Found {
+    int64_t mismatches = 0;
+    std::optional<ElementDiff> first, worst;
+    double worst_score = -1.0, bound_used = 0.0;
+  };
+  auto scan = [&](int64_t begin, int64_t end, Found& found) {
+    for (int64_t i = begin; i < end; ++i) {
+      bool differs = false;
+      double abs_error = 0.0, rel_error = 0.0, score = 0.0, bound = 0.0;
+      if (expected.dtype == DType::kInt32) {
+        const int64_t a = expected.i32[static_cast<size_t>(i)], b = actual.i32[static_cast<size_t>(i)];
+        differs = a != b;
+        abs_error = static_cast<double>(a > b ? a - b : b - a);
+        rel_error = std::nan("");  // an integer decision has no relative error
+        bound = std::nan("");
         score = abs_error;
       } else {
-        abs_error = std::fabs(a - e);
-        rel_error = e != 0.0 ? abs_error / std::fabs(e) : (abs_error > 0 ? INFINITY : 0.0);
-        differs = abs_error > bound;
-        score = bound > 0.0 ? abs_error / bound : (abs_error > 0.0 ? INFINITY : 0.0);
-        result.bound_used = std::max(result.bound_used, score);
+        const double e = expected.f32[static_cast<size_t>(i)], a = actual.f32[static_cast<size_t>(i)];
+        bound = tolerance == nullptr ? 0.0 : tolerance->allowed_at(i, e);
+        if (std::isnan(e) || std::isnan(a)) {
+          differs = std::isnan(e) != std::isnan(a);
+          score = differs ? INFINITY : 0.0;
+          abs_error = differs ? INFINITY : 0.0;
+          rel_error = abs_error;
+        } else if (std::isinf(e) || std::isinf(a)) {
+          differs = e != a;
+          score = differs ? INFINITY : 0.0;
+          abs_error = differs ? INFINITY : 0.0;
+          rel_error = abs_error;
+        } else if (tolerance == nullptr) {
+          // Inputs are compared bit for bit: a replay must start from the same numbers.
+          differs = std::signbit(e) != std::signbit(a) || e != a;
+          abs_error = std::fabs(a - e);
+          rel_error = e != 0.0 ? abs_error / std::fabs(e) : (abs_error > 0 ? INFINITY : 0.0);
+          score = abs_error;
+        } else {
+          abs_error = std::fabs(a - e);
+          rel_error = e != 0.0 ? abs_error / std::fabs(e) : (abs_error > 0 ? INFINITY : 0.0);
+          differs = abs_error > bound;
+          score = bound > 0.0 ? abs_error / bound : (abs_error > 0.0 ? INFINITY : 0.0);
+          found.bound_used = std::max(found.bound_used, score);
+        }
+      }
+      if (!differs) continue;
+      ++found.mismatches;
+      if (!found.first) found.first = make_diff(expected, actual, i, abs_error, rel_error, bound);
+      if (score > found.worst_score) {
+        found.worst_score = score;
+        found.worst = make_diff(expected, actual, i, abs_error, rel_error, bound);
       }
     }
-    if (!differs) continue;
-    ++result.mismatches;
-    if (!result.first) result.first = make_diff(expected, actual, i, abs_error, rel_error, bound);
-    if (score > worst_score) {
-      worst_score = score;
-      result.worst = make_diff(expected, actual, i, abs_error, rel_error, bound);
+  };
+  // Stretches of a fixed size, so the split never depends on the thread count.
+  constexpr int64_t kStretch = int64_t{1} << 16;
+  const int64_t stretches = (n + kStretch - 1) / kStretch;
+  std::vector<Found> found(static_cast<size_t>(stretches));
+#pragma omp parallel for schedule(static) if (stretches > 1)
+  for (int64_t c = 0; c < stretches; ++c) {
+    scan(c * kStretch, std::min(n, (c + 1) * kStretch), found[static_cast<size_t>(c)]);
+  }
+  double worst_score = -1.0;
+  for (Found& part : found) {
+    result.mismatches += part.mismatches;
+    result.bound_used = std::max(result.bound_used, part.bound_used);
+    if (!result.first && part.first) result.first = std::move(part.first);
+    if (part.worst && part.worst_score > worst_score) {
+      worst_score = part.worst_score;
+      result.worst = std::move(part.worst);
     }
   }
   result.status = result.mismatches == 0 ? TensorStatus::kMatch : TensorStatus::kMismatch;

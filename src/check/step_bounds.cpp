@@ -216,6 +216,10 @@ std::vector<double> project_bound(const Tensor& out, const Operand& operand, con
 std::vector<double> selection_bound(const Tensor& out, const std::vector<const Operand*>& reads) {
   const int64_t n_out = out.num_elements();
   std::vector<double> matched(static_cast<size_t>(n_out), -1.0), any(static_cast<size_t>(n_out), 0.0);
+  // Reads of the same dims and shape (a combine tensor's gates and masks, all [G, S]) share
+  // one walk: each is 8 bytes per output element.
+  const Operand* walked = nullptr;
+  std::vector<int64_t> out_part, loop_part;
   for (const Operand* read : reads) {
     Dims masked = read->dims;
     Dims loop;
@@ -235,8 +239,13 @@ std::vector<double> selection_bound(const Tensor& out, const std::vector<const O
       for (size_t i = 0; i < any.size(); ++i) any[i] += largest[i];
       continue;
     }
-    const std::vector<int64_t> out_part = offsets_over(out.dims, out.shape, masked, read->shape);
-    const std::vector<int64_t> loop_part = offsets_over(loop, loop_extents, read->dims, read->shape);
+    if (walked == nullptr || walked->dims != read->dims || walked->shape != read->shape) {
+      out_part = offsets_over(out.dims, out.shape, masked, read->shape);
+      loop_part = offsets_over(loop, loop_extents, read->dims, read->shape);
+      walked = read;
+    }
+    // Each output element is its own: split across threads, the same bits.
+#pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n_out; ++i) {
       const size_t k = static_cast<size_t>(i);
       const double e = static_cast<double>(out.f32[k]);
@@ -249,11 +258,11 @@ std::vector<double> selection_bound(const Tensor& out, const std::vector<const O
       any[k] += largest;
     }
   }
-  std::vector<double> bound(static_cast<size_t>(n_out));
-  for (size_t k = 0; k < bound.size(); ++k) {
-    bound[k] = matched[k] >= 0.0 ? matched[k] : (out.f32[k] == 0.0f ? 0.0 : any[k]);
+  // Each element's bound replaces its own `matched` (read just before).
+  for (size_t k = 0; k < matched.size(); ++k) {
+    matched[k] = matched[k] >= 0.0 ? matched[k] : (out.f32[k] == 0.0f ? 0.0 : any[k]);
   }
-  return bound;
+  return matched;
 }
 
 std::vector<double> magnitudes(const Operand& operand) {
