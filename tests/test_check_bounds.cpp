@@ -299,6 +299,7 @@ TEST_CASE("bounds: a step's bound is freed once every step reading it has its ow
   std::shared_ptr<const moeref::Float32Bound> first = bounds.shared_step("expert_hidden");
   REQUIRE(first != nullptr);
   const std::vector<double> first_bits = first->bound;
+  const std::string first_rule = first->rule;
   const std::weak_ptr<const moeref::Float32Bound> watch = first;
   first.reset();
   CHECK(!watch.expired());  // the cache keeps it: expert_outputs, which reads it, has no bound yet
@@ -308,7 +309,19 @@ TEST_CASE("bounds: a step's bound is freed once every step reading it has its ow
   const std::shared_ptr<const moeref::Float32Bound> again = bounds.shared_step("expert_hidden");
   REQUIRE(again != nullptr);
   CHECK(again->bound == first_bits);
-  CHECK(again->rule == bounds.shared_step("expert_hidden")->rule);
+  CHECK(again->rule == first_rule);
+}
+
+TEST_CASE("bounds: a step made again does not count twice as a reader of what it reads", "[check][bounds]") {
+  moeref::Float32Bounds bounds(tiny());
+  const std::weak_ptr<const moeref::Float32Bound> inputs_bound = bounds.shared_step("inputs");
+  REQUIRE(!inputs_bound.expired());  // read by logits and by expert_inputs
+  REQUIRE(bounds.shared_step("logits") != nullptr);
+  REQUIRE(bounds.shared_step("raw_gates") != nullptr);  // logits' only reader: logits is freed
+  REQUIRE(bounds.shared_step("logits") != nullptr);     // made again
+  CHECK(!inputs_bound.expired());                       // expert_inputs, its other reader, has no bound yet
+  REQUIRE(bounds.shared_step("expert_inputs") != nullptr);
+  CHECK(inputs_bound.expired());
 }
 
 TEST_CASE("bounds: GLU experts multiply one activated factor per weight", "[check][bounds]") {

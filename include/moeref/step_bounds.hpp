@@ -121,7 +121,9 @@ class Float32Bounds {
   const Trace& golden() const { return golden_; }
 
  private:
-  const std::vector<double>* bound_of(const std::string& read);
+  using BoundHeld = std::shared_ptr<const Float32Bound>;
+  // The bound of a read (a step, an input or an int32 step); a step's is added to `held`.
+  const std::vector<double>* bound_of(const std::string& read, std::vector<BoundHeld>& held);
   std::optional<Float32Bound> compute_step(const std::string& name);
   // Forgets the bounds of the steps `name` reads that no other step still needs.
   void release_reads_of(const std::string& name);
@@ -132,6 +134,7 @@ class Float32Bounds {
   std::map<std::string, std::vector<double>> zeros_;  // reads the table does not classify: their atol/rtol
   std::map<std::string, int> readers_left_;           // step -> steps reading it whose bounds are not made yet
   std::set<std::string> kept_for_losses_;             // steps a loss may read: never released
+  std::set<std::string> counted_;                     // steps whose reads were counted down
 };
 
 }  // namespace moeref

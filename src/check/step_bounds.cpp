@@ -935,13 +935,16 @@ void Float32Bounds::release_reads_of(const std::string& name) {
   }
 }
 
-const std::vector<double>* Float32Bounds::bound_of(const std::string& read) {
+const std::vector<double>* Float32Bounds::bound_of(const std::string& read, std::vector<BoundHeld>& held) {
   const bool input = read.rfind("inputs.", 0) == 0;
   const Tensor* tensor = input ? golden_.find_input(read.substr(7)) : golden_.find_step(read);
   if (tensor == nullptr) return nullptr;
   if (!input && tensor->dtype == DType::kFloat32) {
     const std::shared_ptr<const Float32Bound> found = shared_step(read);
-    if (found) return &found->bound;
+    if (found) {
+      held.push_back(found);  // alive while the caller reads it, whatever the cache forgets meanwhile
+      return &found->bound;
+    }
     // A read the table does not classify: its atol/rtol default stands for its bound.
     std::vector<double>& fallback = zeros_["unclassified:" + read];
     if (fallback.empty()) {
@@ -969,7 +972,8 @@ std::shared_ptr<const Float32Bound> Float32Bounds::shared_step(const std::string
   std::shared_ptr<const Float32Bound> kept =
       computed ? std::make_shared<const Float32Bound>(std::move(*computed)) : nullptr;
   steps_[name] = kept;
-  release_reads_of(name);
+  // Each step counts once as a reader: made again later, it must not free its reads twice.
+  if (counted_.insert(name).second) release_reads_of(name);
   return kept;
 }
 
@@ -978,11 +982,12 @@ std::optional<Float32Bound> Float32Bounds::compute_step(const std::string& name)
   const StepRule* rule = find_step_rule(variant_, name);
   if (out_tensor == nullptr || out_tensor->dtype != DType::kFloat32 || rule == nullptr) return std::nullopt;
   const Tensor& out = *out_tensor;
+  std::vector<BoundHeld> held;  // the reads' bounds, kept alive until this bound is made
   std::vector<Operand> reads;
   const auto listed = golden_.reads.find(name);
   if (listed != golden_.reads.end()) {
     for (const std::string& read : listed->second) {
-      const std::vector<double>* bound = bound_of(read);
+      const std::vector<double>* bound = bound_of(read, held);
       if (bound == nullptr) continue;
       const bool input = read.rfind("inputs.", 0) == 0;
       Operand operand;
@@ -1292,12 +1297,13 @@ std::optional<Float32Bound> Float32Bounds::loss(const std::string& name) {
     return bound;
   }
   Tensor out = Tensor::scalar(value);
+  std::vector<BoundHeld> held;  // the reads' bounds, kept alive until this bound is made
   std::vector<Operand> reads;
   std::stringstream list(rule->reads);
   std::string read;
   while (std::getline(list, read, ',')) {
     if (read.empty()) continue;
-    const std::vector<double>* bound = bound_of(read);
+    const std::vector<double>* bound = bound_of(read, held);
     if (bound == nullptr) continue;
     Operand operand;
     operand.name = read;

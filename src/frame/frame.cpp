@@ -183,9 +183,9 @@ void Frame::finish() {
                    {"seed", config_.seed},       {"dims", dims},           {"hparams", config_.hparams}};
   if (fast_path_used_) {
     trace_.config["fast"] = true;
-    // The fast expert products' bits depend on the CPU's kernel, so the trace says which.
-    const std::string fused = ops::fused_matmul_kernel();
-    trace_.generator["fast_products"] = fused.empty() ? "separate" : fused;
+    // The fast expert products' bits depend on whether a fused kernel ran (every fused
+    // kernel gives the scalar fma loop's bits), so the trace says which.
+    trace_.generator["fast_products"] = ops::fused_matmul_kernel().empty() ? "separate" : "fma";
   }
   if (config_.groups) cut_to_group_shard(*config_.groups);
 }
