@@ -290,7 +290,49 @@ TEST_CASE("bounds: a large combine product takes the float path with the sparse 
   const Tensor& eo = step(golden, "expert_outputs");
   const int64_t K = extent(eo, "E") * extent(eo, "C");
   REQUIRE(static_cast<double>(extent(eo, "N") * K * 256) >= 16777216.0);
+  // The combine tensor's exact zeros hold the floor bound: the float path leaves those out
+  // of its products and adds kBoundFloor times the sums of |expert_outputs| instead.
+  const std::vector<double> d_combine = bound_of(golden, "combine_tensor");
+  CHECK(std::count(d_combine.begin(), d_combine.end(), moeref::kBoundFloor) > 0);
   check_float_path_bounds(golden, "outputs", expected_outputs_bounds(golden), K);
+}
+
+// expert_inputs [E, G, C, M] = sum_s inputs [G, S, M] dispatch_tensor [G, S, E, C]: the float
+// path folds 2 gamma_S |x| + dx into one operand (dispatch is exact), and every dx here is the
+// floor, left out of the product and added as kBoundFloor sum_s |dispatch|.
+TEST_CASE("bounds: a large product with one operand's bounds all at the floor: never below the double sums",
+          "[check][bounds]") {
+  const Trace golden = moeref::testing::run_json({{"variant", "mtf_top2"},
+                                                  {"train", false},
+                                                  {"seed", 4},
+                                                  {"dims", {{"G", 1}, {"S", 256}, {"E", 4}, {"M", 256}, {"H", 64}}},
+                                                  {"hparams", {{"group_size", 256}}}});
+  const Tensor& x = step(golden, "inputs");
+  const Tensor& dispatch = step(golden, "dispatch_tensor");
+  const Tensor& ei = step(golden, "expert_inputs");
+  const std::vector<double> d_x = bound_of(golden, "inputs");
+  REQUIRE(std::all_of(d_x.begin(), d_x.end(), [](double d) { return d == moeref::kBoundFloor; }));
+  const int64_t G = extent(x, "G"), S = extent(x, "S"), M = extent(x, "M"), E = extent(dispatch, "E"),
+                C = extent(dispatch, "C");
+  REQUIRE(static_cast<double>(M * S * E * C) >= 16777216.0);
+  std::vector<double> expected;
+  for (int64_t e = 0; e < E; ++e) {
+    for (int64_t g = 0; g < G; ++g) {
+      for (int64_t c = 0; c < C; ++c) {
+        for (int64_t m = 0; m < M; ++m) {
+          double sum = 0.0, moved = 0.0;
+          for (int64_t s = 0; s < S; ++s) {
+            const int64_t kx = (g * S + s) * M + m, kd = ((g * S + s) * E + e) * C + c;
+            sum += std::fabs(value(x, kx) * value(dispatch, kd));
+            moved += d_x[static_cast<size_t>(kx)] * std::fabs(value(dispatch, kd));
+          }
+          expected.push_back(2.0 * gamma_n(static_cast<double>(S)) * sum + moved);
+        }
+      }
+    }
+  }
+  REQUIRE(expected.size() == static_cast<size_t>(ei.num_elements()));
+  check_float_path_bounds(golden, "expert_inputs", expected, S);
 }
 
 TEST_CASE("bounds: a step's bound is freed once every step reading it has its own, and made again to the same bits",

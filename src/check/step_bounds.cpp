@@ -445,13 +445,28 @@ struct FloatOperand {
   int64_t zeros = 0;
   bool usable = true;  // finite, not negative, not above kFloatPathLimit
   bool exact = true;   // every bound 0
+  // Some bound was at most kBoundFloor and is left out of `error` (held as 0): the
+  // caller adds kBoundFloor times the other operand's sum of magnitudes instead.
+  bool has_floor_bounds = false;
+
+  // A bound no larger than the floor every bound is raised to (a combine tensor's exact
+  // zeros hold it) stays out of the products: times a magnitude below 1 it underflows,
+  // and subnormal results cost some CPUs (Intel's) a hundred cycles each. Left out,
+  // such rows are sparse again. kBoundFloor * sum_k |other_k| covers what it adds.
+  float error_entry(double bound) {
+    if (bound > 0.0 && bound <= kBoundFloor) {
+      has_floor_bounds = true;
+      return 0.0f;
+    }
+    return float_at_least(bound);
+  }
 
   void take(double value, double bound, size_t at) {
     take_exact(value, at);
     usable &= bound >= 0.0 && bound <= kFloatPathLimit;  // false for NaN
     largest = std::max(largest, bound);
     exact &= bound == 0.0;
-    error[at] = float_at_least(bound);
+    error[at] = error_entry(bound);
   }
   // An operand known exact (Operand::exact) leaves `error` empty.
   void take_exact(double value, size_t at) {
@@ -491,13 +506,51 @@ struct FloatOperand {
       row_usable &= bound >= 0.0 && bound <= kFloatPathLimit;
       row_largest = std::max(row_largest, bound);
       row_exact &= bound == 0.0;
-      out[i] = float_at_least(bound);
+      out[i] = error_entry(bound);
     }
     usable &= row_usable;
     largest = std::max(largest, row_largest);
     exact &= row_exact;
   }
 };
+
+// Sums of the rows ([rows, width] row-major) or the columns ([height, columns]) of a
+// float matrix, in double.
+std::vector<double> row_sums(const std::vector<float>& m, int64_t rows, int64_t width) {
+  std::vector<double> sums(static_cast<size_t>(rows), 0.0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = m.data() + r * width;
+    double sum = 0.0;
+    for (int64_t k = 0; k < width; ++k) sum += static_cast<double>(row[k]);
+    sums[static_cast<size_t>(r)] = sum;
+  }
+  return sums;
+}
+std::vector<double> column_sums(const std::vector<float>& m, int64_t height, int64_t columns) {
+  std::vector<double> sums(static_cast<size_t>(columns), 0.0);
+  for (int64_t k = 0; k < height; ++k) {
+    const float* row = m.data() + k * columns;
+    for (int64_t q = 0; q < columns; ++q) sums[static_cast<size_t>(q)] += static_cast<double>(row[q]);
+  }
+  return sums;
+}
+
+// scale |x| + dx for each element of a float operand with bounds, rounded up: the double
+// sum may round down by 2^-52 of itself, which the factor 1 + 2^-50 more than covers.
+std::vector<float> scaled_plus_bound(const FloatOperand& operand, double scale) {
+  std::vector<float> out(operand.magnitude.size());
+  for (size_t i = 0; i < out.size(); ++i) {
+    const double exact_enough =
+        scale * static_cast<double>(operand.magnitude[i]) + static_cast<double>(operand.error[i]);
+    out[i] = float_at_least(exact_enough * (1.0 + 0x1p-50));
+  }
+  return out;
+}
+
+// An upper bound on sum_k floor_k |other_k| for bounds floor_k <= kBoundFloor, from the
+// double sum of the |other_k|: at most K 2^-53 low for K < 2^22 terms, so 2^-30 covers it
+// and the product's rounding.
+double floor_term(double sum_of_magnitudes) { return kBoundFloor * sum_of_magnitudes * (1.0 + 0x1p-30); }
 
 // True when offsets[i] == i: the operand's part over these dims is its last, contiguous.
 bool is_identity(const std::vector<int64_t>& offsets) {
@@ -645,6 +698,11 @@ std::optional<ProductSums> product_sums_by_gemm(const Tensor& out, const Operand
       }
     }
     if (!fa.usable || !fb.usable || fa.largest * fb.largest * static_cast<double>(K + 1) > 1e30) return false;
+    // For the bounds left out at the floor: sum_k |a_rk| (when b has some) and sum_k |b_kq|
+    // (when a has some), in double.
+    const std::vector<double> a_row_sums = fb.has_floor_bounds ? row_sums(fa.magnitude, R, K) : std::vector<double>();
+    const std::vector<double> b_column_sums =
+        fa.has_floor_bounds ? column_sums(fb.magnitude, K, Q) : std::vector<double>();
     // ops::matmul skips the zeros of mostly-zero rows of its left operand (a dispatch or
     // combine tensor): when b has the larger share of zeros, C^T = B^T A^T is computed.
     const bool transposed =
@@ -673,16 +731,33 @@ std::optional<ProductSums> product_sums_by_gemm(const Tensor& out, const Operand
     };
     const FloatSums widen(K);
     std::vector<float> sum_abs, moved_a, moved_b;
-    product(fa.magnitude, fb.magnitude, sum_abs);
-    if (!fa.exact) product(fa.error, fb.magnitude, moved_a);  // da |b|
-    if (!fb.exact) product(fa.magnitude, fb.error, moved_b);  // |a| db
+    // Folded sums with one operand's bounds: scale |x| + dx per element (rounded up), so
+    // one product gives scale sum |a||b| + sum dx |y| (the other operand's bounds, if
+    // any, still take a product of their own): half the dense products of an expert FFN.
+    const bool fold_a = sums.folded && !fa.exact, fold_b = sums.folded && fa.exact && !fb.exact;
+    if (fold_a) {
+      product(scaled_plus_bound(fa, *fold_scale), fb.magnitude, sum_abs);
+    } else if (fold_b) {
+      product(fa.magnitude, scaled_plus_bound(fb, *fold_scale), sum_abs);
+    } else {
+      product(fa.magnitude, fb.magnitude, sum_abs);
+      if (!fa.exact) product(fa.error, fb.magnitude, moved_a);  // da |b|
+    }
+    if (!fb.exact && !fold_b) product(fa.magnitude, fb.error, moved_b);  // |a| db
     for (Eigen::Index r = 0; r < R; ++r) {
       for (Eigen::Index q = 0; q < Q; ++q) {
         const size_t i =
             static_cast<size_t>(out_batch[t] + out_rows[static_cast<size_t>(r)] + out_cols[static_cast<size_t>(q)]);
         const size_t rq = static_cast<size_t>(transposed ? q * R + r : r * Q + q);
-        store(i, widen.upper(sum_abs[rq]),
-              (moved_a.empty() ? 0.0 : widen.upper(moved_a[rq])) + (moved_b.empty() ? 0.0 : widen.upper(moved_b[rq])));
+        double moved =
+            (moved_a.empty() ? 0.0 : widen.upper(moved_a[rq])) + (moved_b.empty() ? 0.0 : widen.upper(moved_b[rq]));
+        if (!b_column_sums.empty()) moved += floor_term(b_column_sums[static_cast<size_t>(q)]);
+        if (!a_row_sums.empty()) moved += floor_term(a_row_sums[static_cast<size_t>(r)]);
+        if (fold_a || fold_b) {
+          sums.sum_abs[i] = widen.upper(sum_abs[rq]) + moved;  // already scaled
+        } else {
+          store(i, widen.upper(sum_abs[rq]), moved);
+        }
       }
     }
     return true;
