@@ -459,6 +459,41 @@ TEST_CASE("bounds: a selection is exact: the bound of the value it selected", "[
   pin(golden, "combine_tensor", expected_combine);
 }
 
+TEST_CASE(
+    "bounds: a selected value that matches no read takes the largest bound it could come from, an unmatched 0 "
+    "is exact",
+    "[check][bounds]") {
+  // gate_1 with one element negated (no probability of raw_gates is negative) and one set
+  // to 0 (none is 0): the first takes the largest bound of its token's E probabilities,
+  // the second, a masked value, is exact (the floor); the rest keep what they selected.
+  Trace golden = tiny();
+  const Tensor& p = step(golden, "raw_gates");
+  const std::vector<double> d_p = bound_of(golden, "raw_gates");
+  Tensor& gate = mutable_step(golden, "gate_1");
+  REQUIRE(gate.num_elements() >= 3);
+  gate.f32[0] = -gate.f32[0];
+  gate.f32[1] = 0.0f;
+  const int64_t E = extent(p, "E");
+  std::vector<double> expected;
+  for (int64_t t = 0; t < gate.num_elements(); ++t) {
+    double selected = -1.0, largest = 0.0;
+    for (int64_t e = 0; e < E; ++e) {
+      const size_t k = static_cast<size_t>(t * E + e);
+      largest = std::max(largest, d_p[k]);
+      if (p.f32[k] == gate.f32[static_cast<size_t>(t)]) selected = std::max(selected, d_p[k]);
+    }
+    if (t < 2) REQUIRE(selected < 0.0);  // matches nothing
+    expected.push_back(selected >= 0.0 ? selected : (gate.f32[static_cast<size_t>(t)] == 0.0f ? 0.0 : largest));
+  }
+  CHECK(expected[0] > moeref::kBoundFloor);
+  const std::vector<double> actual = bound_of(golden, "gate_1");
+  REQUIRE(actual.size() == expected.size());
+  for (size_t i = 0; i < actual.size(); ++i) {
+    INFO("gate_1 element " << i);
+    CHECK(actual[i] == Approx(std::max(expected[i], moeref::kBoundFloor)).epsilon(1e-12));
+  }
+}
+
 TEST_CASE("bounds: ratios add their reads' relative bounds, one ulp per operation", "[check][bounds]") {
   const Trace& golden = tiny();
   const Tensor& g1 = step(golden, "gate_1");

@@ -215,47 +215,90 @@ std::vector<double> project_bound(const Tensor& out, const Operand& operand, con
 // it could have come from; a 0 that matches nothing was masked, and is exact.
 std::vector<double> selection_bound(const Tensor& out, const std::vector<const Operand*>& reads) {
   const int64_t n_out = out.num_elements();
-  std::vector<double> matched(static_cast<size_t>(n_out), -1.0), any(static_cast<size_t>(n_out), 0.0);
-  // Reads of the same dims and shape (a combine tensor's gates and masks, all [G, S]) share
-  // one walk: each is 8 bytes per output element.
-  const Operand* walked = nullptr;
-  std::vector<int64_t> out_part, loop_part;
-  for (const Operand* read : reads) {
-    Dims masked = read->dims;
-    Dims loop;
-    Shape loop_extents;
+  // Where each read's elements lie for output element k: out_part[k] + each of loop_part
+  // (its dims the output lacks). A read whose dims begin the output's, with nothing to
+  // loop over (a combine tensor's [G, S] gates under [G, S, E, C]), sits at k / inner and
+  // needs no table; reads of the same dims and shape share one table (8 bytes an element).
+  struct Placement {
     bool lined_up = true;
-    for (size_t i = 0; i < read->dims.size(); ++i) {
-      const bool shared = has(out.dims, read->dims[i]);
-      if (shared && extent_of(out.dims, out.shape, read->dims[i]) != read->shape[i]) lined_up = false;
+    int64_t inner = 0;  // > 0: at k / inner, no table
+    std::vector<int64_t> out_part, loop_part;
+  };
+  auto place = [&](const Operand& read) {
+    Placement placement;
+    Dims masked = read.dims, loop;
+    Shape loop_extents;
+    for (size_t i = 0; i < read.dims.size(); ++i) {
+      const bool shared = has(out.dims, read.dims[i]);
+      if (shared && extent_of(out.dims, out.shape, read.dims[i]) != read.shape[i]) placement.lined_up = false;
       if (!shared) {
         masked[i] = "";
-        loop.push_back(read->dims[i]);
-        loop_extents.push_back(read->shape[i]);
+        loop.push_back(read.dims[i]);
+        loop_extents.push_back(read.shape[i]);
       }
     }
-    if (!lined_up) {
-      const std::vector<double> largest = project_bound(out, *read);
-      for (size_t i = 0; i < any.size(); ++i) any[i] += largest[i];
-      continue;
+    if (!placement.lined_up) return placement;
+    const bool prefix = loop.empty() && read.dims.size() <= out.dims.size() &&
+                        std::equal(read.dims.begin(), read.dims.end(), out.dims.begin());
+    if (prefix) {
+      placement.inner = 1;
+      for (size_t d = read.dims.size(); d < out.dims.size(); ++d) placement.inner *= out.shape[d];
+      placement.loop_part = {0};
+    } else {
+      placement.out_part = offsets_over(out.dims, out.shape, masked, read.shape);
+      placement.loop_part = offsets_over(loop, loop_extents, read.dims, read.shape);
     }
-    if (walked == nullptr || walked->dims != read->dims || walked->shape != read->shape) {
-      out_part = offsets_over(out.dims, out.shape, masked, read->shape);
-      loop_part = offsets_over(loop, loop_extents, read->dims, read->shape);
-      walked = read;
-    }
-    // Each output element is its own: split across threads, the same bits.
+    return placement;
+  };
+  // visit(k, at) for each element `at` of the read that output element k could come from,
+  // in parallel over k (each k is its own: the same bits on any thread count).
+  auto for_each_source = [n_out](const Placement& placement, auto visit) {
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n_out; ++i) {
-      const size_t k = static_cast<size_t>(i);
-      const double e = static_cast<double>(out.f32[k]);
-      double largest = 0.0;
-      for (int64_t offset : loop_part) {
-        const int64_t at = out_part[k] + offset;
-        largest = std::max(largest, read->error(at));
-        if (read->value(at) == e) matched[k] = std::max(matched[k], read->error(at));
+    for (int64_t k = 0; k < n_out; ++k) {
+      const int64_t base = placement.inner > 0 ? k / placement.inner : placement.out_part[static_cast<size_t>(k)];
+      for (int64_t offset : placement.loop_part) visit(k, base + offset);
+    }
+  };
+  // First the bound of the read element holding the same value: most elements have one
+  // (and an unmatched 0 is exact), so the fallback below is made only when needed. Reads
+  // of the same dims and shape, one after the other, share the last table.
+  std::vector<double> matched(static_cast<size_t>(n_out), -1.0);
+  Placement last;
+  const Operand* last_read = nullptr;
+  auto placement_of = [&](const Operand& read) -> const Placement& {
+    const bool same = last_read != nullptr && last_read->dims == read.dims && last_read->shape == read.shape;
+    if (!same) last = place(read);
+    last_read = &read;
+    return last;
+  };
+  for (const Operand* read : reads) {
+    const Placement& placement = placement_of(*read);
+    if (!placement.lined_up) continue;
+    for_each_source(placement, [&](int64_t k, int64_t at) {
+      if (read->value(at) == static_cast<double>(out.f32[static_cast<size_t>(k)]))
+        matched[static_cast<size_t>(k)] = std::max(matched[static_cast<size_t>(k)], read->error(at));
+    });
+  }
+  bool unmatched = false;
+  for (int64_t k = 0; k < n_out && !unmatched; ++k) {
+    unmatched = matched[static_cast<size_t>(k)] < 0.0 && out.f32[static_cast<size_t>(k)] != 0.0f;
+  }
+  std::vector<double> any;
+  if (unmatched) {
+    any.assign(static_cast<size_t>(n_out), 0.0);
+    std::vector<double> largest(static_cast<size_t>(n_out));
+    for (const Operand* read : reads) {
+      const Placement& placement = placement_of(*read);
+      if (!placement.lined_up) {
+        largest = project_bound(out, *read);
+      } else {
+        // The largest bound over the elements it could come from.
+        std::fill(largest.begin(), largest.end(), 0.0);
+        for_each_source(placement, [&](int64_t k, int64_t at) {
+          largest[static_cast<size_t>(k)] = std::max(largest[static_cast<size_t>(k)], read->error(at));
+        });
       }
-      any[k] += largest;
+      for (size_t i = 0; i < any.size(); ++i) any[i] += largest[i];
     }
   }
   // Each element's bound replaces its own `matched` (read just before).
@@ -1079,11 +1122,12 @@ std::optional<Float32Bound> Float32Bounds::compute_step(const std::string& name)
     if (read.is_float()) floats.push_back(&read);
   }
   const int64_t n = out.num_elements();
-  // A product's bound comes back from product_bound whole: no vector of zeros beside it.
+  // A product's or a selection's bound comes back whole: no vector of zeros beside it.
   const bool whole_product = (rule->kind == BoundKind::kRouterProduct || rule->kind == BoundKind::kProduct ||
                               rule->kind == BoundKind::kProductActivation) &&
                              reads.size() >= 2;
-  std::vector<double> bound(whole_product ? 0 : static_cast<size_t>(n), 0.0);
+  const bool made_whole = whole_product || rule->kind == BoundKind::kExact;
+  std::vector<double> bound(made_whole ? 0 : static_cast<size_t>(n), 0.0);
   const std::string ulp_text = std::to_string(rule->ulps) + " ulp";
   std::string rule_text = bound_kind_name(rule->kind);
   auto add_projected = [&](const Operand& read, double factor) {
