@@ -1,9 +1,12 @@
 // The fast reader (parse_json_document) must read exactly what the DOM reader
 // (parse_json_text) reads, and reject the same bad data with a clear message.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 
 #include "moeref/error.hpp"
+#include "moeref/mapped_text.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -67,4 +70,74 @@ TEST_CASE("the fast reader rejects bad data the way the DOM reader does", "[trac
   CHECK_THROWS_AS(via_fast_reader(nested), moeref::InputError);
   CHECK_THROWS_WITH(moeref::parse_json_document(R"({"dims":["K"],"data":[1,2)", "truncated"),
                     Contains("truncated") && Contains("not valid JSON"));
+}
+
+TEST_CASE("the fast reader takes bare NaN and Infinity words in data arrays, as Python's json writes them",
+          "[trace][reader]") {
+  // Lifted from the text as they stand (the rest of the document is quoted after).
+  const std::string text = R"({"dims":["K"],"shape":[5],"dtype":"float32","data":[NaN, Infinity, -Infinity, 2, -0.5]})";
+  const moeref::ParsedDocument parsed = moeref::parse_json_document(text, "fast");
+  REQUIRE(parsed.arrays.size() == 1);
+  const moeref::Tensor fast = moeref::tensor_from_json(parsed.doc, "t", &parsed.arrays);
+  REQUIRE(fast.f32.size() == 5);
+  CHECK(std::isnan(fast.f32[0]));
+  CHECK(fast.f32[1] == INFINITY);
+  CHECK(fast.f32[2] == -INFINITY);
+  CHECK(fast.f32[3] == 2.0f);
+  CHECK(fast.f32[4] == -0.5f);
+  // A bare word elsewhere (a loss written by Python) is read as the string moeref writes.
+  const moeref::ParsedDocument loss = moeref::parse_json_document(R"({"loss": NaN, "data": [1]})", "fast");
+  CHECK(loss.doc["loss"] == "NaN");
+}
+
+TEST_CASE("a mapped text handed back as it is read parses as the whole text does, and reports errors past it",
+          "[trace][reader]") {
+  // 2^24 values of 5 bytes: past the 64 MiB after which the reader hands pages back.
+  const std::string dir = moeref::testing::temp_dir("mapped");
+  auto write = [&](const std::string& name, const std::string& tail) {
+    const std::string path = dir + "/" + name;
+    std::ofstream out(path, std::ios::binary);
+    out << R"({"a": {"dims":["K"],"shape":[16777216],"dtype":"float32","data":[)";
+    for (int i = 0; i < 16777216; ++i) out << (i == 0 ? "" : ",") << (i % 7 == 0 ? "-1.5" : "0.25");
+    out << "]}, " << tail;
+    return path;
+  };
+  const std::string good = write("good.json", R"("b": {"dims":["K"],"shape":[2],"dtype":"int32","data":[3, 4]}})");
+  std::vector<size_t> released;
+  moeref::MappedText text(good, "test file");
+  const moeref::ParsedDocument parsed = moeref::parse_json_document(text.text(), "mapped", [&](size_t offset) {
+    released.push_back(offset);
+    text.release_before(offset);
+  });
+  REQUIRE(!released.empty());  // pages were handed back while reading
+  CHECK(std::is_sorted(released.begin(), released.end()));
+  const moeref::Tensor a = moeref::tensor_from_json(parsed.doc["a"], "a", &parsed.arrays);
+  REQUIRE(a.f32.size() == 16777216u);
+  CHECK(a.f32[0] == -1.5f);
+  CHECK(a.f32[16777215] == (16777215 % 7 == 0 ? -1.5f : 0.25f));
+  CHECK(std::count(a.f32.begin(), a.f32.end(), -1.5f) == (16777216 + 6) / 7);
+  CHECK(moeref::tensor_from_json(parsed.doc["b"], "b", &parsed.arrays).i32 == std::vector<int32_t>{3, 4});
+  // A document that is malformed after the released part: the general reader goes over
+  // the text again from the start (the released pages come back from the file) and says where.
+  const std::string bad = write("bad.json", R"("b": [1, 2,]})");
+  moeref::MappedText bad_text(bad, "test file");
+  CHECK_THROWS_WITH(moeref::parse_json_document(bad_text.text(), "mapped bad",
+                                                [&](size_t offset) { bad_text.release_before(offset); }),
+                    Catch::Matchers::Contains("mapped bad") && Catch::Matchers::Contains("not valid JSON"));
+}
+
+TEST_CASE("a trace read once moves its values out of the data arrays instead of copying them", "[trace][reader]") {
+  const moeref::Trace& golden = moeref::testing::tiny_mtf_top2_layer_trace();
+  const std::string text = moeref::write_trace(golden);
+  moeref::ParsedDocument copied = moeref::parse_json_document(text, "copied");
+  moeref::ParsedDocument consumed = moeref::parse_json_document(text, "consumed");
+  const moeref::Trace by_copy = moeref::trace_from_json(copied.doc, "copied", &copied.arrays);
+  const moeref::Trace by_move = moeref::trace_from_json_consuming(consumed.doc, "consumed", consumed.arrays);
+  CHECK(moeref::write_trace(by_move) == moeref::write_trace(by_copy));
+  size_t left = 0;
+  for (const moeref::DataArray& array : consumed.arrays) left += array.size();
+  CHECK(left == 0);  // every tensor's values moved out (int32 ones freed once converted)
+  size_t kept = 0;
+  for (const moeref::DataArray& array : copied.arrays) kept += array.size();
+  CHECK(kept > 0);
 }

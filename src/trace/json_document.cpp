@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <string>
 #include <string_view>
@@ -209,6 +210,16 @@ size_t json_number_length(const char* p, const char* end, bool& is_integer) {
 
 bool is_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
 
+// The length of the bare word NaN, Infinity or -Infinity at p, else 0.
+size_t bare_non_finite_length(const char* p, const char* end) {
+  const std::string_view rest(p, static_cast<size_t>(end - p));
+  for (const std::string_view word :
+       {std::string_view("NaN"), std::string_view("Infinity"), std::string_view("-Infinity")}) {
+    if (rest.substr(0, word.size()) == word) return word.size();
+  }
+  return 0;
+}
+
 // Reads the array body after '[' up to its ']' when it holds only numbers and the
 // NaN/Infinity strings. Returns the position after ']', or nullptr to let the
 // general parser handle (and report) anything else.
@@ -222,7 +233,12 @@ const char* scan_data_array(const char* p, const char* end, DataArray& array) {
     while (p < end && is_space(*p)) ++p;
     if (p < end && *p == ']' && array.size() == 0) return p + 1;
     if (p >= end) return nullptr;
-    if (*p == '"') {
+    if (const size_t bare = bare_non_finite_length(p, end)) {
+      // Python's json writes NaN and the infinities as bare words: read as the strings.
+      array.push(*p == 'N' ? std::nan("") : (*p == '-' ? -INFINITY : INFINITY));
+      array.all_integers = false;
+      p += bare;
+    } else if (*p == '"') {
       const char* close = static_cast<const char*>(std::memchr(p + 1, '"', static_cast<size_t>(end - p - 1)));
       if (close == nullptr) return nullptr;
       const std::string_view word(p + 1, static_cast<size_t>(close - p - 1));
@@ -268,12 +284,22 @@ const char* scan_data_array(const char* p, const char* end, DataArray& array) {
 // array into `arrays` and leaves {"$data_array": k} in a much smaller text.
 // Returns false when some data array is not plain numbers (then the caller uses
 // the general SAX path, which reports the problem precisely).
-bool lift_data_arrays(const std::string& text, std::string& rest, DataArrays& arrays) {
+bool lift_data_arrays(std::string_view text, std::string& rest, DataArrays& arrays,
+                      const std::function<void(size_t)>& release_before) {
   const char* p = text.data();
   const char* end = p + text.size();
   const char* copied_up_to = p;
   rest.reserve(1 << 16);
+  // What `rest` holds and the arrays hold is not read from the text again: every 64 MiB
+  // the part before the last array copied is released.
+  constexpr size_t kReleaseEvery = size_t{64} << 20;
+  size_t released = 0;
   while (p < end) {
+    const size_t done = static_cast<size_t>(copied_up_to - text.data());
+    if (release_before && done - released >= kReleaseEvery) {
+      release_before(done);
+      released = done;
+    }
     const char* quote = static_cast<const char*>(std::memchr(p, '"', static_cast<size_t>(end - p)));
     if (quote == nullptr) break;
     // Find the closing quote, honouring backslash escapes.
@@ -307,8 +333,8 @@ bool lift_data_arrays(const std::string& text, std::string& rest, DataArrays& ar
 // Infinity and -Infinity, which JSON does not have. A candidate written that way is
 // read as if they were the strings moeref writes ("NaN", ...). Returns the text with
 // every such word outside a string quoted, or an empty string when it has none.
-std::string quote_non_finite_words(const std::string& text) {
-  if (text.find("NaN") == std::string::npos && text.find("Infinity") == std::string::npos) return "";
+std::string quote_non_finite_words(std::string_view text) {
+  if (text.find("NaN") == std::string_view::npos && text.find("Infinity") == std::string_view::npos) return "";
   std::string out;
   bool changed = false;
   const size_t n = text.size();
@@ -358,16 +384,19 @@ nlohmann::json parse_json_text(const std::string& original, const std::string& s
   }
 }
 
-ParsedDocument parse_json_document(const std::string& original, const std::string& source_name) {
-  const std::string quoted = quote_non_finite_words(original);
-  const std::string& text = quoted.empty() ? original : quoted;
+ParsedDocument parse_json_document(std::string_view original, const std::string& source_name,
+                                   const std::function<void(size_t)>& release_before) {
   ParsedDocument parsed;
   std::string rest;
-  if (lift_data_arrays(text, rest, parsed.arrays)) {
+  // The data arrays come out first (bare NaN and Infinity words included), then the
+  // small rest has its bare words quoted and is parsed.
+  if (lift_data_arrays(original, rest, parsed.arrays, release_before)) {
     try {
+      const std::string quoted_rest = quote_non_finite_words(rest);
+      const std::string& rest_text = quoted_rest.empty() ? rest : quoted_rest;
       const size_t lifted = parsed.arrays.size();
       DataArraySplitter splitter(parsed.doc, parsed.arrays);
-      if (!nlohmann::json::sax_parse(rest, &splitter) && splitter.too_deep()) fail_too_deep(source_name);
+      if (!nlohmann::json::sax_parse(rest_text, &splitter) && splitter.too_deep()) fail_too_deep(source_name);
       // One placeholder key per lifted array, and no more arrays: otherwise the text had a
       // "$data_array" key of its own (rejected below) or a "data" key spelled with escapes.
       if (splitter.placeholder_keys() == lifted && parsed.arrays.size() == lifted) return parsed;
@@ -378,10 +407,13 @@ ParsedDocument parse_json_document(const std::string& original, const std::strin
   } else {
     parsed.arrays.clear();
   }
+  const std::string quoted = quote_non_finite_words(original);
+  const std::string_view text = quoted.empty() ? original : std::string_view(quoted);
   size_t placeholder_keys = 0;
   try {
     DataArraySplitter splitter(parsed.doc, parsed.arrays);
-    if (!nlohmann::json::sax_parse(text, &splitter) && splitter.too_deep()) fail_too_deep(source_name);
+    if (!nlohmann::json::sax_parse(text.begin(), text.end(), &splitter) && splitter.too_deep())
+      fail_too_deep(source_name);
     placeholder_keys = splitter.placeholder_keys();
   } catch (const nlohmann::json::exception& error) {
     throw InputError(source_name + ": not valid JSON (" + error.what() + ")");

@@ -17,6 +17,7 @@
 #include <set>
 
 #include "moeref/error.hpp"
+#include "moeref/mapped_text.hpp"
 #include "moeref/npy.hpp"
 #include "moeref/sha256.hpp"
 #include "moeref/ustar.hpp"
@@ -481,7 +482,11 @@ TraceDocument read_trace_document(const std::string& path, const std::string& wh
     return {std::move(parsed), std::move(store), source_name};
   }
   const std::string source_name = what + " " + path;
-  ParsedDocument parsed = parse_json_document(read_whole_file(path, what), source_name);
+  // Mapped, and handed back as the reader goes: a large inline trace's text is not held
+  // beside its values.
+  MappedText text(path, what);
+  ParsedDocument parsed =
+      parse_json_document(text.text(), source_name, [&text](size_t offset) { text.release_before(offset); });
   return {std::move(parsed), SidecarStore::directory(path), source_name};
 }
 

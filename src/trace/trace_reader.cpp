@@ -80,7 +80,10 @@ nlohmann::json with_data_arrays_restored(const nlohmann::json& value, const Data
 namespace {
 
 // A tensor's data read by parse_json_document: same checks as the DOM path.
-void fill_from_data_array(Tensor& tensor, int64_t count, const DataArray& array, const std::string& field) {
+// `owned`, when given, is `array` itself, which the reader may empty: its float32 values
+// move into the tensor, and int32 or double ones are freed once converted.
+void fill_from_data_array(Tensor& tensor, int64_t count, const DataArray& array, const std::string& field,
+                          DataArray* owned) {
   if (!array.error.empty())
     fail_input(field + ".data", array.error, "numbers, or \"NaN\", \"Infinity\", \"-Infinity\"");
   if (static_cast<int64_t>(array.size()) != count) {
@@ -89,12 +92,17 @@ void fill_from_data_array(Tensor& tensor, int64_t count, const DataArray& array,
   }
   if (tensor.dtype == DType::kFloat32) {
     if (array.in_floats) {
-      tensor.f32 = array.floats;
+      if (owned != nullptr) {
+        tensor.f32 = std::move(owned->floats);
+      } else {
+        tensor.f32 = array.floats;
+      }
       return;
     }
     tensor.f32.resize(static_cast<size_t>(count));
     for (int64_t i = 0; i < count; ++i)
       tensor.f32[static_cast<size_t>(i)] = static_cast<float>(array.values[static_cast<size_t>(i)]);
+    if (owned != nullptr) *owned = DataArray();
     return;
   }
   if (!array.all_integers) {
@@ -111,6 +119,7 @@ void fill_from_data_array(Tensor& tensor, int64_t count, const DataArray& array,
     }
     tensor.i32[static_cast<size_t>(i)] = static_cast<int32_t>(item);
   }
+  if (owned != nullptr) *owned = DataArray();
 }
 
 }  // namespace
@@ -124,8 +133,12 @@ bool is_sha256_hex(const std::string& text) {
 
 }  // namespace
 
-Tensor tensor_from_json(const nlohmann::json& value, const std::string& field, const DataArrays* arrays,
-                        const SidecarStore* sidecars) {
+namespace {
+
+// tensor_from_json; with `owned` (the same arrays as `arrays`) the values are moved out
+// of the data arrays (trace_from_json_consuming).
+Tensor read_tensor(const nlohmann::json& value, const std::string& field, const DataArrays* arrays, DataArrays* owned,
+                   const SidecarStore* sidecars) {
   if (!value.is_object()) {
     fail_input(field, std::string("a JSON ") + value.type_name(), "a tensor object {dims, shape, dtype, data}");
   }
@@ -194,7 +207,8 @@ Tensor tensor_from_json(const nlohmann::json& value, const std::string& field, c
   }
   const nlohmann::json& data = required(value, "data", field);
   if (const DataArray* array = placeholder_array(data, arrays)) {
-    fill_from_data_array(tensor, count, *array, field);
+    DataArray* mine = owned != nullptr ? &(*owned)[static_cast<size_t>(array - arrays->data())] : nullptr;
+    fill_from_data_array(tensor, count, *array, field, mine);
     return tensor;
   }
   if (!data.is_array() || static_cast<int64_t>(data.size()) != count) {
@@ -224,12 +238,22 @@ Tensor tensor_from_json(const nlohmann::json& value, const std::string& field, c
   return tensor;
 }
 
+}  // namespace
+
 bool looks_like_trace(const nlohmann::json& doc) {
   return doc.is_object() && doc.contains("format") && doc["format"] == kTraceFormat;
 }
 
-Trace trace_from_json(const nlohmann::json& doc, const std::string& source_name, const DataArrays* arrays,
-                      const SidecarStore* sidecars) {
+Tensor tensor_from_json(const nlohmann::json& value, const std::string& field, const DataArrays* arrays,
+                        const SidecarStore* sidecars) {
+  return read_tensor(value, field, arrays, nullptr, sidecars);
+}
+
+namespace {
+
+// trace_from_json, moving the tensors' values out of `owned` when given.
+Trace read_trace(const nlohmann::json& doc, const std::string& source_name, const DataArrays* arrays, DataArrays* owned,
+                 const SidecarStore* sidecars) {
   if (!looks_like_trace(doc)) {
     throw InputError(source_name + ": not a moeref trace (field \"format\" must be \"" + kTraceFormat + "\")");
   }
@@ -277,7 +301,7 @@ Trace trace_from_json(const nlohmann::json& doc, const std::string& source_name,
     if (!inputs.is_object()) fail_input(source_name + ": inputs", inputs.type_name(), "an object of named tensors");
     for (auto it = inputs.begin(); it != inputs.end(); ++it) {
       check_no_file(it.value(), "inputs." + it.key());
-      trace.inputs.push_back({it.key(), tensor_from_json(it.value(), "inputs." + it.key(), arrays, store)});
+      trace.inputs.push_back({it.key(), read_tensor(it.value(), "inputs." + it.key(), arrays, owned, store)});
     }
   }
   if (doc.contains("steps")) {
@@ -296,7 +320,7 @@ Trace trace_from_json(const nlohmann::json& doc, const std::string& source_name,
       // A sidecar's errors name the step by position too, as a file's name does.
       const std::string tensor_field = steps[i].contains("file") ? field + " (" + name + ")" : "steps." + name;
       check_no_file(steps[i], tensor_field);
-      Tensor tensor = tensor_from_json(steps[i], tensor_field, arrays, store);
+      Tensor tensor = read_tensor(steps[i], tensor_field, arrays, owned, store);
       if (!steps[i].contains("reads")) {
         trace.add_step(name, std::move(tensor));
         continue;
@@ -318,9 +342,22 @@ Trace trace_from_json(const nlohmann::json& doc, const std::string& source_name,
   return trace;
 }
 
+}  // namespace
+
+Trace trace_from_json(const nlohmann::json& doc, const std::string& source_name, const DataArrays* arrays,
+                      const SidecarStore* sidecars) {
+  return read_trace(doc, source_name, arrays, nullptr, sidecars);
+}
+
+Trace trace_from_json_consuming(const nlohmann::json& doc, const std::string& source_name, DataArrays& arrays,
+                                const SidecarStore* sidecars) {
+  return read_trace(doc, source_name, &arrays, &arrays, sidecars);
+}
+
 Trace read_trace_file(const std::string& path) {
-  const TraceDocument document = read_trace_document(path, "trace file");
-  return trace_from_json(document.parsed.doc, document.source_name, &document.parsed.arrays, &document.sidecars);
+  TraceDocument document = read_trace_document(path, "trace file");
+  return trace_from_json_consuming(document.parsed.doc, document.source_name, document.parsed.arrays,
+                                   &document.sidecars);
 }
 
 }  // namespace moeref
