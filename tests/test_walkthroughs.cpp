@@ -97,6 +97,22 @@ TEST_CASE("explain: a tie is reported with the way it went", "[walkthrough]") {
   CHECK(text.find("t1: a tie at 0.400547 between e1 and e2; e1 won (the lower index)") != std::string::npos);
 }
 
+TEST_CASE("explain: a mask is not read as a choice of the largest value", "[walkthrough]") {
+  // hf_nllb_top2's router_mask_k ([G, S], 0 or 1) reads router_probs_combined ([G, S, E]): its
+  // 1s are "dispatched", not expert 1. The top-k index steps still get their choice notes.
+  const std::string text = moeref::explain_variant_example("hf_nllb_top2", moeref::ExplainFormat::kText);
+  auto section = [&](const std::string& step) {
+    const size_t start = text.find(": " + step + "\n");
+    REQUIRE(start != std::string::npos);
+    return text.substr(start, text.find("\nStep ", start) - start);
+  };
+  for (const std::string step : {"router_mask_1", "router_mask_2"}) {
+    INFO(section(step));
+    CHECK(section(step).find("chose the largest value") == std::string::npos);
+  }
+  CHECK(section("top_1_expert_index").find("chose the largest value of `router_probs`") != std::string::npos);
+}
+
 TEST_CASE("cli: explain a variant, a config and a trace, and bad input exits 2 writing nothing", "[walkthrough][cli]") {
   const auto variant = run_cli("explain --variant mtf_switch");
   CHECK(variant.exit_code == 0);

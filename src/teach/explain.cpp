@@ -290,10 +290,12 @@ bool changes_since(const Context& context, const std::string& name, const Tensor
 }
 
 // Rules B and C: an int32 step choosing along the last dim of a float read: an argmax
-// (the read has one more dim) or a top-k (the same rank, a different last dim).
-bool decisions(const Context& context, const Tensor& tensor, const std::vector<std::string>& reads,
-               std::vector<std::string>& notes) {
-  if (tensor.dtype != DType::kInt32 || tensor.rank() == 0) return false;
+// (the read has one more dim) or a top-k (the same rank, a different last dim). A mask
+// (hf_nllb's router_mask_k: 1 where a choice is dispatched) is no choice, although its
+// 0s and 1s could pass for expert indices.
+bool decisions(const Context& context, const std::string& name, const Tensor& tensor,
+               const std::vector<std::string>& reads, std::vector<std::string>& notes) {
+  if (tensor.dtype != DType::kInt32 || tensor.rank() == 0 || name.find("mask") != std::string::npos) return false;
   for (const std::string& read : reads) {
     const Tensor* scores = resolve(context, read);
     if (scores == nullptr || scores->dtype != DType::kFloat32 || scores->rank() == 0) continue;
@@ -586,7 +588,7 @@ void step_section(Doc& doc, const Context& context, size_t number_of, const Name
 
   std::vector<std::string> notes;
   const bool listed = changes_since(context, step.name, step.tensor, reads, notes);
-  decisions(context, step.tensor, reads, notes);
+  decisions(context, step.name, step.tensor, reads, notes);
   token_order(step.tensor, step.name, notes);
   draws(context, step.tensor, reads, notes, listed);
   if (!notes.empty()) {
