@@ -113,6 +113,28 @@ TEST_CASE("explain: a mask is not read as a choice of the largest value", "[walk
   CHECK(section("top_1_expert_index").find("chose the largest value of `router_probs`") != std::string::npos);
 }
 
+TEST_CASE("explain: a later stage of a tensor lists what it dropped, a new tensor of the same stem does not",
+          "[walkthrough]") {
+  auto section = [](const std::string& text, const std::string& step) {
+    const size_t start = text.find(": " + step + "\n");
+    REQUIRE(start != std::string::npos);
+    return text.substr(start, text.find("\nStep ", start) - start);
+  };
+  // fairseq's mask2_capacity refines mask2_sampled (all but the read's last word agree).
+  const std::string fairseq = moeref::explain_variant_example("fairseq_top2", moeref::ExplainFormat::kText);
+  CHECK(section(fairseq, "mask2_capacity").find("changed since `mask2_sampled`") != std::string::npos);
+  // deepspeed's logits_except1 masks logits_noised with -inf.
+  const std::string deepspeed = moeref::explain_variant_example("deepspeed_top2", moeref::ExplainFormat::kText);
+  CHECK(section(deepspeed, "logits_except1").find("→ -Infinity (mask1 = 1)") != std::string::npos);
+  // stmoe's mask_cumsum (a running count) and flaxformer's router_probs (a softmax of
+  // router_logits) are new tensors.
+  const std::string stmoe = moeref::explain_variant_example("stmoe_topn", moeref::ExplainFormat::kText);
+  CHECK(section(stmoe, "mask_cumsum").find("changed since") == std::string::npos);
+  const std::string flaxformer =
+      moeref::explain_variant_example("flaxformer_tokens_choose", moeref::ExplainFormat::kText);
+  CHECK(section(flaxformer, "router_probs").find("changed since") == std::string::npos);
+}
+
 TEST_CASE("cli: explain a variant, a config and a trace, and bad input exits 2 writing nothing", "[walkthrough][cli]") {
   const auto variant = run_cli("explain --variant mtf_switch");
   CHECK(variant.exit_code == 0);

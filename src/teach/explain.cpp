@@ -239,10 +239,15 @@ void add_capped(std::vector<std::string>& notes, int64_t& shown, int64_t cap, co
 }
 
 // Rule A: a read of the same dims is the tensor this step refines.
-// True when step `name` is a later stage of `read`: mask_1_capacity of mask_1_important,
-// gate_2_normalized of gate_2, router_probs_masked of router_probs (the first two
-// words of the read's name agree, "inputs." aside).
-bool refines(const std::string& name, std::string read) {
+enum class Refines { kNo, kSameTensor, kSameStem };
+// kSameTensor when step `name` is a later stage of `read`: mask_1_capacity of
+// mask_1_important, gate_2_normalized of gate_2, router_probs_masked of router_probs (the
+// first two words of the read's name agree, "inputs." aside). kSameStem when all but the
+// read's last word agree (fairseq's mask2_capacity of mask2_sampled), which a new tensor
+// of the same stem also does (router_probs of router_logits, mask_cumsum of mask_routed):
+// the caller then lists the changes only when they drop values (to 0 or to an infinity,
+// as masks do) and some values stayed.
+Refines refines(const std::string& name, std::string read) {
   if (read.rfind("inputs.", 0) == 0) read = read.substr(7);
   auto words = [](const std::string& text) {
     std::vector<std::string> out;
@@ -252,9 +257,11 @@ bool refines(const std::string& name, std::string read) {
     return out;
   };
   const std::vector<std::string> a = words(name), b = words(read);
-  const size_t n = std::min<size_t>(2, b.size());
-  if (a.size() < n) return false;
-  return std::equal(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(n), a.begin());
+  auto leading_words_agree = [&](size_t n) {
+    return n > 0 && a.size() >= n && std::equal(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(n), a.begin());
+  };
+  if (leading_words_agree(std::min<size_t>(2, b.size()))) return Refines::kSameTensor;
+  return leading_words_agree(b.size() - 1) ? Refines::kSameStem : Refines::kNo;
 }
 
 bool changes_since(const Context& context, const std::string& name, const Tensor& tensor,
@@ -262,19 +269,23 @@ bool changes_since(const Context& context, const std::string& name, const Tensor
   for (const std::string& read : reads) {
     const Tensor* before = resolve(context, read);
     if (before == nullptr || before->dims != tensor.dims || before->shape != tensor.shape) continue;
-    if (!refines(name, read) || is_random_draw(read) || before->dtype != tensor.dtype) continue;
+    const Refines how = refines(name, read);
+    if (how == Refines::kNo || is_random_draw(read) || before->dtype != tensor.dtype) continue;
     std::vector<std::string> lines;
     int64_t changed = 0;
+    bool only_drops = true;
     const int64_t n = tensor.num_elements();
     for (int64_t i = 0; i < n; ++i) {
       const size_t k = static_cast<size_t>(i);
       const double was = value_at(*before, k), now = value_at(tensor, k);
       if (was == now || (std::isnan(was) && std::isnan(now))) continue;
+      only_drops = only_drops && (now == 0.0 || std::isinf(now));
       const std::vector<int64_t> index = tensor.unravel(i);
       add_capped(lines, changed, context.options.max_notes,
                  element_label(tensor, index) + ": " + value_text(*before, k) + " → " + value_text(tensor, k) +
                      reasons(context, tensor, index, reads, read));
     }
+    if (how == Refines::kSameStem && (changed == n || !only_drops)) continue;  // a new tensor, not a later stage
     if (changed == 0) {
       notes.push_back("no value changed since `" + read + "`");
     } else {
