@@ -126,6 +126,9 @@ TEST_CASE("explain: a later stage of a tensor lists what it dropped, a new tenso
   // deepspeed's logits_except1 masks logits_noised with -inf.
   const std::string deepspeed = moeref::explain_variant_example("deepspeed_top2", moeref::ExplainFormat::kText);
   CHECK(section(deepspeed, "logits_except1").find("→ -Infinity (mask1 = 1)") != std::string::npos);
+  // deepspeed_topk's example shows its 'probs' quirk: e0, chosen by t0 and t1 with room for 3, drops t1.
+  const std::string topk = moeref::explain_variant_example("deepspeed_topk", moeref::ExplainFormat::kText);
+  CHECK(section(topk, "mask_capacity").find("t1 e0: 1 → 0 (capacity_mask = 0)") != std::string::npos);
   // stmoe's mask_cumsum (a running count) and flaxformer's router_probs (a softmax of
   // router_logits) are new tensors.
   const std::string stmoe = moeref::explain_variant_example("stmoe_topn", moeref::ExplainFormat::kText);

@@ -2,6 +2,7 @@
 // of a handful of tokens (t0, t1, ...) to four experts as the gating function
 // alone, with router inputs generated from seed 0, and lowers the capacity so
 // that the expert slots run out: the walkthrough then has drops to explain.
+// deepspeed_topk's shows its drop policy's quirk on given negative logits instead.
 
 #include "moeref/teach/tiny_examples.hpp"
 
@@ -36,6 +37,18 @@ nlohmann::json with_importance(nlohmann::json config) {
 }
 
 const nlohmann::json kEightTokens = {{"G", 1}, {"S", 8}, {"E", 4}, {"M", 4}};
+
+// deepspeed_topk on the spec page's four tokens and three experts, every logit negative.
+nlohmann::json deepspeed_topk_negative_logits() {
+  nlohmann::json config = gating("deepspeed_topk", {{"G", 1}, {"S", 4}, {"E", 3}},
+                                 {{"k", 2}, {"min_capacity", 1}, {"drop_policy", "probs"}});
+  config["inputs"] = {{"logits",
+                       {{"dims", {"G", "S", "E"}},
+                        {"shape", {1, 4, 3}},
+                        {"dtype", "float32"},
+                        {"data", {-1.0, -2.0, -3.0, -5.0, -0.5, -6.0, -4.0, -0.2, -0.1, -3.5, -0.3, -0.4}}}}};
+  return config;
+}
 
 std::vector<TinyExample> make_examples() {
   const nlohmann::json mtf_capacity = {{"capacity_factor_train", 1.0}, {"min_expert_capacity", 1}};
@@ -93,8 +106,11 @@ std::vector<TinyExample> make_examples() {
        "C = ceil(8 / 4 * 2 * 0.5) = 2; the second expert is sampled with Gumbel noise, second choices queue "
        "behind every first choice, and the gates are renormalised after the drops.",
        gating("deepspeed_top2", kEightTokens, {{"capacity_factor", 0.5}, {"min_capacity", 0}})},
-      {"deepspeed_topk", "k = 3 with C = ceil(8 / 4 * 3 * 0.5) = 3; each expert keeps its 3 highest logits.",
-       gating("deepspeed_topk", kEightTokens, {{"k", 3}, {"capacity_factor", 0.5}, {"min_capacity", 0}})},
+      {"deepspeed_topk",
+       "The drop policy's quirk on negative logits (spec/variants/deepspeed_topk.md): k = 2, C = ceil(4 / 3 * 2) "
+       "= 3 for four tokens and three experts. 'probs' ranks each expert's column by logit with the tokens that "
+       "did not choose it at 0, so expert e0, chosen by t0 and t1 with room for three, keeps t0 and drops t1.",
+       deepspeed_topk_negative_logits()},
       {"hf_nllb_top2", "expert_capacity 2; the random policy keeps a second choice when 2 * p2 is above its draw.",
        gating("hf_nllb_top2", kEightTokens, {{"expert_capacity", 2}, {"second_expert_policy", "random"}})},
       {"fairseq_top2",
