@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "moeref/atomic_file.hpp"
+#include "moeref/mapped_text.hpp"
 #include "test_support.hpp"
 
 extern char** environ;
@@ -207,4 +208,44 @@ TEST_CASE("read_whole_file: regular, empty and larger-than-a-chunk files, a FIFO
 
   CHECK_THROWS_WITH(moeref::read_whole_file(dir, "test file"), Catch::Contains("is a directory"));
   CHECK_THROWS_WITH(moeref::read_whole_file(dir + "/absent.txt", "test file"), Catch::Contains("cannot open"));
+}
+
+TEST_CASE(
+    "MappedText: a regular file is mapped, a FIFO read once to its end, and a file written in place is "
+    "refused",
+    "[files]") {
+  const std::string dir = temp_dir("mapped_text");
+  std::string large(200000, 'x');
+  for (size_t i = 0; i < large.size(); i += 997) large[i] = static_cast<char>('a' + i % 26);
+  write_text(dir + "/large.txt", large);
+  {
+    moeref::MappedText text(dir + "/large.txt", "test file");
+    CHECK(text.text() == large);
+    text.release_before(150000);  // handed back: read again from the file, the same bytes
+    CHECK(text.text() == large);
+    CHECK_NOTHROW(text.check_unchanged());
+  }
+  // A FIFO is opened once (a second open would wait for a writer that has gone).
+  const std::string fifo = dir + "/pipe";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  std::thread writer([&] {
+    std::ofstream out(fifo, std::ios::binary);
+    out << large;
+  });
+  {
+    const moeref::MappedText from_pipe(fifo, "test pipe");
+    writer.join();
+    CHECK(from_pipe.text() == large);
+  }
+  write_text(dir + "/empty.txt", "");
+  CHECK(moeref::MappedText(dir + "/empty.txt", "test file").text().empty());
+  CHECK_THROWS_WITH(moeref::MappedText(dir, "test file"), Catch::Contains("is a directory"));
+  CHECK_THROWS_WITH(moeref::MappedText(dir + "/absent.txt", "test file"), Catch::Contains("cannot open"));
+  // Rewritten in place while mapped (a longer text: its size differs): refused.
+  moeref::MappedText text(dir + "/large.txt", "test file");
+  {
+    std::ofstream out(dir + "/large.txt", std::ios::binary | std::ios::app);
+    out << "more";
+  }
+  CHECK_THROWS_WITH(text.check_unchanged(), Catch::Contains("changed while it was being read"));
 }

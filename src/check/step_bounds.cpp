@@ -238,7 +238,11 @@ std::vector<double> selection_bound(const Tensor& out, const std::vector<const O
       }
     }
     if (!placement.lined_up) return placement;
-    const bool prefix = loop.empty() && read.dims.size() <= out.dims.size() &&
+    // (Only where the output names each dim once: a hand-made [G, G, E] would map otherwise.)
+    const bool distinct = std::all_of(out.dims.begin(), out.dims.end(), [&](const std::string& dim) {
+      return std::count(out.dims.begin(), out.dims.end(), dim) == 1;
+    });
+    const bool prefix = loop.empty() && distinct && read.dims.size() <= out.dims.size() &&
                         std::equal(read.dims.begin(), read.dims.end(), out.dims.begin());
     if (prefix) {
       placement.inner = 1;
@@ -844,7 +848,7 @@ std::optional<ProductSums> product_sums_by_gemm(const Tensor& out, const Operand
     const Matrix sum_abs = product_skipping_zeros(a_abs.leftCols(K), b_abs);
     // [|a|, da] . [db; |b|] = |a| db + da |b|; an operand given exactly (an input, a weight)
     // has no bound, and its half of the sum is left out.
-    const bool a_exact = a_abs.rightCols(K).isZero(0.0);
+    const bool a_exact = a.exact || a_abs.rightCols(K).isZero(0.0);
     Matrix moved;
     if (a_exact && b_exact) {
       moved = Matrix::Zero(R, Q);

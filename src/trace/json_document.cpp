@@ -212,6 +212,7 @@ bool is_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; 
 
 // The length of the bare word NaN, Infinity or -Infinity at p, else 0.
 size_t bare_non_finite_length(const char* p, const char* end) {
+  if (*p != 'N' && *p != 'I' && *p != '-') return 0;  // most values: a digit or a sign and a digit
   const std::string_view rest(p, static_cast<size_t>(end - p));
   for (const std::string_view word :
        {std::string_view("NaN"), std::string_view("Infinity"), std::string_view("-Infinity")}) {

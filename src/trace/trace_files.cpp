@@ -487,6 +487,7 @@ TraceDocument read_trace_document(const std::string& path, const std::string& wh
   MappedText text(path, what);
   ParsedDocument parsed =
       parse_json_document(text.text(), source_name, [&text](size_t offset) { text.release_before(offset); });
+  text.check_unchanged();
   return {std::move(parsed), SidecarStore::directory(path), source_name};
 }
 
