@@ -277,16 +277,26 @@ TEST_CASE(
   check_float_path_bounds(golden, "expert_hidden", expected_hidden_bounds(golden), M);
 }
 
+namespace {
+
+// One group of 256 tokens, 4 experts, M = 256: its dispatch, combine and expert_inputs
+// products pass the 2^24 multiply-adds from which bounds are summed in float32.
+Trace float_path_layer() {
+  return moeref::testing::run_json({{"variant", "mtf_top2"},
+                                    {"train", false},
+                                    {"seed", 4},
+                                    {"dims", {{"G", 1}, {"S", 256}, {"E", 4}, {"M", 256}, {"H", 64}}},
+                                    {"hparams", {{"group_size", 256}}}});
+}
+
+}  // namespace
+
 TEST_CASE("bounds: a large combine product takes the float path with the sparse operand first, both bounds moving it",
           "[check][bounds]") {
   // outputs = expert_outputs . combine_tensor per group: 256 x 512 x 256 multiply-adds, with
   // the one-hot-like combine tensor the mostly-zero operand (computed transposed) and both
   // operands carrying bounds (|a| db and da |b| both summed).
-  const Trace golden = moeref::testing::run_json({{"variant", "mtf_top2"},
-                                                  {"train", false},
-                                                  {"seed", 4},
-                                                  {"dims", {{"G", 1}, {"S", 256}, {"E", 4}, {"M", 256}, {"H", 64}}},
-                                                  {"hparams", {{"group_size", 256}}}});
+  const Trace golden = float_path_layer();
   const Tensor& eo = step(golden, "expert_outputs");
   const int64_t K = extent(eo, "E") * extent(eo, "C");
   REQUIRE(static_cast<double>(extent(eo, "N") * K * 256) >= 16777216.0);
@@ -302,11 +312,7 @@ TEST_CASE("bounds: a large combine product takes the float path with the sparse 
 // floor, left out of the product and added as kBoundFloor sum_s |dispatch|.
 TEST_CASE("bounds: a large product with one operand's bounds all at the floor: never below the double sums",
           "[check][bounds]") {
-  const Trace golden = moeref::testing::run_json({{"variant", "mtf_top2"},
-                                                  {"train", false},
-                                                  {"seed", 4},
-                                                  {"dims", {{"G", 1}, {"S", 256}, {"E", 4}, {"M", 256}, {"H", 64}}},
-                                                  {"hparams", {{"group_size", 256}}}});
+  const Trace golden = float_path_layer();
   const Tensor& x = step(golden, "inputs");
   const Tensor& dispatch = step(golden, "dispatch_tensor");
   const Tensor& ei = step(golden, "expert_inputs");
