@@ -711,39 +711,32 @@ std::optional<ProductSums> product_sums_by_gemm(const Tensor& out, const Operand
   auto float_path = [&](size_t t) {
     // (K + 1) 2^-24 must stay well below 1 for the widening to be finite and positive.
     if (!large || want_value || static_cast<double>(K + 1) >= 0x1p22) return false;
+    // The batch's [outer, inner] block of `operand`, row-major: a [R, K], b [K, Q].
+    auto gather = [t](const Operand& operand, const std::vector<int64_t>& batch_offsets,
+                      const std::vector<int64_t>& outer, const std::vector<int64_t>& inner, bool rows_contiguous,
+                      FloatOperand& into) {
+      const int64_t n_outer = static_cast<int64_t>(outer.size()), n_inner = static_cast<int64_t>(inner.size());
+      into.magnitude.resize(static_cast<size_t>(n_outer * n_inner));
+      if (!operand.exact) into.error.resize(static_cast<size_t>(n_outer * n_inner));
+      for (int64_t o = 0; o < n_outer; ++o) {
+        const int64_t row = batch_offsets[t] + outer[static_cast<size_t>(o)];
+        const size_t to = static_cast<size_t>(o * n_inner);
+        if (rows_contiguous) {
+          const float* values = operand.tensor->f32.data() + row;
+          operand.exact ? into.take_exact_floats(values, n_inner, to)
+                        : into.take_floats(values, operand.bound->data() + row, n_inner, to);
+          continue;
+        }
+        for (int64_t j = 0; j < n_inner; ++j) {
+          const int64_t at = row + inner[static_cast<size_t>(j)];
+          operand.exact ? into.take_exact(operand.value(at), to + static_cast<size_t>(j))
+                        : into.take(operand.value(at), operand.error(at), to + static_cast<size_t>(j));
+        }
+      }
+    };
     FloatOperand fa, fb;
-    fa.magnitude.resize(static_cast<size_t>(R * K));
-    if (!a.exact) fa.error.resize(static_cast<size_t>(R * K));
-    fb.magnitude.resize(static_cast<size_t>(K * Q));
-    if (!b.exact) fb.error.resize(static_cast<size_t>(K * Q));
-    for (Eigen::Index r = 0; r < R; ++r) {
-      const int64_t row = a_batch[t] + a_rows[static_cast<size_t>(r)];
-      const size_t to = static_cast<size_t>(r * K);
-      if (a_rows_contiguous) {
-        const float* values = a.tensor->f32.data() + row;
-        a.exact ? fa.take_exact_floats(values, K, to) : fa.take_floats(values, a.bound->data() + row, K, to);
-        continue;
-      }
-      for (Eigen::Index k = 0; k < K; ++k) {
-        const int64_t at = row + a_k[static_cast<size_t>(k)];
-        a.exact ? fa.take_exact(a.value(at), to + static_cast<size_t>(k))
-                : fa.take(a.value(at), a.error(at), to + static_cast<size_t>(k));
-      }
-    }
-    for (Eigen::Index k = 0; k < K; ++k) {
-      const int64_t row = b_batch[t] + b_k[static_cast<size_t>(k)];
-      const size_t to = static_cast<size_t>(k * Q);
-      if (b_rows_contiguous) {
-        const float* values = b.tensor->f32.data() + row;
-        b.exact ? fb.take_exact_floats(values, Q, to) : fb.take_floats(values, b.bound->data() + row, Q, to);
-        continue;
-      }
-      for (Eigen::Index q = 0; q < Q; ++q) {
-        const int64_t at = row + b_cols[static_cast<size_t>(q)];
-        b.exact ? fb.take_exact(b.value(at), to + static_cast<size_t>(q))
-                : fb.take(b.value(at), b.error(at), to + static_cast<size_t>(q));
-      }
-    }
+    gather(a, a_batch, a_rows, a_k, a_rows_contiguous, fa);
+    gather(b, b_batch, b_k, b_cols, b_rows_contiguous, fb);
     if (!fa.usable || !fb.usable || fa.largest * fb.largest * static_cast<double>(K + 1) > 1e30) return false;
     // For the bounds left out at the floor: sum_k |a_rk| (when b has some) and sum_k |b_kq|
     // (when a has some), in double.
