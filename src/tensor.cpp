@@ -26,7 +26,8 @@ Tensor Tensor::float32(std::vector<std::string> dims, std::vector<int64_t> shape
   t.dims = std::move(dims);
   t.shape = std::move(shape);
   t.dtype = DType::kFloat32;
-  t.f32.assign(static_cast<size_t>(checked_num_elements(t.shape, "tensor shape")), 0.0f);
+  t.f32.resize(static_cast<size_t>(checked_num_elements(t.shape, "tensor shape")));
+  fill_zeros(t.f32.data(), t.f32.size());
   return t;
 }
 
@@ -35,7 +36,8 @@ Tensor Tensor::int32(std::vector<std::string> dims, std::vector<int64_t> shape) 
   t.dims = std::move(dims);
   t.shape = std::move(shape);
   t.dtype = DType::kInt32;
-  t.i32.assign(static_cast<size_t>(checked_num_elements(t.shape, "tensor shape")), 0);
+  t.i32.resize(static_cast<size_t>(checked_num_elements(t.shape, "tensor shape")));
+  fill_zeros(t.i32.data(), t.i32.size());
   return t;
 }
 

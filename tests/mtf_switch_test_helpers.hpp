@@ -32,7 +32,10 @@ inline json variant_config(const std::string& variant, int64_t G, int64_t S, int
 inline std::vector<float> ones(size_t n) { return std::vector<float>(n, 1.0f); }
 
 // The float32 data of a step.
-inline std::vector<float> floats(const Trace& trace, const std::string& name) { return step(trace, name).f32; }
+inline std::vector<float> floats(const Trace& trace, const std::string& name) {
+  const auto& values = step(trace, name).f32;
+  return {values.begin(), values.end()};
+}
 
 // Invariants of any routing [G, S, E, C]: dispatch is 1 exactly where combine is
 // non-zero, and no slot (g, e, c) holds more than one dispatched token.

@@ -24,7 +24,10 @@ using moeref::testing::tensor_json;
 using nlohmann::json;
 
 // The int32 data of a step.
-inline std::vector<int32_t> ints(const Trace& trace, const std::string& name) { return step(trace, name).i32; }
+inline std::vector<int32_t> ints(const Trace& trace, const std::string& name) {
+  const auto& values = step(trace, name).i32;
+  return {values.begin(), values.end()};
+}
 
 // Logits [S*E] whose softmax is each row of `probs`: logits = log p.
 inline std::vector<float> log_probs(const std::vector<std::vector<double>>& probs) {

@@ -52,7 +52,7 @@ Trace one_step(const std::vector<float>& values) {
   Trace trace;
   trace.config = {{"variant", "mtf_top2"}};
   moeref::Tensor v = moeref::Tensor::float32({"S"}, {static_cast<int64_t>(values.size())});  // [S]
-  v.f32 = values;
+  v.f32.assign(values.begin(), values.end());
   trace.add_step("v", v);
   return trace;
 }

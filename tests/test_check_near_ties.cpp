@@ -29,7 +29,7 @@ nlohmann::json gating_config(const std::vector<float>& logits, const std::string
 Trace forced_run(const nlohmann::json& config_doc, const std::string& step, const std::vector<int32_t>& choices) {
   Config config = moeref::config_from_json(config_doc, "test");
   Tensor forced = Tensor::int32({"G", "S"}, {1, 4});
-  forced.i32 = choices;
+  forced.i32.assign(choices.begin(), choices.end());
   config.decision_overrides[step] = forced;
   return moeref::run_config(config);
 }

@@ -34,7 +34,7 @@ TEST_CASE("fairseq_top2: capacity 2 * ceil(S / E), rank-major slots, gates renor
   CHECK(trace.capacity["expert_capacity"] == 2);
   CHECK(step(trace, "routing_slot").i32 == std::vector<int32_t>{0, 1, 1, 0, 0, 1});
   // t0's gates: p = [0.66524096, 0.24472847, ...] renormalised: 0.7310586 and 0.2689414.
-  const std::vector<float>& weight = step(trace, "routing_weight").f32;
+  const auto& weight = step(trace, "routing_weight").f32;
   CHECK(weight[0] == Approx(0.7310586f).epsilon(1e-6));
   CHECK(weight[1] == Approx(0.2689414f).epsilon(1e-6));
   // l_aux = mean(me * ce) * E^2 with ce from the first choices: [2/3, 1/3, 0], me = [0.47350416,

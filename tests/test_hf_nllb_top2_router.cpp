@@ -83,7 +83,7 @@ nlohmann::json nllb_gating(int64_t S, int64_t E, const std::vector<float>& logit
   return config;
 }
 
-void check_close(const std::vector<float>& actual, const std::vector<float>& expected) {
+void check_close(const moeref::FloatBuffer& actual, const std::vector<float>& expected) {
   REQUIRE(actual.size() == expected.size());
   for (size_t i = 0; i < actual.size(); ++i) {
     INFO("element " << i);
@@ -113,7 +113,8 @@ TEST_CASE("hf_nllb_top2: NllbMoeRouterTest.test_second_expert_policy", "[hf_nllb
   check_close(step(by_sampling, "router_probs_combined").f32, kExpectedRouterSampling);
   CHECK(step(by_sampling, "top_1_mask_capacity").i32 == kExpectedTop1Sampling);
   // 'all' on the logits the sampling call left behind.
-  nlohmann::json all = nllb_gating(40, 4, step(by_sampling, "router_logits_noised").f32,
+  const moeref::FloatBuffer& noised = step(by_sampling, "router_logits_noised").f32;
+  nlohmann::json all = nllb_gating(40, 4, std::vector<float>(noised.begin(), noised.end()),
                                    {{"expert_capacity", 40}, {"second_expert_policy", "all"}});
   all["inputs"]["padding_mask"] = padding;
   const moeref::Trace by_all = run_json(all);
@@ -147,7 +148,7 @@ TEST_CASE("hf_nllb_top2: 'random' compares and keeps the RAW second probability"
   CHECK(step(kept, "sampled").i32 == std::vector<int32_t>{1});
   // normalize_router_prob_before_dropping: g1 = p1 / (p1 + p2) = 0.6224593, but 'random' then
   // overwrites g2 with the raw p2 = 0.3071959: the two weights sum to 0.93, not 1.
-  const std::vector<float>& combined = step(kept, "router_probs_combined").f32;
+  const auto& combined = step(kept, "router_probs_combined").f32;
   CHECK(combined[0] == Approx(0.6224593f).epsilon(1e-6));
   CHECK(combined[1] == Approx(0.3071959f).epsilon(1e-6));
   // Renormalising after the drop instead gives 0.6224593 and 0.3775407.

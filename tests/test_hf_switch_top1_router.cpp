@@ -42,7 +42,7 @@ TEST_CASE("hf_switch_top1: SwitchTransformerRouterTest.test_equivalency_balancy_
   const std::vector<float> probs = {0.35490513f, 0.60419905f, 0.4275843f,  0.23061597f, 0.32985854f,
                                     0.43953657f, 0.25099766f, 0.27730572f, 0.7678207f,  0.71474564f};
   moeref::Tensor router_probs = moeref::Tensor::float32({"G", "S", "E"}, {1, 5, 2});
-  router_probs.f32 = probs;
+  router_probs.f32.assign(probs.begin(), probs.end());
   const moeref::Tensor prob_mean = moeref::ops::torch_mean_over_s(router_probs);  // [1, 2]
   moeref::Tensor mask = moeref::Tensor::int32({"G", "S", "E"}, {5, 1, 2});
   mask.i32 = {1, 0, 0, 1, 0, 1, 1, 0, 1, 0};

@@ -118,7 +118,7 @@ TEST_CASE("lingvo_top2 invariants over generated inputs, every policy, both lega
           }
         }
         // With C > 0, mask * position >= C holds exactly for the dropped choices.
-        auto sum = [](const std::vector<int32_t>& v) {
+        auto sum = [](const moeref::Int32Buffer& v) {
           int64_t total = 0;
           for (int32_t x : v) total += x;
           return total;

@@ -41,8 +41,14 @@ nlohmann::json direct_config(int64_t G, int64_t S, int64_t E, const std::vector<
           {"inputs", {{"logits", tensor_json({"G", "S", "E"}, {G, S, E}, logits)}}}};
 }
 
-std::vector<int32_t> ints(const moeref::Tensor& t) { return t.i32; }
-std::vector<float> floats(const moeref::Tensor& t) { return t.f32; }
+std::vector<int32_t> ints(const moeref::Tensor& t) {
+  const auto& values = t.i32;
+  return {values.begin(), values.end()};
+}
+std::vector<float> floats(const moeref::Tensor& t) {
+  const auto& values = t.f32;
+  return {values.begin(), values.end()};
+}
 
 // combine_tensor [G, S, E, C] as a dense vector with the listed (flat slot, value) entries.
 std::vector<float> combine_with(int64_t size, const std::vector<std::pair<int64_t, float>>& entries) {

@@ -28,15 +28,10 @@ json generated_config(const json& dims, const json& hparams, bool train = true, 
               {"dims", dims},          {"hparams", hparams}};
 }
 
-bool all_zero(const std::vector<float>& values) {
-  for (float v : values) {
-    if (v != 0.0f) return false;
-  }
-  return true;
-}
-
-bool all_zero(const std::vector<int32_t>& values) {
-  for (int32_t v : values) {
+// Every value is zero (a tensor's floats or ints, or a copy of them).
+template <class Values>
+bool all_zero(const Values& values) {
+  for (auto v : values) {
     if (v != 0) return false;
   }
   return true;
@@ -220,9 +215,9 @@ TEST_CASE("mtf_top2 importance: 1 routes both, 0.5 only a second choice, 0 nothi
   // density_1_proxy = reduce_mean(raw_gates * (importance == 1)):
   //   e0: (0.5 + 0.2)/4 = 0.175, e1: (0.3 + 0.5)/4 = 0.2, e2: (0.2 + 0.3)/4 = 0.125.
   // loss = mean_E(density_1_proxy * density_1) * E^2 = (0.04375 + 0.05 + 0) / 3 * 9 = 0.28125.
-  const std::vector<float> density_1 = step(trace, "density_1").f32;
+  const auto density_1 = step(trace, "density_1").f32;
   CHECK(density_1 == std::vector<float>{0.25f, 0.25f, 0.0f});
-  const std::vector<float> proxy = step(trace, "density_1_proxy").f32;
+  const auto proxy = step(trace, "density_1_proxy").f32;
   CHECK(static_cast<double>(proxy[0]) == Approx(0.175).epsilon(1e-6));
   CHECK(static_cast<double>(proxy[1]) == Approx(0.2).epsilon(1e-6));
   CHECK(static_cast<double>(proxy[2]) == Approx(0.125).epsilon(1e-6));
@@ -278,8 +273,8 @@ TEST_CASE("mtf_top2 ties: the lowest index wins for index_1 and index_2", "[mtf_
                                              {{"second_policy_train", "all"}, {"expert_capacity", 4}}));
   CHECK(ints(trace, "index_1") == std::vector<int32_t>{0, 1, 0});
   CHECK(ints(trace, "index_2") == std::vector<int32_t>{1, 2, 2});
-  const std::vector<float> g1 = step(trace, "gate_1_normalized").f32;
-  const std::vector<float> g2 = step(trace, "gate_2_normalized").f32;
+  const auto g1 = step(trace, "gate_1_normalized").f32;
+  const auto g2 = step(trace, "gate_2_normalized").f32;
   for (size_t s = 0; s < 3; ++s) {
     // Equal raw gates times the same reciprocal: bit-identical normalised gates.
     CHECK(g1[s] == g2[s]);
@@ -362,8 +357,8 @@ TEST_CASE("mtf_top2 combine_tensor holds the source's sum of one-hot products in
   const Tensor& combine = step(trace, "combine_tensor");
   const int64_t S = 6, E = 3, C = 2;
   REQUIRE(combine.shape == std::vector<int64_t>{1, S, E, C});
-  const std::vector<float>& g1 = step(trace, "gate_1_capacity").f32;
-  const std::vector<float>& g2 = step(trace, "gate_2_capacity").f32;
+  const auto& g1 = step(trace, "gate_1_capacity").f32;
+  const auto& g2 = step(trace, "gate_2_capacity").f32;
   const std::vector<int32_t> m1 = ints(trace, "mask_1_flat"), m2 = ints(trace, "mask_2_flat");
   const std::vector<int32_t> i1 = ints(trace, "index_1"), i2 = ints(trace, "index_2");
   const std::vector<int32_t> p1 = ints(trace, "position_in_expert_1_flat"),

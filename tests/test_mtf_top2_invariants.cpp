@@ -94,9 +94,9 @@ TEST_CASE("mtf_top2 invariants hold on random configs", "[mtf_top2][invariant]")
     if (C == 0) ++with_zero_capacity;
     if (E == 1) ++with_one_expert;
     {
-      const std::vector<int32_t>& count = step(trace, "mask_1_count").i32;
+      const auto& count = step(trace, "mask_1_count").i32;
       const Tensor* important = trace.find_step("mask_1_important");
-      const std::vector<int32_t>& placed = important != nullptr ? important->i32 : step(trace, "mask_1").i32;
+      const auto& placed = important != nullptr ? important->i32 : step(trace, "mask_1").i32;
       int64_t total_placed = 0, total_kept = 0;
       for (int32_t v : placed) total_placed += v;
       for (int32_t v : count) total_kept += v;
@@ -173,8 +173,8 @@ TEST_CASE("mtf_top2 routing matches a queue model of _top_2_gating on random con
     const double threshold = hp[train ? "second_threshold_train" : "second_threshold_eval"].get<double>();
     const Tensor& raw_gates = step(trace, "raw_gates");
     const Tensor& combine = step(trace, "combine_tensor");
-    const std::vector<float>& gate_1_n = step(trace, "gate_1_normalized").f32;
-    const std::vector<float>& gate_2_n = step(trace, "gate_2_normalized").f32;
+    const auto& gate_1_n = step(trace, "gate_1_normalized").f32;
+    const auto& gate_2_n = step(trace, "gate_2_normalized").f32;
     const Tensor* importance = trace.find_step("importance");
     const Tensor* uniform = trace.find_input("second_policy_uniform");
     const int64_t G = combine.shape[0], S = combine.shape[1], E = combine.shape[2], C = combine.shape[3];

@@ -218,8 +218,8 @@ TEST_CASE("mtf_top2 layer: dropout keeps U < keep_prob and scales by 1/keep_prob
     for (size_t k = 0; k < draws.size(); ++k) draws[k] = static_cast<float>(k % 4) * 0.25f;
     config["inputs"]["dropout_uniform"] = tensor_json({"E", "G", "C", "H"}, {kE, kG, kC, kH}, draws);
     const Trace trace = run_json(config);
-    const std::vector<float>& hidden = step(trace, "expert_hidden").f32;
-    const std::vector<float>& dropped = step(trace, "expert_hidden_dropout").f32;
+    const auto& hidden = step(trace, "expert_hidden").f32;
+    const auto& dropped = step(trace, "expert_hidden_dropout").f32;
     REQUIRE(dropped.size() == draws.size());
     for (size_t k = 0; k < draws.size(); ++k) {
       INFO("element " << k);
@@ -232,8 +232,8 @@ TEST_CASE("mtf_top2 layer: dropout keeps U < keep_prob and scales by 1/keep_prob
     const Tensor& draws = input(trace, "dropout_uniform");
     CHECK(draws.dims == std::vector<std::string>{"E", "G", "C", "H"});
     CHECK(draws.shape == std::vector<int64_t>{kE, kG, kC, kH});
-    const std::vector<float>& hidden = step(trace, "expert_hidden").f32;
-    const std::vector<float>& dropped = step(trace, "expert_hidden_dropout").f32;
+    const auto& hidden = step(trace, "expert_hidden").f32;
+    const auto& dropped = step(trace, "expert_hidden_dropout").f32;
     int kept = 0;
     for (size_t k = 0; k < dropped.size(); ++k) {
       INFO("element " << k << " U=" << draws.f32[k]);

@@ -144,7 +144,7 @@ TEST_CASE("mtf_top2 density_1 is a mean over S of the masked first choices", "[m
   // a tiny capacity must not change it.
   const Problem problem = make_problem(7, 2, 8, 4, true);
   const Trace trace = run_json(config_of(problem, {{"second_policy_train", "all"}, {"expert_capacity", 1}}));
-  const std::vector<int32_t>& index_1 = step(trace, "index_1").i32;
+  const auto& index_1 = step(trace, "index_1").i32;
   std::vector<float> want(8, 0.0f);
   for (size_t t = 0; t < 16; ++t) {
     if (problem.importance[t] == 1.0f) want[(t / 8) * 4 + static_cast<size_t>(index_1[t])] += 0.125f;

@@ -178,7 +178,7 @@ TEST_CASE("mtf_top2 policy random with threshold 0 divides by max(0, 1e-9): a ga
                     {{"second_policy_train", "random"}, {"second_threshold_train", 0.0}, {"expert_capacity", 4}});
   config["inputs"]["second_policy_uniform"] = uniform_input(1, 3, {0.5f, 0.5f, 0.5f});
   const Trace trace = run_json(config);
-  const std::vector<float>& gate_2_normalized = step(trace, "gate_2_normalized").f32;
+  const auto& gate_2_normalized = step(trace, "gate_2_normalized").f32;
   REQUIRE(gate_2_normalized.size() == 3);
   CHECK(static_cast<double>(gate_2_normalized[0]) == Approx(std::exp(-22.0)).epsilon(1e-5));
   CHECK(static_cast<double>(gate_2_normalized[1]) == Approx(std::exp(-20.0)).epsilon(1e-5));

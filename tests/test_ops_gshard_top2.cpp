@@ -27,13 +27,13 @@ namespace {
 
 Tensor ints(std::vector<std::string> dims, std::vector<int64_t> shape, std::vector<int32_t> values) {
   Tensor t = Tensor::int32(std::move(dims), std::move(shape));
-  t.i32 = std::move(values);
+  t.i32.assign(values.begin(), values.end());
   return t;
 }
 
 Tensor floats(std::vector<std::string> dims, std::vector<int64_t> shape, std::vector<float> values) {
   Tensor t = Tensor::float32(std::move(dims), std::move(shape));
-  t.f32 = std::move(values);
+  t.f32.assign(values.begin(), values.end());
   return t;
 }
 

@@ -219,7 +219,7 @@ TEST_CASE("praxis_expert_choice v1: bucket_size = int(S // E * capacity_factor),
   const moeref::Trace trace = moeref::testing::run_json(config);
   CHECK(trace.capacity["expert_capacity"] == 2);
   CHECK(moeref::testing::step(trace, "indices").i32 == std::vector<int32_t>{0, 2, 3, 1});
-  const std::vector<float>& gate = moeref::testing::step(trace, "gate").f32;
+  const auto& gate = moeref::testing::step(trace, "gate").f32;
   CHECK(gate[0] == Approx(0.7310586f).epsilon(1e-6));
   CHECK(gate[1] == Approx(0.8807971f).epsilon(1e-6));
   CHECK(gate[2] == 0.5f);

@@ -39,7 +39,10 @@ std::vector<float> softmax_row(const std::vector<float>& x) {
   return e.t;
 }
 
-std::vector<int32_t> ints(const moeref::Tensor& t) { return t.i32; }
+std::vector<int32_t> ints(const moeref::Tensor& t) {
+  const auto& values = t.i32;
+  return {values.begin(), values.end()};
+}
 int32_t int_step(const moeref::Trace& trace, const std::string& name) { return step(trace, name).i32.at(0); }
 float float_step(const moeref::Trace& trace, const std::string& name) { return step(trace, name).f32.at(0); }
 

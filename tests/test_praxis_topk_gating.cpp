@@ -30,7 +30,7 @@ TEST_CASE("praxis_topk: greedy ranks, renormalised before capacity, rank-major s
   CHECK(step(trace, "routing_slot").i32 == std::vector<int32_t>{0, 0, -1, -1, 0, -1});
   // Gates renormalised over all k before any drop and never again: t0 keeps p0 / (p0 + p1 + p2 + 1e-9)
   // = 0.66524096 and p1 / ... = 0.24472847 (the softmax itself, as the three sum to 1).
-  const std::vector<float>& weight = step(trace, "routing_weight").f32;
+  const auto& weight = step(trace, "routing_weight").f32;
   CHECK(weight[0] == Approx(0.66524096f).epsilon(1e-6));
   CHECK(weight[1] == Approx(0.24472847f).epsilon(1e-6));
   CHECK(weight[2] == 0.0f);

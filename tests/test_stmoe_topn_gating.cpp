@@ -44,7 +44,10 @@ std::vector<float> softmax_row(const std::vector<float>& x) {
   return e.t;
 }
 
-std::vector<int32_t> ints(const moeref::Tensor& t) { return t.i32; }
+std::vector<int32_t> ints(const moeref::Tensor& t) {
+  const auto& values = t.i32;
+  return {values.begin(), values.end()};
+}
 
 bool has_step(const moeref::Trace& trace, const std::string& name) { return trace.find_step(name) != nullptr; }
 

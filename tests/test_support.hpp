@@ -43,6 +43,14 @@ inline nlohmann::json tensor_json(const std::vector<std::string>& dims, const st
   return {{"dims", dims}, {"shape", shape}, {"dtype", "float32"}, {"data", data}};
 }
 
+// The same from a tensor's own values (a template, so that a braced list still picks
+// the overload above).
+template <class Allocator, class = std::enable_if_t<!std::is_same_v<Allocator, std::allocator<float>>>>
+nlohmann::json tensor_json(const std::vector<std::string>& dims, const std::vector<int64_t>& shape,
+                           const std::vector<float, Allocator>& data) {
+  return tensor_json(dims, shape, std::vector<float>(data.begin(), data.end()));
+}
+
 // An int32 tensor as a config input.
 inline nlohmann::json int_tensor_json(const std::vector<std::string>& dims, const std::vector<int64_t>& shape,
                                       const std::vector<int32_t>& data) {

@@ -82,7 +82,10 @@ int32_t dispatched_slots(const moeref::Trace& trace, int64_t s) {
   return total;
 }
 
-std::vector<int32_t> ints(const moeref::Trace& trace, const std::string& name) { return step(trace, name).i32; }
+std::vector<int32_t> ints(const moeref::Trace& trace, const std::string& name) {
+  const auto& values = step(trace, name).i32;
+  return {values.begin(), values.end()};
+}
 float at(const moeref::Trace& trace, const std::string& name, size_t i) { return step(trace, name).f32.at(i); }
 
 }  // namespace

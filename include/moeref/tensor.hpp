@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "moeref/tensor_buffer.hpp"
+
 namespace moeref {
 
 enum class DType { kFloat32, kInt32 };
@@ -26,8 +28,8 @@ struct Tensor {
   std::vector<std::string> dims;  // e.g. {"G", "S", "E"}
   std::vector<int64_t> shape;     // same length as dims
   DType dtype = DType::kFloat32;
-  std::vector<float> f32;    // used when dtype == kFloat32
-  std::vector<int32_t> i32;  // used when dtype == kInt32
+  FloatBuffer f32;  // used when dtype == kFloat32
+  Int32Buffer i32;  // used when dtype == kInt32
 
   static Tensor float32(std::vector<std::string> dims, std::vector<int64_t> shape);
   static Tensor int32(std::vector<std::string> dims, std::vector<int64_t> shape);

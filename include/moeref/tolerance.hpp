@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "moeref/tensor_buffer.hpp"
+
 namespace moeref {
 
 // An element fails only when |actual - expected| exceeds BOTH atol and
@@ -37,7 +39,7 @@ class StepTolerance {
   StepTolerance(Tolerance tolerance, std::string rule) : tolerance_(tolerance), rule_(std::move(rule)) {}
   // A bound per element; `values` are the golden's values of the same elements
   // (for `allowed(value)`).
-  StepTolerance(std::vector<double> bounds, std::vector<float> values, std::string rule)
+  StepTolerance(std::vector<double> bounds, FloatBuffer values, std::string rule)
       : per_element_(true),
         bounds_(std::make_shared<const std::vector<double>>(std::move(bounds))),
         owned_values_(std::move(values)),
@@ -45,8 +47,7 @@ class StepTolerance {
   // The same, sharing bounds that are kept elsewhere and reading the golden step's values
   // where they are (a large trace's are hundreds of MB: no copies). `golden_values`
   // (null: none) must outlive this tolerance, as the golden trace outlives a check.
-  StepTolerance(std::shared_ptr<const std::vector<double>> bounds, const std::vector<float>* golden_values,
-                std::string rule)
+  StepTolerance(std::shared_ptr<const std::vector<double>> bounds, const FloatBuffer* golden_values, std::string rule)
       : per_element_(true), bounds_(std::move(bounds)), golden_values_(golden_values), rule_(std::move(rule)) {}
 
   bool per_element() const { return per_element_; }
@@ -68,7 +69,7 @@ class StepTolerance {
     if (!per_element_) return tolerance_.allowed(expected);
     double at_value = -1.0, largest = 0.0;
     const std::vector<double>& bounds = *bounds_;
-    const std::vector<float>& values_ = golden_values_ != nullptr ? *golden_values_ : owned_values_;
+    const FloatBuffer& values_ = golden_values_ != nullptr ? *golden_values_ : owned_values_;
     for (size_t i = 0; i < bounds.size(); ++i) {
       largest = bounds[i] > largest ? bounds[i] : largest;
       if (i < values_.size() && static_cast<double>(values_[i]) == expected && bounds[i] > at_value) {
@@ -82,8 +83,8 @@ class StepTolerance {
   bool per_element_ = false;
   Tolerance tolerance_;
   std::shared_ptr<const std::vector<double>> bounds_;  // set when per_element_
-  std::vector<float> owned_values_;                    // the golden's values, when given as a copy
-  const std::vector<float>* golden_values_ = nullptr;  // or where they are
+  FloatBuffer owned_values_;                           // the golden's values, when given as a copy
+  const FloatBuffer* golden_values_ = nullptr;         // or where they are
   std::string rule_;
 };
 

@@ -67,7 +67,7 @@ void append_tensor_json(std::string& out, const Tensor& tensor);
 struct DataArray {
   // The values, as float32 while every one is exactly a float32 (a trace's floats, small
   // integers; half the memory of doubles), else all as doubles.
-  std::vector<float> floats;
+  FloatBuffer floats;
   std::vector<double> values;
   bool in_floats = true;
   bool all_integers = true;
@@ -85,7 +85,7 @@ struct DataArray {
       }
       values.reserve(floats.capacity());
       values.assign(floats.begin(), floats.end());
-      floats = std::vector<float>();
+      floats = FloatBuffer();
       in_floats = false;
     }
     values.push_back(value);

@@ -91,7 +91,7 @@ StepTolerance tolerance_for_step(const CheckOptions& options, const Trace& candi
   std::optional<Float32Bound> bound = defaults.loss(name);
   if (bound) {
     const Tensor* golden_step = loss ? nullptr : defaults.golden().find_step(name);
-    std::vector<float> values;
+    FloatBuffer values;
     if (golden_step != nullptr) {
       values = golden_step->f32;
     } else {

@@ -26,9 +26,9 @@ GroupLayout layout_around(const Tensor& tensor, int64_t axis) {
 
 // Appends the groups [first, end) of each outer index of `from` to `to`, for the
 // data vector of the tensor's dtype.
-template <typename T>
-void copy_groups(const std::vector<T>& from, const GroupLayout& layout, int64_t groups, int64_t first, int64_t end,
-                 std::vector<T>& to, int64_t to_groups, int64_t to_first) {
+template <typename Values>
+void copy_groups(const Values& from, const GroupLayout& layout, int64_t groups, int64_t first, int64_t end, Values& to,
+                 int64_t to_groups, int64_t to_first) {
   const int64_t run = (end - first) * layout.inner;
   for (int64_t o = 0; o < layout.outer; ++o) {
     const auto source = from.begin() + (o * groups + first) * layout.inner;

@@ -23,11 +23,11 @@ bool argmax_like(const std::string& policy) {
 }
 
 // x * cast(equal(importance, 1.0)) for x [G, S, ...] (each token's entries).
-template <typename T>
-void keep_important(const std::vector<T>& x, const Tensor& importance, std::vector<T>& out) {
+template <typename Values>
+void keep_important(const Values& x, const Tensor& importance, Values& out) {
   const size_t per_token = x.size() / importance.f32.size();
   for (size_t k = 0; k < x.size(); ++k) {
-    out[k] = importance.f32[k / per_token] == 1.0f ? x[k] : T{0};
+    out[k] = importance.f32[k / per_token] == 1.0f ? x[k] : typename Values::value_type{0};
   }
 }
 

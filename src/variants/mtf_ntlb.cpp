@@ -101,7 +101,7 @@ MtfGatingOutputs ntlb_gating(Frame& f, const MtfGatingInputs& in, const MtfNtlbH
   // expert_gate and the unmasked expert_index, split along K.
   const Tensor& mask = *balance.expert_mask;
   const Tensor& gates = *balance.expert_gate;
-  std::vector<float> combine(static_cast<size_t>(G * S * E * C), 0.0f);
+  FloatBuffer combine(static_cast<size_t>(G * S * E * C), 0.0f);
   Reads combine_reads = {gates, expert_index};
   const Tensor* cum_tokens = nullptr;            // [G, E]; zeros before the first rank
   const Tensor* tokens_left_to_route = nullptr;  // [G, S]; ones before the first rank
