@@ -457,6 +457,18 @@ float next_float_up(float f) {
   return f;
 }
 
+// The largest float32 no larger than x >= 0.
+float float_at_most(double x) {
+  const float f = static_cast<float>(x);
+  return static_cast<double>(f) > x ? std::nextafter(f, 0.0f) : f;
+}
+
+int32_t float_bits(float f) {
+  int32_t bits;
+  std::memcpy(&bits, &f, sizeof bits);
+  return bits;
+}
+
 // Rounds x >= 0 to a float32 no smaller than x.
 float float_at_least(double x) {
   const float f = static_cast<float>(x);
@@ -524,23 +536,34 @@ struct FloatOperand {
     magnitude[at] = float_at_least(m);
   }
   // take_exact of `count` float32 values side by side (a row of a float32 operand, its
-  // last dim): |x| is a float already, so it is its own float_at_least; the same bits
-  // and flags as one take_exact each, in a loop the compiler vectorises.
+  // last dim): |x| is a float already, so it is its own float_at_least. The limit and the
+  // zeros and the largest are found on the bits of |x|, which order like the values (a
+  // NaN or an infinity lies above the limit's), all in 32-bit integer lanes, so that the
+  // compiler vectorises the loop: the same magnitudes and flags as one take_exact each.
   void take_exact_floats(const float* values, int64_t count, size_t at) {
+    static const int32_t limit_bits = float_bits(float_at_most(kFloatPathLimit));
     float* out = magnitude.data() + at;
-    bool row_usable = true;
-    float row_largest = 0.0f;
-    int64_t row_zeros = 0;
+    int32_t row_largest = 0, row_unusable = 0, row_zeros = 0;
     for (int64_t i = 0; i < count; ++i) {
       const float m = std::fabs(values[i]);
       out[i] = m;
-      row_usable &= static_cast<double>(m) <= kFloatPathLimit;
-      row_largest = row_largest < m ? m : row_largest;  // std::max: a NaN leaves it (usable is false then)
-      row_zeros += m == 0.0f ? 1 : 0;
+      int32_t bits;  // of |x|: the sign bit is clear, so they order as signed integers too
+      std::memcpy(&bits, &m, sizeof bits);
+      row_unusable |= bits > limit_bits ? 1 : 0;
+      row_largest = bits > row_largest ? bits : row_largest;
+      row_zeros += bits == 0 ? 1 : 0;
     }
-    usable &= row_usable;
-    largest = std::max(largest, static_cast<double>(row_largest));
+    usable &= row_unusable == 0;
+    if (row_unusable == 0) {  // else the largest may be a NaN's bits, and the float path is off anyway
+      float row_largest_value;
+      std::memcpy(&row_largest_value, &row_largest, sizeof row_largest_value);
+      largest = std::max(largest, static_cast<double>(row_largest_value));
+    }
     zeros += row_zeros;
+  }
+  // take_exact of `count` int32 values side by side (a row of a dispatch tensor).
+  void take_exact_ints(const int32_t* values, int64_t count, size_t at) {
+    for (int64_t i = 0; i < count; ++i) take_exact(static_cast<double>(values[i]), at + static_cast<size_t>(i));
   }
   // take of such a row with the bounds of the same elements.
   void take_floats(const float* values, const double* bounds, int64_t count, size_t at) {
@@ -598,6 +621,21 @@ std::vector<float> scaled_plus_bound(const FloatOperand& operand, double scale) 
 // double sum of the |other_k|: at most K 2^-53 low for K < 2^22 terms, so 2^-30 covers it
 // and the product's rounding.
 double floor_term(double sum_of_magnitudes) { return kBoundFloor * sum_of_magnitudes * (1.0 + 0x1p-30); }
+
+// to [width, height] = from [height, width] transposed, in 32 x 32 blocks: a column-by-
+// column copy of a large matrix touches a new cache line with every element written.
+void transpose_into(const float* from, int64_t height, int64_t width, float* to) {
+  constexpr int64_t kBlock = 32;
+  for (int64_t i0 = 0; i0 < height; i0 += kBlock) {
+    const int64_t i1 = std::min(height, i0 + kBlock);
+    for (int64_t j0 = 0; j0 < width; j0 += kBlock) {
+      const int64_t j1 = std::min(width, j0 + kBlock);
+      for (int64_t i = i0; i < i1; ++i) {
+        for (int64_t j = j0; j < j1; ++j) to[j * height + i] = from[i * width + j];
+      }
+    }
+  }
+}
 
 // True when offsets[i] == i: the operand's part over these dims is its last, contiguous.
 bool is_identity(const std::vector<int64_t>& offsets) {
@@ -704,27 +742,39 @@ std::optional<ProductSums> product_sums_by_gemm(const Tensor& out, const Operand
   // ops::matmul picks its kernel on first use, and MOEREF_MATMUL_KERNEL may name a bad one:
   // that error must be thrown here, not inside the parallel loop (where it would terminate).
   if (large) ops::matmul_kernel();
-  // Rows read straight from float32 memory where the contracted (for a) or the column
-  // (for b) dims are the operand's last ones, in order.
-  const bool a_rows_contiguous = a.is_float() && is_identity(a_k);
-  const bool b_rows_contiguous = b.is_float() && is_identity(b_cols);
+  // Each operand's block is gathered as [K, other] ("k outer") or [other, K], whichever
+  // reads its memory along contiguous rows: a as [R, K] when its contracted dims are its
+  // last (an FFN's activations), else as [K, R] when its row dims are (an expert's output
+  // under a combine); b as [K, Q] when its column dims are its last, else as [Q, K] when
+  // its contracted dims are (a combine tensor). The product's orientation then decides
+  // which block, if any, is transposed, once, in blocks.
+  const bool a_k_outer = !is_identity(a_k) && is_identity(a_rows);
+  const bool a_contiguous = a_k_outer || is_identity(a_k);
+  const bool b_k_outer = is_identity(b_cols) || !is_identity(b_k);
+  const bool b_contiguous = !b_k_outer || is_identity(b_cols);
   auto float_path = [&](size_t t) {
     // (K + 1) 2^-24 must stay well below 1 for the widening to be finite and positive.
     if (!large || want_value || static_cast<double>(K + 1) >= 0x1p22) return false;
-    // The batch's [outer, inner] block of `operand`, row-major: a [R, K], b [K, Q].
+    // The batch's block of `operand`, row-major: [K, other] when k_outer, else [other, K].
     auto gather = [t](const Operand& operand, const std::vector<int64_t>& batch_offsets,
-                      const std::vector<int64_t>& outer, const std::vector<int64_t>& inner, bool rows_contiguous,
-                      FloatOperand& into) {
+                      const std::vector<int64_t>& k_offsets, const std::vector<int64_t>& other_offsets, bool k_outer,
+                      bool rows_contiguous, FloatOperand& into) {
+      const std::vector<int64_t>& outer = k_outer ? k_offsets : other_offsets;
+      const std::vector<int64_t>& inner = k_outer ? other_offsets : k_offsets;
       const int64_t n_outer = static_cast<int64_t>(outer.size()), n_inner = static_cast<int64_t>(inner.size());
       into.magnitude.resize(static_cast<size_t>(n_outer * n_inner));
       if (!operand.exact) into.error.resize(static_cast<size_t>(n_outer * n_inner));
       for (int64_t o = 0; o < n_outer; ++o) {
         const int64_t row = batch_offsets[t] + outer[static_cast<size_t>(o)];
         const size_t to = static_cast<size_t>(o * n_inner);
-        if (rows_contiguous) {
+        if (rows_contiguous && operand.is_float()) {
           const float* values = operand.tensor->f32.data() + row;
           operand.exact ? into.take_exact_floats(values, n_inner, to)
                         : into.take_floats(values, operand.bound->data() + row, n_inner, to);
+          continue;
+        }
+        if (rows_contiguous && operand.exact) {  // int32 (a dispatch tensor)
+          into.take_exact_ints(operand.tensor->i32.data() + row, n_inner, to);
           continue;
         }
         for (int64_t j = 0; j < n_inner; ++j) {
@@ -735,31 +785,34 @@ std::optional<ProductSums> product_sums_by_gemm(const Tensor& out, const Operand
       }
     };
     FloatOperand fa, fb;
-    gather(a, a_batch, a_rows, a_k, a_rows_contiguous, fa);
-    gather(b, b_batch, b_k, b_cols, b_rows_contiguous, fb);
+    gather(a, a_batch, a_k, a_rows, a_k_outer, a_contiguous, fa);
+    gather(b, b_batch, b_k, b_cols, b_k_outer, b_contiguous, fb);
     if (!fa.usable || !fb.usable || fa.largest * fb.largest * static_cast<double>(K + 1) > 1e30) return false;
     // For the bounds left out at the floor: sum_k |a_rk| (when b has some) and sum_k |b_kq|
-    // (when a has some), in double.
-    const std::vector<double> a_row_sums = fb.has_floor_bounds ? row_sums(fa.magnitude, R, K) : std::vector<double>();
-    const std::vector<double> b_column_sums =
-        fa.has_floor_bounds ? column_sums(fb.magnitude, K, Q) : std::vector<double>();
+    // (when a has some), in double, each over k in order in either layout.
+    auto sums_over_k = [K](const FloatOperand& operand, bool k_outer, int64_t others) {
+      return k_outer ? column_sums(operand.magnitude, K, others) : row_sums(operand.magnitude, others, K);
+    };
+    std::vector<double> a_row_sums, b_column_sums;
+    if (fb.has_floor_bounds) a_row_sums = sums_over_k(fa, a_k_outer, R);
+    if (fa.has_floor_bounds) b_column_sums = sums_over_k(fb, b_k_outer, Q);
     // ops::matmul skips the zeros of mostly-zero rows of its left operand (a dispatch or
     // combine tensor): when b has the larger share of zeros, C^T = B^T A^T is computed.
     const bool transposed =
         static_cast<double>(fb.zeros) * static_cast<double>(R) > static_cast<double>(fa.zeros) * static_cast<double>(Q);
-    if (transposed) {
-      auto transpose = [](std::vector<float>& m, int64_t height, int64_t width) {
-        if (m.empty()) return;  // the bounds of an exact operand
-        std::vector<float> swapped(m.size());
-        for (int64_t i = 0; i < height; ++i) {
-          for (int64_t j = 0; j < width; ++j)
-            swapped[static_cast<size_t>(j * height + i)] = m[static_cast<size_t>(i * width + j)];
-        }
-        m.swap(swapped);
-      };
-      for (std::vector<float>* m : {&fa.magnitude, &fa.error}) transpose(*m, R, K);
-      for (std::vector<float>* m : {&fb.magnitude, &fb.error}) transpose(*m, K, Q);
-    }
+    // Plain: a [R, K] . b [K, Q]. Transposed: b^T [Q, K] . a^T [K, R].
+    auto arrange = [K](FloatOperand& operand, bool k_outer, bool want_k_outer, int64_t others) {
+      if (k_outer == want_k_outer) return;
+      for (std::vector<float>* m : {&operand.magnitude, &operand.error}) {
+        if (m->empty()) continue;  // the bounds of an exact operand
+        std::vector<float> swapped(m->size());
+        k_outer ? transpose_into(m->data(), K, others, swapped.data())
+                : transpose_into(m->data(), others, K, swapped.data());
+        m->swap(swapped);
+      }
+    };
+    arrange(fa, a_k_outer, transposed, R);
+    arrange(fb, b_k_outer, !transposed, Q);
     // left . right over K, as [R, Q] or (transposed) [Q, R].
     auto product = [&](const std::vector<float>& left_a, const std::vector<float>& right_b, std::vector<float>& c) {
       c.resize(static_cast<size_t>(R * Q));
