@@ -90,6 +90,14 @@ struct DataArray {
     }
     values.push_back(value);
   }
+  // push of a value parsed as float32: always exact as one.
+  void push_float(float value) {
+    if (in_floats) {
+      floats.push_back(value);
+    } else {
+      values.push_back(static_cast<double>(value));
+    }
+  }
 };
 using DataArrays = std::vector<DataArray>;
 

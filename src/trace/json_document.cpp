@@ -221,6 +221,25 @@ size_t bare_non_finite_length(const char* p, const char* end) {
   return 0;
 }
 
+// The number of ',' in [p, end), eight bytes at a time: a byte of w ^ ",,,,,,,," is zero
+// exactly where w holds a comma, and ~(((v & 0x7f..) + 0x7f..) | v) sets the high bit of
+// exactly the zero bytes of v (no carry crosses a byte).
+size_t count_commas(const char* p, const char* end) {
+  constexpr uint64_t kCommas = 0x2c2c2c2c2c2c2c2cULL, kLow7 = 0x7f7f7f7f7f7f7f7fULL, kHigh = 0x8080808080808080ULL;
+  size_t count = 0;
+  for (; end - p >= 8; p += 8) {
+    uint64_t word;
+    std::memcpy(&word, p, sizeof word);
+    const uint64_t v = word ^ kCommas;
+    // One bit a comma, at the top of its byte: shifted to the bottom, the multiplication
+    // adds the eight bytes into the top one (at most 8: no carry out of it).
+    const uint64_t ones = (~(((v & kLow7) + kLow7) | v) & kHigh) >> 7;
+    count += static_cast<size_t>((ones * 0x0101010101010101ULL) >> 56);
+  }
+  for (; p < end; ++p) count += *p == ',' ? 1 : 0;
+  return count;
+}
+
 // Reads the array body after '[' up to its ']' when it holds only numbers and the
 // NaN/Infinity strings. Returns the position after ']', or nullptr to let the
 // general parser handle (and report) anything else.
@@ -228,7 +247,7 @@ const char* scan_data_array(const char* p, const char* end, DataArray& array) {
   // Room for every value at once (one per comma up to the first ']'), so a large array
   // is not copied as it grows; only a hint if the array turns out malformed.
   if (const char* close = static_cast<const char*>(std::memchr(p, ']', static_cast<size_t>(end - p)))) {
-    array.reserve(static_cast<size_t>(std::count(p, close, ',')) + 1);
+    array.reserve(count_commas(p, close) + 1);
   }
   while (true) {
     while (p < end && is_space(*p)) ++p;
@@ -268,7 +287,7 @@ const char* scan_data_array(const char* p, const char* end, DataArray& array) {
         const std::from_chars_result result = std::from_chars(p, p + length, value);
         if (result.ec != std::errc() && result.ec != std::errc::result_out_of_range) return nullptr;
         if (result.ec == std::errc::result_out_of_range) value = std::strtof(std::string(p, length).c_str(), nullptr);
-        array.push(static_cast<double>(value));
+        array.push_float(value);
         array.all_integers = false;
       }
       p += length;
