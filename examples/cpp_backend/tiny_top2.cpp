@@ -24,7 +24,7 @@ struct Top2 {
   std::vector<float> gate_1, gate_2;      // [G, S]
 };
 
-Top2 route(const std::vector<float>& logits, size_t tokens, size_t experts, bool plant_bug) {
+Top2 route(const moeref::FloatBuffer& logits, size_t tokens, size_t experts, bool plant_bug) {
   Top2 out;
   out.raw_gates.resize(tokens * experts);
   for (size_t t = 0; t < tokens; ++t) {
@@ -56,13 +56,13 @@ Top2 route(const std::vector<float>& logits, size_t tokens, size_t experts, bool
 
 moeref::Tensor tensor(std::vector<std::string> dims, std::vector<int64_t> shape, const std::vector<float>& data) {
   moeref::Tensor t = moeref::Tensor::float32(std::move(dims), std::move(shape));
-  t.f32 = data;
+  t.f32.assign(data.begin(), data.end());
   return t;
 }
 
 moeref::Tensor tensor(std::vector<std::string> dims, std::vector<int64_t> shape, const std::vector<int32_t>& data) {
   moeref::Tensor t = moeref::Tensor::int32(std::move(dims), std::move(shape));
-  t.i32 = data;
+  t.i32.assign(data.begin(), data.end());
   return t;
 }
 
