@@ -21,22 +21,24 @@ int64_t checked_num_elements(const std::vector<int64_t>& shape, const std::strin
   return total;
 }
 
-Tensor Tensor::float32(std::vector<std::string> dims, std::vector<int64_t> shape) {
+Tensor Tensor::with_unset_values(std::vector<std::string> dims, std::vector<int64_t> shape, DType dtype) {
   Tensor t;
   t.dims = std::move(dims);
   t.shape = std::move(shape);
-  t.dtype = DType::kFloat32;
-  t.f32.resize(static_cast<size_t>(checked_num_elements(t.shape, "tensor shape")));
+  t.dtype = dtype;
+  const size_t count = static_cast<size_t>(checked_num_elements(t.shape, "tensor shape"));
+  dtype == DType::kFloat32 ? t.f32.resize(count) : t.i32.resize(count);
+  return t;
+}
+
+Tensor Tensor::float32(std::vector<std::string> dims, std::vector<int64_t> shape) {
+  Tensor t = with_unset_values(std::move(dims), std::move(shape), DType::kFloat32);
   fill_zeros(t.f32.data(), t.f32.size());
   return t;
 }
 
 Tensor Tensor::int32(std::vector<std::string> dims, std::vector<int64_t> shape) {
-  Tensor t;
-  t.dims = std::move(dims);
-  t.shape = std::move(shape);
-  t.dtype = DType::kInt32;
-  t.i32.resize(static_cast<size_t>(checked_num_elements(t.shape, "tensor shape")));
+  Tensor t = with_unset_values(std::move(dims), std::move(shape), DType::kInt32);
   fill_zeros(t.i32.data(), t.i32.size());
   return t;
 }

@@ -34,6 +34,9 @@ struct Tensor {
   static Tensor float32(std::vector<std::string> dims, std::vector<int64_t> shape);
   static Tensor int32(std::vector<std::string> dims, std::vector<int64_t> shape);
   static Tensor scalar(float value);
+  // A tensor whose values are left unset (tensor_buffer.hpp), for a caller that writes
+  // every element next: float32 / int32 are this plus zeros.
+  static Tensor with_unset_values(std::vector<std::string> dims, std::vector<int64_t> shape, DType dtype);
 
   int64_t num_elements() const;
   int64_t rank() const { return static_cast<int64_t>(shape.size()); }

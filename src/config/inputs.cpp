@@ -11,19 +11,6 @@ namespace moeref {
 
 namespace {
 
-// A generated input's tensor with its values unset: the generator writes every element,
-// so Tensor::float32's zeros would be written twice (and a large weight's fresh pages
-// touched by one more pass).
-Tensor unset_tensor(const std::vector<std::string>& dims, const std::vector<int64_t>& shape, DType dtype) {
-  Tensor tensor;
-  tensor.dims = dims;
-  tensor.shape = shape;
-  tensor.dtype = dtype;
-  const size_t count = static_cast<size_t>(checked_num_elements(shape, "tensor shape"));
-  dtype == DType::kFloat32 ? tensor.f32.resize(count) : tensor.i32.resize(count);
-  return tensor;
-}
-
 std::string dims_text(const std::vector<std::string>& dims, const std::vector<int64_t>& shape) {
   Tensor probe;
   probe.dims = dims;
@@ -72,7 +59,7 @@ const Tensor& InputSet::float_input(const std::string& name, const std::vector<s
                                     const std::vector<int64_t>& shape, double lo, double hi) {
   begin(name);
   if (supplied(name)) return check_supplied(name, dims, shape);
-  Tensor generated = unset_tensor(dims, shape, DType::kFloat32);
+  Tensor generated = Tensor::with_unset_values(dims, shape, DType::kFloat32);
   const uint32_t stream = stream_id(name);
   // Each value depends only on (seed, stream, index): any split over threads gives the same tensor.
   const int64_t count = static_cast<int64_t>(generated.f32.size());
@@ -108,7 +95,7 @@ const Tensor& InputSet::normal_draw(const std::string& name, const std::vector<s
                                     const std::vector<int64_t>& shape) {
   begin(name);
   if (supplied(name)) return check_supplied(name, dims, shape);
-  Tensor generated = unset_tensor(dims, shape, DType::kFloat32);
+  Tensor generated = Tensor::with_unset_values(dims, shape, DType::kFloat32);
   const uint32_t stream = stream_id(name);
   const double two_pi = 6.283185307179586476925286766559;
   const int64_t count = static_cast<int64_t>(generated.f32.size());
@@ -134,7 +121,7 @@ const Tensor& InputSet::int_input(const std::string& name, const std::vector<std
     if (given.dtype != DType::kInt32) fail_input(field + ".dtype", dtype_name(given.dtype), "int32");
     return record(name, given);
   }
-  Tensor generated = unset_tensor(dims, shape, DType::kInt32);
+  Tensor generated = Tensor::with_unset_values(dims, shape, DType::kInt32);
   const uint32_t stream = stream_id(name);
   const int64_t count = static_cast<int64_t>(generated.i32.size());
   const int64_t blocks = (count + 3) / 4;

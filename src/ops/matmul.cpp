@@ -157,18 +157,8 @@ constexpr int64_t kSparseRowDivisor = 8;
 // NaN counts as nonzero; -0 as zero (-0 * finite b is a zero too).
 void split_rows(int64_t rows, int64_t depth, const MatmulLhs& a, Workspace& space) {
   space.nonzeros.assign(static_cast<size_t>(rows), 0);
-  if (a.f32 != nullptr && a.col_stride == 1) {  // float rows along memory (an FFN's activations)
-    for (int64_t i = 0; i < rows; ++i) {
-      const float* row = a.f32 + i * a.row_stride;
-      int64_t count = 0;
-      for (int64_t k = 0; k < depth; ++k) count += row[k] != 0.0f ? 1 : 0;
-      space.nonzeros[static_cast<size_t>(i)] = count;
-    }
-  } else {
-    for_each_lhs_value(rows, depth, a, [&](int64_t i, int64_t, float value) {
-      space.nonzeros[static_cast<size_t>(i)] += value != 0.0f;
-    });
-  }
+  for_each_lhs_value(rows, depth, a,
+                     [&](int64_t i, int64_t, float value) { space.nonzeros[static_cast<size_t>(i)] += value != 0.0f; });
   for (int64_t i = 0; i < rows; ++i) {
     const bool sparse = space.nonzeros[static_cast<size_t>(i)] * kSparseRowDivisor <= depth;
     (sparse ? space.sparse_rows : space.dense_rows).push_back(i);
@@ -244,17 +234,13 @@ void sum_dense_rows(int64_t depth, int64_t cols, const MatmulLhs& a, const float
   for (int64_t t = 0; t < row_tiles; ++t) {
     float* tile = space.a_packed.data() + t * depth * MR;
     const int64_t valid = std::min<int64_t>(MR, rows - t * MR);
-    if (valid == MR && a.f32 != nullptr && a.col_stride == 1 && MR == 4) {
-      // Whole tiles of contiguous float rows: one k at a time across the four rows.
-      const float* row0 = a.f32 + space.dense_rows[static_cast<size_t>(t * MR)] * a.row_stride;
-      const float* row1 = a.f32 + space.dense_rows[static_cast<size_t>(t * MR + 1)] * a.row_stride;
-      const float* row2 = a.f32 + space.dense_rows[static_cast<size_t>(t * MR + 2)] * a.row_stride;
-      const float* row3 = a.f32 + space.dense_rows[static_cast<size_t>(t * MR + 3)] * a.row_stride;
+    if (valid == MR && a.f32 != nullptr && a.col_stride == 1) {
+      // Whole tiles of contiguous float rows: one k at a time across the tile's rows.
+      const float* tile_rows[kernels::kMaxMR];
+      for (int64_t r = 0; r < MR; ++r)
+        tile_rows[r] = a.f32 + space.dense_rows[static_cast<size_t>(t * MR + r)] * a.row_stride;
       for (int64_t k = 0; k < depth; ++k) {
-        tile[k * 4] = row0[k];
-        tile[k * 4 + 1] = row1[k];
-        tile[k * 4 + 2] = row2[k];
-        tile[k * 4 + 3] = row3[k];
+        for (int64_t r = 0; r < MR; ++r) tile[k * MR + r] = tile_rows[r][k];
       }
       continue;
     }

@@ -16,6 +16,9 @@ inline constexpr int kAvx2MR = 6, kAvx2NR = 16;       // AVX2: 8 floats x 2 vect
 // and 88 against 83 GFLOPS on a 312 x 512 x 1536 product here; 3 x 8 and 2 x 8 run out of
 // registers). 96 divides few widths, so the last columns take a 4 x 32 tile.
 inline constexpr int kAvx512MR = 4, kAvx512NR = 96, kAvx512TailNR = 32;
+// The most rows any tile has.
+inline constexpr int kMaxMR = 6;
+static_assert(kGenericMR <= kMaxMR && kAvx2MR <= kMaxMR && kAvx512MR <= kMaxMR, "kMaxMR bounds every tile's rows");
 
 void matmul_tile_generic(int64_t depth, const float* ap, const float* bp, float* const* out_rows, int64_t col);
 void matmul_tile_avx2(int64_t depth, const float* ap, const float* bp, float* const* out_rows, int64_t col);
