@@ -105,11 +105,14 @@ struct Shape {
   int64_t rows, depth, cols;
 };
 
-// Edge sizes (0, 1, odd, one off each tile size) and a few that span several tiles.
+// Edge sizes (0, 1, odd, one off each tile size), a few that span several tiles, and
+// depths over one block of k (256, 512 and more: whole and edge tiles carry their sums
+// from block to block).
 std::vector<Shape> test_shapes() {
-  std::vector<Shape> shapes = {{0, 0, 0},  {0, 5, 3},   {4, 0, 3},     {3, 5, 0},     {1, 1, 1},   {1, 7, 1},
-                               {7, 1, 9},  {5, 3, 7},   {6, 8, 16},    {8, 13, 48},   {9, 17, 49}, {13, 33, 47},
-                               {7, 64, 8}, {17, 2, 97}, {25, 100, 65}, {48, 31, 130}, {3, 257, 5}};
+  std::vector<Shape> shapes = {{0, 0, 0},     {0, 5, 3},    {4, 0, 3},    {3, 5, 0},      {1, 1, 1},
+                               {1, 7, 1},     {7, 1, 9},    {5, 3, 7},    {6, 8, 16},     {8, 13, 48},
+                               {9, 17, 49},   {13, 33, 47}, {7, 64, 8},   {17, 2, 97},    {25, 100, 65},
+                               {48, 31, 130}, {3, 257, 5},  {9, 256, 97}, {13, 513, 100}, {6, 700, 33}};
   // Random shapes, reproducible: each dim in [1, 70].
   uint64_t state = 99;
   for (int i = 0; i < 12; ++i) {
