@@ -148,6 +148,12 @@ Tensor& Frame::float32_step(const std::string& name, const Reads& reads, const s
   return trace_.steps.back().tensor;
 }
 
+Tensor& Frame::float32_step_written_whole(const std::string& name, const Reads& reads,
+                                          const std::vector<std::string>& dims, const std::vector<int64_t>& shape) {
+  step(name, reads, Tensor::with_unset_values(dims, shape, DType::kFloat32));
+  return trace_.steps.back().tensor;
+}
+
 Tensor& Frame::int32_step(const std::string& name, const Reads& reads, const std::vector<std::string>& dims) {
   step(name, reads, Tensor::int32(dims, extents(dims)));
   return trace_.steps.back().tensor;

@@ -107,7 +107,8 @@ const Tensor& mtf_expert_layer(Frame& frame, const Tensor& recorded_inputs, cons
   const Tensor& inputs = *operands.inputs;
   const Tensor& dispatch_tensor = *operands.dispatch_tensor;
   const Tensor& combine_tensor = *operands.combine_tensor;
-  // Steps made here hold the shard's groups only (Frame::finish cuts the rest).
+  // Steps made here hold the shard's groups only (Frame::finish cuts the rest). Each is
+  // written whole below (every slot, row and product), so none is zeroed first.
   auto made = [&](Tensor& step, const std::string& name) -> Tensor& {
     if (shard) frame.recorded_as_shard(name);
     return step;
@@ -125,9 +126,9 @@ const Tensor& mtf_expert_layer(Frame& frame, const Tensor& recorded_inputs, cons
   const ops::Products ffn_products = fast ? ops::Products::kFused : ops::Products::kSeparate;
 
   // expert_inputs = einsum([inputs, dispatch_tensor]) over S.
-  Tensor& expert_inputs = made(
-      frame.float32_step("expert_inputs", {recorded_inputs, recorded_dispatch}, {"E", "G", "C", "M"}, {E, G, C, M}),
-      "expert_inputs");
+  Tensor& expert_inputs = made(frame.float32_step_written_whole("expert_inputs", {recorded_inputs, recorded_dispatch},
+                                                                {"E", "G", "C", "M"}, {E, G, C, M}),
+                               "expert_inputs");
   if (fast) {
     index_dispatch(inputs, dispatch_tensor, expert_inputs);
   } else {
@@ -138,7 +139,8 @@ const Tensor& mtf_expert_layer(Frame& frame, const Tensor& recorded_inputs, cons
   Reads hidden_reads = {expert_inputs};
   for (const Tensor* wi : weights.wi) hidden_reads.push_back(wi);
   Tensor& expert_hidden =
-      made(frame.float32_step("expert_hidden", hidden_reads, {"E", "G", "C", "H"}, {E, G, C, H}), "expert_hidden");
+      made(frame.float32_step_written_whole("expert_hidden", hidden_reads, {"E", "G", "C", "H"}, {E, G, C, H}),
+           "expert_hidden");
   const int64_t rows = G * C;  // every slot of one expert, all groups
 #pragma omp parallel for schedule(static)
   for (int64_t e = 0; e < E; ++e) {
@@ -164,8 +166,8 @@ const Tensor& mtf_expert_layer(Frame& frame, const Tensor& recorded_inputs, cons
     // noise * f32(1 / keep_prob)); x * noise.
     const float inverse_keep = static_cast<float>(1.0 / dropout->keep_prob);
     const float keep = static_cast<float>(dropout->keep_prob);
-    Tensor& dropped = made(frame.float32_step("expert_hidden_dropout", {expert_hidden, dropout->uniform},
-                                              {"E", "G", "C", "H"}, {E, G, C, H}),
+    Tensor& dropped = made(frame.float32_step_written_whole("expert_hidden_dropout", {expert_hidden, dropout->uniform},
+                                                            {"E", "G", "C", "H"}, {E, G, C, H}),
                            "expert_hidden_dropout");
     const Tensor& uniform = *operands.dropout_uniform;
     for (size_t k = 0; k < dropped.f32.size(); ++k) {
@@ -176,8 +178,9 @@ const Tensor& mtf_expert_layer(Frame& frame, const Tensor& recorded_inputs, cons
   }
 
   // expert_output = dense(h, output_dim): per expert [G*C, H] x [H, N].
-  Tensor& expert_outputs = made(
-      frame.float32_step("expert_outputs", {hidden, weights.wo}, {"E", "G", "C", "N"}, {E, G, C, N}), "expert_outputs");
+  Tensor& expert_outputs =
+      made(frame.float32_step_written_whole("expert_outputs", {hidden, weights.wo}, {"E", "G", "C", "N"}, {E, G, C, N}),
+           "expert_outputs");
 #pragma omp parallel for schedule(static)
   for (int64_t e = 0; e < E; ++e) {
     ops::matmul(hidden->f32.data() + e * rows * H, weights.wo->f32.data() + e * H * N,
@@ -186,7 +189,8 @@ const Tensor& mtf_expert_layer(Frame& frame, const Tensor& recorded_inputs, cons
 
   // output = einsum([expert_output, combine_tensor]) over E and C.
   Tensor& outputs =
-      made(frame.float32_step("outputs", {expert_outputs, recorded_combine}, {"G", "S", "N"}, {G, S, N}), "outputs");
+      made(frame.float32_step_written_whole("outputs", {expert_outputs, recorded_combine}, {"G", "S", "N"}, {G, S, N}),
+           "outputs");
   if (fast) {
     index_combine(expert_outputs, combine_tensor, outputs);
   } else {

@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <utility>
 
 #include "moeref/frame/routing_index_form.hpp"
@@ -239,15 +238,18 @@ MtfTop2Gated mtf_top_2_gating(Frame& f, const MtfTop2Site& site, const Tensor& l
   // combine_tensor = gate_1 * mask_1_flat * one_hot(index_1, E) * one_hot(int(pos_1), C)
   //                + gate_2 * mask_2_flat * one_hot(index_2, E) * one_hot(int(pos_2), C).
   // one_hot of a position >= C is an all-zero row: that is how an over-capacity token vanishes.
-  Tensor& combine_tensor = f.float32_step(p + "combine_tensor",
-                                          {gate_1_capacity, mask_1_flat, index_1, position_in_expert_1_flat,
-                                           gate_2_capacity, mask_2_flat, index_2, position_in_expert_2_flat},
-                                          site_dims(site, {site.group, site.experts, site.capacity}));
+  const std::vector<std::string> gsec = site_dims(site, {site.group, site.experts, site.capacity});
+  Tensor& combine_tensor =
+      f.float32_step_written_whole(p + "combine_tensor",
+                                   {gate_1_capacity, mask_1_flat, index_1, position_in_expert_1_flat, gate_2_capacity,
+                                    mask_2_flat, index_2, position_in_expert_2_flat},
+                                   gsec, f.extents(gsec));
   // Element (e, c) of a token's row is term_1 + term_2, each term its weight times two
   // one-hot factors; it depends on (e, c) only through the four tests e == index_k,
   // c == pos_k. So the 16 possible sums are computed once per token, each with the
   // source's operations, and the row is filled from them: the same bits, NaN and -0
-  // included, without E * C products per token.
+  // included, without E * C products per token. The row is written in this one pass
+  // (no zeros first), on every thread: the first touches of this large step too.
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < G * S; ++t) {
     const float weight_1 = gate_1_capacity.f32[t] * static_cast<float>(mask_1_flat.i32[t]);
@@ -268,10 +270,7 @@ MtfTop2Gated mtf_top_2_gating(Frame& f, const MtfTop2Site& site, const Tensor& l
     const int64_t slot_1 = position_in_expert_1_flat.i32[t], slot_2 = position_in_expert_2_flat.i32[t];
     auto value_at = [&](int64_t e, int64_t c) { return sums[e == expert_1][c == slot_1][e == expert_2][c == slot_2]; };
     float* row = combine_tensor.f32.data() + t * E * C;  // [E, C]
-    const float elsewhere = sums[0][0][0][0];
-    uint32_t elsewhere_bits;
-    std::memcpy(&elsewhere_bits, &elsewhere, sizeof elsewhere_bits);
-    if (elsewhere_bits != 0) std::fill(row, row + E * C, elsewhere);  // the step starts at +0
+    std::fill(row, row + E * C, sums[0][0][0][0]);       // the step starts unset: every row is written whole
     for (const int64_t e : {expert_1, expert_2}) {
       if (e < 0 || e >= E) continue;
       for (int64_t c = 0; c < C; ++c) row[e * C + c] = value_at(e, c);

@@ -5,7 +5,8 @@
 namespace moeref::ops {
 
 Tensor dispatch_from_combine(const Tensor& combine_tensor) {
-  Tensor dispatch_tensor = Tensor::int32(combine_tensor.dims, combine_tensor.shape);
+  // Every element is written below: no zeros first.
+  Tensor dispatch_tensor = Tensor::with_unset_values(combine_tensor.dims, combine_tensor.shape, DType::kInt32);
   const int64_t n = static_cast<int64_t>(combine_tensor.f32.size());
   const float* combine = combine_tensor.f32.data();
   int32_t* dispatch = dispatch_tensor.i32.data();

@@ -101,6 +101,11 @@ class Frame {
   // The same with explicit extents (shared layers that take them from their operands).
   Tensor& float32_step(const std::string& name, const Reads& reads, const std::vector<std::string>& dims,
                        const std::vector<int64_t>& shape);
+  // A float32 step whose values start unset: for a large step whose every element the
+  // caller writes, so that it is written once instead of zeroed first. A step not wholly
+  // written would leave whatever the memory held in the trace: use float32_step then.
+  Tensor& float32_step_written_whole(const std::string& name, const Reads& reads, const std::vector<std::string>& dims,
+                                     const std::vector<int64_t>& shape);
   const Tensor& scalar_step(const std::string& name, const Reads& reads, float value);
   const Tensor& int32_scalar_step(const std::string& name, const Reads& reads, int32_t value);
   // The extents of named dims, as float32_step uses them.
