@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "moeref/ops/matmul.hpp"
+#include "moeref/ops/router.hpp"
 #include "portable_random.hpp"
 #include "test_support.hpp"
 
@@ -386,4 +387,32 @@ TEST_CASE("matmul: MOEREF_MATMUL_KERNEL=generic writes the same trace bytes as t
   CHECK(unknown.exit_code == 2);
   CHECK_THAT(unknown.output,
              Catch::Contains("MOEREF_MATMUL_KERNEL") && Catch::Contains("sse9") && Catch::Contains("generic"));
+}
+
+TEST_CASE("router logits: every kernel on this CPU gives the plain double sum's bits", "[ops][matmul][router]") {
+  KernelGuard guard;
+  // 37 experts: two wide blocks of 16 and 5 left to the plain loop; 19 tokens: whole
+  // groups of the wide kernels' tokens and some left over.
+  const int64_t tokens = 19, model_dim = 300, num_experts = 37;
+  const std::vector<float> x = awkward_values(static_cast<size_t>(tokens * model_dim), 71);
+  const std::vector<float> w = awkward_values(static_cast<size_t>(model_dim * num_experts), 72);
+  std::vector<float> expected(static_cast<size_t>(tokens * num_experts));
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t e = 0; e < num_experts; ++e) {
+      double sum = 0.0;
+      for (int64_t m = 0; m < model_dim; ++m) {
+        sum = sum + static_cast<double>(x[static_cast<size_t>(t * model_dim + m)]) *
+                        static_cast<double>(w[static_cast<size_t>(m * num_experts + e)]);
+      }
+      expected[static_cast<size_t>(t * num_experts + e)] = static_cast<float>(sum);
+    }
+  }
+  for (const std::string& kernel : moeref::ops::matmul_kernels_available()) {
+    INFO("kernel " << kernel);
+    REQUIRE(moeref::ops::select_matmul_kernel(kernel));
+    std::vector<float> logits(expected.size(), std::numeric_limits<float>::quiet_NaN());
+    moeref::ops::router_logits(x.data(), w.data(), tokens, model_dim, num_experts, logits.data());
+    INFO("first differing element " << first_difference(logits, expected));
+    CHECK(same_bits(logits, expected));
+  }
 }
