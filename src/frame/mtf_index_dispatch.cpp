@@ -2,8 +2,36 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 namespace moeref {
+
+namespace {
+
+// Entries are looked at in runs of this many: a run of zeros (most of a dispatch or
+// combine row: a token fills at most two of its E*C slots) is passed over with one
+// vectorised test instead of one branch an entry.
+constexpr int64_t kRun = 16;
+
+// Whether entries [at, at + kRun) of a dispatch row are all 0.
+bool all_zero(const int32_t* d, int64_t at) {
+  int32_t any = 0;
+  for (int64_t i = 0; i < kRun; ++i) any |= d[at + i];
+  return any == 0;
+}
+
+// Whether entries [at, at + kRun) of a combine row are all +0 or -0 (a NaN is not).
+bool all_zero(const float* w, int64_t at) {
+  uint32_t any = 0;
+  for (int64_t i = 0; i < kRun; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, &w[at + i], sizeof bits);
+    any |= bits & 0x7fffffffu;
+  }
+  return any == 0;
+}
+
+}  // namespace
 
 void index_dispatch(const Tensor& inputs, const Tensor& dispatch_tensor, Tensor& expert_inputs) {
   const int64_t G = inputs.shape[0], S = inputs.shape[1], M = inputs.shape[2];
@@ -21,6 +49,10 @@ void index_dispatch(const Tensor& inputs, const Tensor& dispatch_tensor, Tensor&
       const int32_t* d = dispatch_tensor.i32.data() + (g * S + s) * EC;  // [E*C]
       const float* x = inputs.f32.data() + (g * S + s) * M;              // [M]
       for (int64_t ec = 0; ec < EC; ++ec) {
+        if (ec % kRun == 0 && ec + kRun <= EC && all_zero(d, ec)) {
+          ec += kRun - 1;
+          continue;
+        }
         if (d[ec] == 0) continue;
         const float weight = static_cast<float>(d[ec]);
         float* slot = expert_inputs.f32.data() + (((ec / C) * G + g) * C + ec % C) * M;  // row (e, g, c)
@@ -42,6 +74,10 @@ void index_combine(const Tensor& expert_outputs, const Tensor& combine_tensor, T
       std::fill(out, out + N, 0.0f);
       // Slots in order (e, c), as the literal sum over E*C runs.
       for (int64_t ec = 0; ec < EC; ++ec) {
+        if (ec % kRun == 0 && ec + kRun <= EC && all_zero(w, ec)) {
+          ec += kRun - 1;
+          continue;
+        }
         if (w[ec] == 0.0f) continue;
         const float* y = expert_outputs.f32.data() + (((ec / C) * G + g) * C + ec % C) * N;  // row (e, g, c)
         for (int64_t n = 0; n < N; ++n) out[n] = out[n] + w[ec] * y[n];
