@@ -135,12 +135,28 @@ const Tensor& mtf_expert_layer(Frame& frame, const Tensor& recorded_inputs, cons
     dense_dispatch(inputs, dispatch_tensor, expert_inputs);
   }
 
+  // The expert FFN's steps, recorded in the source's order; each expert then runs its
+  // whole FFN at once below (its hidden slots are still in cache for the second product).
   // h = dense_product(expert_inputs, wi...): the product of act_i(expert_inputs . wi_i).
   Reads hidden_reads = {expert_inputs};
   for (const Tensor* wi : weights.wi) hidden_reads.push_back(wi);
   Tensor& expert_hidden =
       made(frame.float32_step_written_whole("expert_hidden", hidden_reads, {"E", "G", "C", "H"}, {E, G, C, H}),
            "expert_hidden");
+  // mtf.dropout: noise = cast(U < keep_prob); noise /= keep_prob (a scalar, so
+  // noise * f32(1 / keep_prob)); x * noise.
+  Tensor* dropped = nullptr;
+  if (dropout) {
+    dropped = &made(frame.float32_step_written_whole("expert_hidden_dropout", {expert_hidden, dropout->uniform},
+                                                     {"E", "G", "C", "H"}, {E, G, C, H}),
+                    "expert_hidden_dropout");
+  }
+  const Tensor& hidden = dropped != nullptr ? *dropped : expert_hidden;
+  // expert_output = dense(h, output_dim): per expert [G*C, H] x [H, N].
+  Tensor& expert_outputs = made(
+      frame.float32_step_written_whole("expert_outputs", {&hidden, weights.wo}, {"E", "G", "C", "N"}, {E, G, C, N}),
+      "expert_outputs");
+
   const int64_t rows = G * C;  // every slot of one expert, all groups
 #pragma omp parallel for schedule(static)
   for (int64_t e = 0; e < E; ++e) {
@@ -158,32 +174,17 @@ const Tensor& mtf_expert_layer(Frame& frame, const Tensor& recorded_inputs, cons
         for (int64_t k = 0; k < rows * H; ++k) h_e[k] = h_e[k] * product[k];
       }
     }
-  }
-  const Tensor* hidden = &expert_hidden;
-
-  if (dropout) {
-    // mtf.dropout: noise = cast(U < keep_prob); noise /= keep_prob (a scalar, so
-    // noise * f32(1 / keep_prob)); x * noise.
-    const float inverse_keep = static_cast<float>(1.0 / dropout->keep_prob);
-    const float keep = static_cast<float>(dropout->keep_prob);
-    Tensor& dropped = made(frame.float32_step_written_whole("expert_hidden_dropout", {expert_hidden, dropout->uniform},
-                                                            {"E", "G", "C", "H"}, {E, G, C, H}),
-                           "expert_hidden_dropout");
-    const Tensor& uniform = *operands.dropout_uniform;
-    for (size_t k = 0; k < dropped.f32.size(); ++k) {
-      const float noise = (uniform.f32[k] < keep ? 1.0f : 0.0f) * inverse_keep;
-      dropped.f32[k] = expert_hidden.f32[k] * noise;
+    if (dropped != nullptr) {
+      const float inverse_keep = static_cast<float>(1.0 / dropout->keep_prob);
+      const float keep = static_cast<float>(dropout->keep_prob);
+      const float* uniform = operands.dropout_uniform->f32.data();
+      float* out = dropped->f32.data();
+      for (int64_t k = e * rows * H; k < (e + 1) * rows * H; ++k) {
+        const float noise = (uniform[k] < keep ? 1.0f : 0.0f) * inverse_keep;
+        out[k] = expert_hidden.f32[static_cast<size_t>(k)] * noise;
+      }
     }
-    hidden = &dropped;
-  }
-
-  // expert_output = dense(h, output_dim): per expert [G*C, H] x [H, N].
-  Tensor& expert_outputs =
-      made(frame.float32_step_written_whole("expert_outputs", {hidden, weights.wo}, {"E", "G", "C", "N"}, {E, G, C, N}),
-           "expert_outputs");
-#pragma omp parallel for schedule(static)
-  for (int64_t e = 0; e < E; ++e) {
-    ops::matmul(hidden->f32.data() + e * rows * H, weights.wo->f32.data() + e * H * N,
+    ops::matmul(hidden.f32.data() + e * rows * H, weights.wo->f32.data() + e * H * N,
                 expert_outputs.f32.data() + e * rows * N, rows, H, N, ffn_products);
   }
 
