@@ -151,7 +151,9 @@ TEST_CASE("matmul: A as int32, transposed, and rows gathered and scattered", "[o
   KernelGuard guard;
   // A [rows, depth] stored transposed as int32 0/1 values (a dispatch tensor [S, E*C]
   // read as [E*C, S]); B's rows and C's rows in reversed order in memory.
-  const int64_t rows = 19, depth = 11, cols = 23;
+  // Depth 530: three blocks of k, each A value read through the transposed int32 view.
+  const int64_t depth = GENERATE(11, 530);
+  const int64_t rows = 19, cols = 23;
   std::vector<int32_t> a_stored(static_cast<size_t>(depth * rows));  // [depth, rows]
   std::vector<float> a(static_cast<size_t>(rows * depth));           // [rows, depth]
   uint64_t state = 5;
@@ -220,7 +222,9 @@ TEST_CASE("matmul: rows of A that are mostly zeros give the dense sum's bits, no
   // 21 columns: every tile at the edge of C; 130: whole 4 x 96 tiles written straight into
   // the rows of C that the busy rows of A own, between the sparse ones.
   const int64_t cols = GENERATE(21, 130);
-  const int64_t rows = 37, depth = 64;
+  // Depth 600: the dense rows' sums carried from block to block of k, non-finite ones too.
+  const int64_t depth = GENERATE(64, 600);
+  const int64_t rows = 37;
   const std::vector<float> a = mostly_zero_rows(rows, depth, 41);
   std::vector<float> a_transposed(a.size());  // [depth, rows], as a dispatch tensor is read
   for (int64_t i = 0; i < rows; ++i) {
@@ -340,7 +344,7 @@ TEST_CASE("matmul: products on 1 and 2 threads give the same bits", "[ops][matmu
   std::vector<Shape> shapes;
   std::vector<std::vector<float>> as, bs;
   for (int64_t p = 0; p < problems; ++p) {
-    shapes.push_back({10 + 7 * p, 30 + 11 * p, 20 + 13 * p});
+    shapes.push_back({10 + 7 * p, 30 + 110 * p, 20 + 13 * p});  // depths up to 580: several blocks of k
     const Shape& shape = shapes.back();
     as.push_back(awkward_values(static_cast<size_t>(shape.rows * shape.depth), static_cast<uint64_t>(40 + 2 * p)));
     bs.push_back(awkward_values(static_cast<size_t>(shape.depth * shape.cols), static_cast<uint64_t>(41 + 2 * p)));
@@ -351,7 +355,7 @@ TEST_CASE("matmul: products on 1 and 2 threads give the same bits", "[ops][matmu
     for (int64_t p = 0; p < problems; ++p) {
       const Shape& shape = shapes[static_cast<size_t>(p)];
       std::vector<float>& c = cs[static_cast<size_t>(p)];
-      c.assign(static_cast<size_t>(shape.rows * shape.cols), 0.0f);
+      c.assign(static_cast<size_t>(shape.rows * shape.cols), std::numeric_limits<float>::quiet_NaN());
       moeref::ops::matmul(as[static_cast<size_t>(p)].data(), bs[static_cast<size_t>(p)].data(), c.data(), shape.rows,
                           shape.depth, shape.cols);
     }

@@ -1,6 +1,7 @@
 #include "moeref/ops/router.hpp"
 
 #include <algorithm>
+#include <exception>
 #include <string>
 
 #include "kernels/router_blocks.hpp"
@@ -30,9 +31,16 @@ void token_logits(const float* x_row, const float* router_weights, int64_t model
 
 // The wider block of 16 experts for the instruction set of the matmul kernel in use
 // (so MOEREF_MATMUL_KERNEL=generic keeps the router on the plain loop too), or null.
+// Never throws: it runs inside parallel loops, and a bad MOEREF_MATMUL_KERNEL (which
+// run_config reports before any product) leaves the router on the plain loop here.
 kernels::RouterBlockFn wide_block() {
 #if defined(__x86_64__)
-  const std::string kernel = matmul_kernel();
+  std::string kernel;
+  try {
+    kernel = matmul_kernel();
+  } catch (const std::exception&) {
+    return nullptr;
+  }
   if (kernel == "avx512") return kernels::router_block_avx512;
   if (kernel == "avx2") return kernels::router_block_avx2;
 #endif
