@@ -9,8 +9,10 @@ namespace moeref::ops::kernels {
 // Row r of Ap [depth][MR] · Bp [depth][NR], summed in order k = 0 .. depth-1, is stored
 // at out_rows[r] + col (NR floats): straight into C's rows, or into a scratch tile. With
 // `accumulate` the sums go on from the values already there (the previous block of depth).
-using MatmulTileFn = void (*)(int64_t depth, const float* ap, const float* bp, float* const* out_rows, int64_t col,
-                              bool accumulate);
+// Every tile below has this type (each .cpp defines its own with this signature).
+using MatmulTile = void(int64_t depth, const float* ap, const float* bp, float* const* out_rows, int64_t col,
+                        bool accumulate);
+using MatmulTileFn = MatmulTile*;
 
 inline constexpr int kGenericMR = 6, kGenericNR = 8;  // SSE2: 4 floats x 2 vectors
 inline constexpr int kAvx2MR = 6, kAvx2NR = 16;       // AVX2: 8 floats x 2 vectors
@@ -22,20 +24,8 @@ inline constexpr int kAvx512MR = 4, kAvx512NR = 96, kAvx512TailNR = 32;
 inline constexpr int kMaxMR = 6;
 static_assert(kGenericMR <= kMaxMR && kAvx2MR <= kMaxMR && kAvx512MR <= kMaxMR, "kMaxMR bounds every tile's rows");
 
-void matmul_tile_generic(int64_t depth, const float* ap, const float* bp, float* const* out_rows, int64_t col,
-                         bool accumulate);
-void matmul_tile_avx2(int64_t depth, const float* ap, const float* bp, float* const* out_rows, int64_t col,
-                      bool accumulate);
-void matmul_tile_avx512(int64_t depth, const float* ap, const float* bp, float* const* out_rows, int64_t col,
-                        bool accumulate);
-void matmul_tile_avx512_tail(int64_t depth, const float* ap, const float* bp, float* const* out_rows, int64_t col,
-                             bool accumulate);
+MatmulTile matmul_tile_generic, matmul_tile_avx2, matmul_tile_avx512, matmul_tile_avx512_tail;
 // The same with one fused multiply-add a step (ops::Products::kFused).
-void matmul_tile_avx2_fma(int64_t depth, const float* ap, const float* bp, float* const* out_rows, int64_t col,
-                          bool accumulate);
-void matmul_tile_avx512_fma(int64_t depth, const float* ap, const float* bp, float* const* out_rows, int64_t col,
-                            bool accumulate);
-void matmul_tile_avx512_fma_tail(int64_t depth, const float* ap, const float* bp, float* const* out_rows, int64_t col,
-                                 bool accumulate);
+MatmulTile matmul_tile_avx2_fma, matmul_tile_avx512_fma, matmul_tile_avx512_fma_tail;
 
 }  // namespace moeref::ops::kernels

@@ -11,12 +11,10 @@ inline constexpr int64_t kRouterBlockExperts = 16;
 
 // logits[t, e0 .. e0 + 16) for every token t: x [tokens, model_dim], router_weights
 // [model_dim, num_experts], logits [tokens, num_experts], all row-major.
-using RouterBlockFn = void (*)(const float* x, const float* router_weights, int64_t tokens, int64_t model_dim,
-                               int64_t num_experts, int64_t e0, float* logits);
-
-void router_block_avx2(const float* x, const float* router_weights, int64_t tokens, int64_t model_dim,
-                       int64_t num_experts, int64_t e0, float* logits);
-void router_block_avx512(const float* x, const float* router_weights, int64_t tokens, int64_t model_dim,
+using RouterBlock = void(const float* x, const float* router_weights, int64_t tokens, int64_t model_dim,
                          int64_t num_experts, int64_t e0, float* logits);
+using RouterBlockFn = RouterBlock*;
+
+RouterBlock router_block_avx2, router_block_avx512;
 
 }  // namespace moeref::ops::kernels
