@@ -231,9 +231,7 @@ void sum_sparse_rows(int64_t depth, int64_t cols, const MatmulLhs& a, const floa
 // so the order over k and every rounding stay those of one long sum). One block of A,
 // [rows][256], and one panel of B, [256][NR], then stay in the L2 cache while the panels
 // pass; a whole-depth A of 320 x 2048 floats (the medium size's second expert product)
-// did not. With the packed buffers 64-byte aligned as well (aligned_floats), the fused
-// AVX-512 tiles on one core of README's Xeon, 16 products of 320 x 2048 x 512: 91-100 ->
-// 117-121 GFLOPS; of 320 x 512 x 2048: 100-106 -> 122-125 GFLOPS. Blocks of 128 did no
+// did not. README's Speed section has the GFLOPS before and after; blocks of 128 did no
 // better, of 96 worse.
 constexpr int64_t kDepthBlock = 256;
 
@@ -310,12 +308,15 @@ void sum_dense_rows(int64_t depth, int64_t cols, const MatmulLhs& a, const float
           tile(kc, tile_a, panel, out_rows + t * MR, j0, accumulate);  // a whole tile: straight into C
           continue;
         }
-        // An edge tile goes through the scratch tile, which takes C's sums so far first.
-        for (int64_t r = 0; r < MR; ++r) {
-          float* scratch = space.scratch_rows[static_cast<size_t>(r)];
-          const int64_t kept = accumulate && r < valid ? width : 0;
-          if (kept > 0) std::memcpy(scratch, out_rows[t * MR + r] + j0, static_cast<size_t>(kept) * sizeof(float));
-          std::fill(scratch + kept, scratch + NR, 0.0f);
+        // An edge tile goes through the scratch tile, which takes C's sums so far first
+        // (in the first block the tile starts from +0 and reads nothing there).
+        if (accumulate) {
+          for (int64_t r = 0; r < MR; ++r) {
+            float* scratch = space.scratch_rows[static_cast<size_t>(r)];
+            const int64_t kept = r < valid ? width : 0;
+            if (kept > 0) std::memcpy(scratch, out_rows[t * MR + r] + j0, static_cast<size_t>(kept) * sizeof(float));
+            std::fill(scratch + kept, scratch + NR, 0.0f);
+          }
         }
         tile(kc, tile_a, panel, space.scratch_rows.data(), 0, accumulate);
         for (int64_t r = 0; r < valid; ++r) {
