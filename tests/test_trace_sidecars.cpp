@@ -143,6 +143,33 @@ TEST_CASE("sha256: streamed in uneven pieces, every length, equals the portable 
   }
 }
 
+TEST_CASE("sha256: two messages hashed side by side keep their own digests", "[sidecars][sha256]") {
+  std::vector<unsigned char> bytes(2000);
+  uint32_t state = 777;
+  for (unsigned char& byte : bytes) {
+    state = state * 1664525u + 1013904223u;
+    byte = static_cast<unsigned char>(state >> 24);
+  }
+  const unsigned char* first = bytes.data();
+  const unsigned char* second = bytes.data() + 1000;  // another message, not the first one again
+  INFO("SHA extensions in use " << moeref::sha256_uses_cpu_extensions());
+  // Lengths of either, and a first update of one of them that leaves a block pending
+  // (or not), so the pair starts from every mix of pending and whole blocks.
+  for (size_t first_size = 0; first_size <= 1000; first_size += 61) {
+    for (size_t second_size = 0; second_size <= 1000; second_size += 97) {
+      for (const size_t head : {size_t{0}, size_t{5}, size_t{64}}) {
+        CAPTURE(first_size, second_size, head);
+        moeref::Sha256 a, b;
+        const size_t first_head = std::min(head, first_size);
+        a.update(first, first_head);
+        moeref::Sha256::update_both(a, first + first_head, first_size - first_head, b, second, second_size);
+        REQUIRE(a.finish_hex() == moeref::sha256_hex_portable(first, first_size));
+        REQUIRE(b.finish_hex() == moeref::sha256_hex_portable(second, second_size));
+      }
+    }
+  }
+}
+
 TEST_CASE("npy: headers are numpy's own, 64-byte aligned, and parse back", "[sidecars][npy]") {
   const moeref::Tensor big = moeref::Tensor::float32({"G", "S", "E", "C"}, {4, 1024, 16, 80});
   const std::string header = moeref::npy_header(big);
@@ -192,6 +219,40 @@ TEST_CASE("sidecars: a round trip is bit-exact (NaN payloads, -0, int32 extremes
     }
     return expected;
   }());
+}
+
+TEST_CASE("sidecars: files of uneven sizes, read two at a time across chunks, come back bit-exact", "[sidecars]") {
+  // The reader splits the files into two lanes and hashes their 4 MiB chunks side by
+  // side: these sizes put file ends in the middle of the other lane's chunks.
+  const std::string dir = temp_dir("sidecars_lanes");
+  moeref::Trace trace;
+  trace.config = {{"variant", "hand_built"}};
+  const std::vector<int64_t> sizes = {1500001, 3, 3000000, 1, 1048577, 700};
+  uint32_t state = 99;
+  for (size_t s = 0; s < sizes.size(); ++s) {
+    moeref::Tensor tensor = moeref::Tensor::float32({"S"}, {sizes[s]});
+    for (float& value : tensor.f32) {
+      state = state * 1664525u + 1013904223u;
+      value = float_of(state);
+    }
+    trace.add_step("step_" + std::to_string(s), tensor);
+  }
+  const std::string path = dir + "/lanes.json";
+  REQUIRE(moeref::write_trace_files(path, trace, moeref::sidecars_above_rule(0)) == sizes.size());
+  require_same_trace(trace, moeref::read_trace_file(path));
+
+  // A byte changed late in a large file or in a small one is found, named by its step.
+  for (const size_t bad : {size_t{2}, size_t{5}}) {
+    const std::string npy = npy_path_of(path, sidecar_file_of(path, "steps.step_" + std::to_string(bad)));
+    std::string bytes = read_text(npy);
+    const std::string original = bytes;
+    bytes[bytes.size() - 2] = static_cast<char>(bytes[bytes.size() - 2] ^ 1);
+    write_text(npy, bytes);
+    const std::string error = error_of_reading(path);
+    CHECK_THAT(error, Contains("steps[" + std::to_string(bad) + "] (step_" + std::to_string(bad) + ").sha256"));
+    write_text(npy, original);
+  }
+  require_same_trace(trace, moeref::read_trace_file(path));
 }
 
 TEST_CASE("sidecars: inline and sidecar forms of a run read back to the same trace", "[sidecars]") {

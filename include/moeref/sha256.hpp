@@ -15,6 +15,12 @@ class Sha256 {
  public:
   Sha256();
   void update(const void* data, size_t size);
+  // first.update(first_data, first_size) and second.update(second_data, second_size),
+  // the same digests; with the SHA extensions their whole blocks are compressed side by
+  // side, which keeps the core busier than one message alone (a sidecar reader hashes
+  // two files at once).
+  static void update_both(Sha256& first, const void* first_data, size_t first_size, Sha256& second,
+                          const void* second_data, size_t second_size);
   // The digest of everything given to update(); the object is spent afterwards.
   std::array<uint8_t, 32> finish();
   // finish(), as 64 lowercase hex digits.

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -70,6 +71,15 @@ size_t write_trace_files(const std::string& json_path, const Trace& trace, const
 void write_trace_tar(const std::string& tar_path, const Trace& trace, const SidecarRule& rule,
                      const WriteProgressFn& progress = {});
 
+class OpenSidecar;  // src/trace/open_sidecar.hpp
+
+// One sidecar tensor to read: its dims, shape and dtype already set from the JSON.
+struct SidecarRead {
+  Tensor* tensor = nullptr;
+  std::string file, sha256;
+  std::string field;  // names the tensor in errors, e.g. "steps[12] (combine_tensor)"
+};
+
 // Where the "file" of a sidecar tensor is read from: the directory holding the trace's
 // JSON, or the members of a packed archive.
 class SidecarStore {
@@ -82,6 +92,12 @@ class SidecarStore {
   // Errors name `field` (e.g. "steps[12] (combine_tensor)"), the file and what was found.
   void read_into(Tensor& tensor, const std::string& file, const std::string& sha256, const std::string& field) const;
 
+  // read_into for each of `reads`, two files at a time: the largest go first into two
+  // lanes of about equal bytes, each lane reads its files in the order given, and the
+  // lanes' chunks are hashed side by side (Sha256::update_both). The errors are
+  // read_into's; of several bad files, the one reported is the first the lanes reach.
+  void read_all(const std::vector<SidecarRead>& reads) const;
+
   // The packed archive's trace.json (tar stores only).
   std::string read_tar_json() const;
 
@@ -90,6 +106,10 @@ class SidecarStore {
     uint64_t offset = 0;
     uint64_t size = 0;
   };
+  // Opens a sidecar: checks its path, its .npy header against the tensor and its size,
+  // sizes the tensor and hashes the header.
+  std::unique_ptr<OpenSidecar> open_sidecar(const SidecarRead& read) const;
+
   std::string root_;  // the JSON's directory, or the archive's path
   bool is_tar_ = false;
   std::map<std::string, Region> members_;

@@ -79,45 +79,69 @@ void compress_portable(uint32_t* state, const uint8_t* data, size_t blocks) {
 // The SHA extensions keep the state as two registers, ABEF and CDGH; each
 // sha256rnds2 does two rounds, and msg1/msg2 extend the message schedule four words
 // at a time: W[t] = sigma1(W[t-2]) + W[t-7] + sigma0(W[t-15]) + W[t-16].
-__attribute__((target("sha,sse4.1,ssse3"))) void compress_sha_extensions(uint32_t* state, const uint8_t* data,
-                                                                         size_t blocks) {
-  const __m128i byte_swap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
-  __m128i dcba = _mm_loadu_si128(reinterpret_cast<const __m128i*>(state));
-  __m128i hgfe = _mm_loadu_si128(reinterpret_cast<const __m128i*>(state + 4));
+struct ShaRegisters {
+  __m128i abef, cdgh;
+};
+
+__attribute__((target("sha,sse4.1,ssse3"))) ShaRegisters to_registers(const uint32_t* state) {
+  const __m128i dcba = _mm_loadu_si128(reinterpret_cast<const __m128i*>(state));
+  const __m128i hgfe = _mm_loadu_si128(reinterpret_cast<const __m128i*>(state + 4));
   const __m128i cdab = _mm_shuffle_epi32(dcba, 0xB1);
   const __m128i efgh = _mm_shuffle_epi32(hgfe, 0x1B);
-  __m128i abef = _mm_alignr_epi8(cdab, efgh, 8);
-  __m128i cdgh = _mm_blend_epi16(efgh, cdab, 0xF0);
-  for (; blocks > 0; --blocks, data += 64) {
-    const __m128i abef_before = abef;
-    const __m128i cdgh_before = cdgh;
-    __m128i words[4];
+  return {_mm_alignr_epi8(cdab, efgh, 8), _mm_blend_epi16(efgh, cdab, 0xF0)};
+}
+
+__attribute__((target("sha,sse4.1,ssse3"))) void from_registers(const ShaRegisters& registers, uint32_t* state) {
+  const __m128i feba = _mm_shuffle_epi32(registers.abef, 0x1B);
+  const __m128i dchg = _mm_shuffle_epi32(registers.cdgh, 0xB1);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(state), _mm_blend_epi16(feba, dchg, 0xF0));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(state + 4), _mm_alignr_epi8(dchg, feba, 8));
+}
+
+// `Streams` messages at once, `blocks` blocks of each, their rounds interleaved: one
+// stream waits on the latency of each sha256rnds2, and a second fills those waits
+// (1.4 against 1.9 GB/s on the Intel Xeon VM of README's Speed section).
+template <int Streams>
+__attribute__((target("sha,sse4.1,ssse3"))) void compress_streams(uint32_t* const* states,
+                                                                  const uint8_t* const* messages, size_t blocks) {
+  const __m128i byte_swap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
+  ShaRegisters registers[Streams];
+  for (int s = 0; s < Streams; ++s) registers[s] = to_registers(states[s]);
+  for (size_t block = 0; block < blocks; ++block) {
+    ShaRegisters before[Streams];
+    __m128i words[Streams][4];
+    for (int s = 0; s < Streams; ++s) before[s] = registers[s];
 #pragma GCC unroll 16
     for (int group = 0; group < 16; ++group) {
-      __m128i& current = words[group % 4];
-      if (group < 4) {
-        current = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(data + 16 * group)), byte_swap);
-      } else {
-        const __m128i& previous = words[(group + 3) % 4];
-        const __m128i seven_back = _mm_alignr_epi8(previous, words[(group + 2) % 4], 4);
-        current = _mm_sha256msg2_epu32(_mm_add_epi32(_mm_sha256msg1_epu32(current, words[(group + 1) % 4]), seven_back),
-                                       previous);
+#pragma GCC unroll 2
+      for (int s = 0; s < Streams; ++s) {
+        __m128i& current = words[s][group % 4];
+        if (group < 4) {
+          const uint8_t* data = messages[s] + 64 * block + 16 * group;
+          current = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(data)), byte_swap);
+        } else {
+          const __m128i& previous = words[s][(group + 3) % 4];
+          const __m128i seven_back = _mm_alignr_epi8(previous, words[s][(group + 2) % 4], 4);
+          current = _mm_sha256msg2_epu32(
+              _mm_add_epi32(_mm_sha256msg1_epu32(current, words[s][(group + 1) % 4]), seven_back), previous);
+        }
+        __m128i message =
+            _mm_add_epi32(current, _mm_load_si128(reinterpret_cast<const __m128i*>(kRoundConstants + 4 * group)));
+        registers[s].cdgh = _mm_sha256rnds2_epu32(registers[s].cdgh, registers[s].abef, message);
+        message = _mm_shuffle_epi32(message, 0x0E);
+        registers[s].abef = _mm_sha256rnds2_epu32(registers[s].abef, registers[s].cdgh, message);
       }
-      __m128i message =
-          _mm_add_epi32(current, _mm_load_si128(reinterpret_cast<const __m128i*>(kRoundConstants + 4 * group)));
-      cdgh = _mm_sha256rnds2_epu32(cdgh, abef, message);
-      message = _mm_shuffle_epi32(message, 0x0E);
-      abef = _mm_sha256rnds2_epu32(abef, cdgh, message);
     }
-    abef = _mm_add_epi32(abef, abef_before);
-    cdgh = _mm_add_epi32(cdgh, cdgh_before);
+    for (int s = 0; s < Streams; ++s) {
+      registers[s].abef = _mm_add_epi32(registers[s].abef, before[s].abef);
+      registers[s].cdgh = _mm_add_epi32(registers[s].cdgh, before[s].cdgh);
+    }
   }
-  const __m128i feba = _mm_shuffle_epi32(abef, 0x1B);
-  const __m128i dchg = _mm_shuffle_epi32(cdgh, 0xB1);
-  dcba = _mm_blend_epi16(feba, dchg, 0xF0);
-  hgfe = _mm_alignr_epi8(dchg, feba, 8);
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(state), dcba);
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(state + 4), hgfe);
+  for (int s = 0; s < Streams; ++s) from_registers(registers[s], states[s]);
+}
+
+void compress_sha_extensions(uint32_t* state, const uint8_t* data, size_t blocks) {
+  compress_streams<1>(&state, &data, blocks);
 }
 
 bool cpu_has_sha_extensions() {
@@ -192,6 +216,37 @@ void Sha256::update(const void* data, size_t size) {
   bytes += size / 64 * 64;
   pending_size_ = size % 64;
   std::memcpy(pending_.data(), bytes, pending_size_);
+}
+
+void Sha256::update_both(Sha256& first, const void* first_data, size_t first_size, Sha256& second,
+                         const void* second_data, size_t second_size) {
+  const uint8_t* first_bytes = static_cast<const uint8_t*>(first_data);
+  const uint8_t* second_bytes = static_cast<const uint8_t*>(second_data);
+  // Each completes its pending block first, so that both go on from a block's start.
+  auto complete_pending = [](Sha256& hash, const uint8_t*& bytes, size_t& size) {
+    if (hash.pending_size_ == 0) return;
+    const size_t take = std::min(size, 64 - hash.pending_size_);
+    hash.update(bytes, take);
+    bytes += take;
+    size -= take;
+  };
+  complete_pending(first, first_bytes, first_size);
+  complete_pending(second, second_bytes, second_size);
+#ifdef MOEREF_SHA256_X86
+  if (chosen_compress() == compress_sha_extensions && first.pending_size_ == 0 && second.pending_size_ == 0) {
+    const size_t blocks = std::min(first_size, second_size) / 64;
+    uint32_t* states[2] = {first.state_.data(), second.state_.data()};
+    const uint8_t* messages[2] = {first_bytes, second_bytes};
+    compress_streams<2>(states, messages, blocks);
+    for (Sha256* hash : {&first, &second}) hash->total_size_ += 64 * blocks;
+    first_bytes += 64 * blocks;
+    second_bytes += 64 * blocks;
+    first_size -= 64 * blocks;
+    second_size -= 64 * blocks;
+  }
+#endif
+  first.update(first_bytes, first_size);
+  second.update(second_bytes, second_size);
 }
 
 std::array<uint8_t, 32> Sha256::finish() {

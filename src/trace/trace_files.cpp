@@ -21,14 +21,11 @@
 #include "moeref/npy.hpp"
 #include "moeref/sha256.hpp"
 #include "moeref/ustar.hpp"
+#include "open_sidecar.hpp"
 
 namespace moeref {
 
 namespace {
-
-// Sidecars are hashed and written, and read and hashed, in chunks of this size: each
-// chunk is hashed while it is still in the cache.
-constexpr size_t kChunkSize = size_t{4} << 20;
 
 constexpr const char* kPackedJsonName = "trace.json";
 constexpr const char* kPackedArraysDir = "trace.arrays";
@@ -95,7 +92,7 @@ void write_sidecar_bytes(int fd, TraceSidecar& sidecar, bool hash, const std::st
   const char* bytes = tensor_bytes(*sidecar.tensor);
   const size_t size = tensor_byte_size(*sidecar.tensor);
   for (size_t done = 0; done < size;) {
-    const size_t chunk = std::min(kChunkSize, size - done);
+    const size_t chunk = std::min(kSidecarChunkSize, size - done);
     if (hash) digest.update(bytes + done, chunk);
     write_all(fd, bytes + done, chunk, what);
     done += chunk;
@@ -380,8 +377,40 @@ std::string SidecarStore::read_tar_json() const {
   return text;
 }
 
-void SidecarStore::read_into(Tensor& tensor, const std::string& file, const std::string& sha256,
-                             const std::string& field) const {
+OpenSidecar::OpenSidecar(int fd, std::string field, std::string where, std::string expected_sha256)
+    : fd_(fd), field_(std::move(field)), where_(std::move(where)), expected_sha256_(std::move(expected_sha256)) {}
+
+OpenSidecar::~OpenSidecar() { ::close(fd_); }
+
+void OpenSidecar::set_values(char* into, size_t size, uint64_t file_offset) {
+  values_ = into;
+  size_ = size;
+  done_ = 0;
+  file_offset_ = file_offset;
+}
+
+OpenSidecar::Chunk OpenSidecar::read_next(size_t most) {
+  const size_t size = std::min(most, remaining());
+  char* at = values_ + done_;
+  if (!read_fully(fd_, at, size, file_offset_ + done_)) {
+    throw InputError(field_ + ".file (" + where_ + "): cannot read it (an I/O error, or the file ends early)");
+  }
+  done_ += size;
+  return {at, size};
+}
+
+void OpenSidecar::finish() {
+  const std::string found = digest_.finish_hex();
+  if (found != expected_sha256_) {
+    fail_input(field_ + ".sha256", "\"" + found + "\" (the sha256 of " + where_ + ")",
+               "\"" + expected_sha256_ + "\", as the trace says (the file was changed or belongs to another trace)");
+  }
+}
+
+std::unique_ptr<OpenSidecar> SidecarStore::open_sidecar(const SidecarRead& read) const {
+  const std::string& file = read.file;
+  const std::string& field = read.field;
+  Tensor& tensor = *read.tensor;
   check_sidecar_path(file, field + ".file");
   Region region;
   std::string where;
@@ -409,67 +438,52 @@ void SidecarStore::read_into(Tensor& tensor, const std::string& file, const std:
     fail_input(field + ".file", "\"" + file + "\" (cannot open " + where + ": " + std::strerror(errno) + ")",
                "an existing .npy file, relative to the trace's directory");
   }
-  try {
-    const std::string what = field + ".file (" + where + ")";
-    // The fixed part of the header says how long the rest is.
-    std::string header(std::min<uint64_t>(region.size, 12), '\0');
-    if (!read_fully(fd, header.data(), header.size(), region.offset))
-      throw InputError(what + ": cannot read it (an I/O error, or the file ends early)");
-    const uint64_t full = npy_header_size(header.data(), header.size(), what);
-    if (full > region.size || full > kMaxNpyHeaderSize) {
-      fail_input(what,
-                 "a .npy header of " + std::to_string(full) + " bytes in a file of " + std::to_string(region.size),
-                 "a complete .npy header");
-    }
-    header.resize(full);
-    if (!read_fully(fd, header.data(), header.size(), region.offset))
-      throw InputError(what + ": cannot read it (an I/O error, or the file ends early)");
-    const NpyHeader parsed = parse_npy_header(header.data(), header.size(), what);
-    if (parsed.descr != npy_descr(tensor.dtype)) {
-      fail_input(field + ".file", "descr '" + parsed.descr + "' in " + where,
-                 "'" + std::string(npy_descr(tensor.dtype)) + "', as the trace's dtype \"" + dtype_name(tensor.dtype) +
-                     "\" says");
-    }
-    if (parsed.fortran_order) {
-      fail_input(field + ".file", "fortran_order True in " + where, "fortran_order False (row-major values)");
-    }
-    if (parsed.shape != tensor.shape) {
-      fail_input(field + ".file", "shape " + npy_shape_text(parsed.shape) + " in " + where,
-                 "shape " + npy_shape_text(tensor.shape) + ", as the trace's \"shape\" says");
-    }
-    const uint64_t count = static_cast<uint64_t>(tensor.num_elements());
-    if (region.size != parsed.data_offset + 4 * count) {
-      fail_input(field + ".file", std::to_string(region.size) + " bytes in " + where,
-                 std::to_string(parsed.data_offset + 4 * count) + " bytes (the header and " + std::to_string(count) +
-                     " values of 4 bytes)");
-    }
-    if (tensor.dtype == DType::kFloat32) {
-      tensor.f32.resize(count);
-    } else {
-      tensor.i32.resize(count);
-    }
-    Sha256 digest;
-    digest.update(header.data(), header.size());
-    char* bytes = tensor_bytes_mutable(tensor);
-    const size_t size = 4 * count;
-    for (size_t done = 0; done < size;) {
-      const size_t chunk = std::min(kChunkSize, size - done);
-      if (!read_fully(fd, bytes + done, chunk, region.offset + parsed.data_offset + done)) {
-        throw InputError(what + ": cannot read it (an I/O error, or the file ends early)");
-      }
-      digest.update(bytes + done, chunk);
-      done += chunk;
-    }
-    const std::string found = digest.finish_hex();
-    if (found != sha256) {
-      fail_input(field + ".sha256", "\"" + found + "\" (the sha256 of " + where + ")",
-                 "\"" + sha256 + "\", as the trace says (the file was changed or belongs to another trace)");
-    }
-  } catch (...) {
-    ::close(fd);
-    throw;
+  auto opened = std::make_unique<OpenSidecar>(fd, field, where, read.sha256);  // closes fd from here on
+  const std::string what = field + ".file (" + where + ")";
+  // The fixed part of the header says how long the rest is.
+  std::string header(std::min<uint64_t>(region.size, 12), '\0');
+  if (!read_fully(fd, header.data(), header.size(), region.offset))
+    throw InputError(what + ": cannot read it (an I/O error, or the file ends early)");
+  const uint64_t full = npy_header_size(header.data(), header.size(), what);
+  if (full > region.size || full > kMaxNpyHeaderSize) {
+    fail_input(what, "a .npy header of " + std::to_string(full) + " bytes in a file of " + std::to_string(region.size),
+               "a complete .npy header");
   }
-  ::close(fd);
+  header.resize(full);
+  if (!read_fully(fd, header.data(), header.size(), region.offset))
+    throw InputError(what + ": cannot read it (an I/O error, or the file ends early)");
+  const NpyHeader parsed = parse_npy_header(header.data(), header.size(), what);
+  if (parsed.descr != npy_descr(tensor.dtype)) {
+    fail_input(field + ".file", "descr '" + parsed.descr + "' in " + where,
+               "'" + std::string(npy_descr(tensor.dtype)) + "', as the trace's dtype \"" + dtype_name(tensor.dtype) +
+                   "\" says");
+  }
+  if (parsed.fortran_order) {
+    fail_input(field + ".file", "fortran_order True in " + where, "fortran_order False (row-major values)");
+  }
+  if (parsed.shape != tensor.shape) {
+    fail_input(field + ".file", "shape " + npy_shape_text(parsed.shape) + " in " + where,
+               "shape " + npy_shape_text(tensor.shape) + ", as the trace's \"shape\" says");
+  }
+  const uint64_t count = static_cast<uint64_t>(tensor.num_elements());
+  if (region.size != parsed.data_offset + 4 * count) {
+    fail_input(field + ".file", std::to_string(region.size) + " bytes in " + where,
+               std::to_string(parsed.data_offset + 4 * count) + " bytes (the header and " + std::to_string(count) +
+                   " values of 4 bytes)");
+  }
+  if (tensor.dtype == DType::kFloat32) {
+    tensor.f32.resize(count);
+  } else {
+    tensor.i32.resize(count);
+  }
+  opened->digest().update(header.data(), header.size());
+  opened->set_values(tensor_bytes_mutable(tensor), 4 * count, region.offset + parsed.data_offset);
+  return opened;
+}
+
+void SidecarStore::read_into(Tensor& tensor, const std::string& file, const std::string& sha256,
+                             const std::string& field) const {
+  read_all({SidecarRead{&tensor, file, sha256, field}});
 }
 
 bool is_tar_file(const std::string& path) { return is_ustar_file(path); }

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <optional>
 #include <string>
 
 #include "moeref/atomic_file.hpp"
@@ -136,9 +137,10 @@ bool is_sha256_hex(const std::string& text) {
 namespace {
 
 // tensor_from_json; with `owned` (the same arrays as `arrays`) the values are moved out
-// of the data arrays (trace_from_json_consuming).
+// of the data arrays (trace_from_json_consuming). With `deferred`, a sidecar is not read
+// here: the tensor comes back with no values, and `deferred` says what to read into it.
 Tensor read_tensor(const nlohmann::json& value, const std::string& field, const DataArrays* arrays, DataArrays* owned,
-                   const SidecarStore* sidecars) {
+                   const SidecarStore* sidecars, std::optional<SidecarRead>* deferred = nullptr) {
   if (!value.is_object()) {
     fail_input(field, std::string("a JSON ") + value.type_name(), "a tensor object {dims, shape, dtype, data}");
   }
@@ -199,7 +201,11 @@ Tensor read_tensor(const nlohmann::json& value, const std::string& field, const 
                  "inline \"data\" here (this text was not read from a trace file, so "
                  "there is no directory to find sidecars in)");
     }
-    sidecars->read_into(tensor, file.get<std::string>(), sha256.get<std::string>(), field);
+    if (deferred != nullptr) {
+      *deferred = SidecarRead{nullptr, file.get<std::string>(), sha256.get<std::string>(), field};
+    } else {
+      sidecars->read_into(tensor, file.get<std::string>(), sha256.get<std::string>(), field);
+    }
     return tensor;
   }
   if (value.contains("sha256")) {
@@ -273,6 +279,15 @@ Trace read_trace(const nlohmann::json& doc, const std::string& source_name, cons
     }
   };
   Trace trace;
+  // The sidecars are read once every tensor is in place (two at a time: read_all), each
+  // found by its list and position, as the lists still grow until then.
+  struct Deferred {
+    bool input;
+    size_t index;
+    SidecarRead read;
+  };
+  std::vector<Deferred> deferred;
+  std::optional<SidecarRead> sidecar;
   if (doc.contains("generator"))
     trace.generator = with_data_arrays_restored(doc["generator"], arrays, source_name + ": generator");
   if (doc.contains("check")) {
@@ -301,7 +316,9 @@ Trace read_trace(const nlohmann::json& doc, const std::string& source_name, cons
     if (!inputs.is_object()) fail_input(source_name + ": inputs", inputs.type_name(), "an object of named tensors");
     for (auto it = inputs.begin(); it != inputs.end(); ++it) {
       check_no_file(it.value(), "inputs." + it.key());
-      trace.inputs.push_back({it.key(), read_tensor(it.value(), "inputs." + it.key(), arrays, owned, store)});
+      sidecar.reset();
+      trace.inputs.push_back({it.key(), read_tensor(it.value(), "inputs." + it.key(), arrays, owned, store, &sidecar)});
+      if (sidecar) deferred.push_back({true, trace.inputs.size() - 1, std::move(*sidecar)});
     }
   }
   if (doc.contains("steps")) {
@@ -320,7 +337,9 @@ Trace read_trace(const nlohmann::json& doc, const std::string& source_name, cons
       // A sidecar's errors name the step by position too, as a file's name does.
       const std::string tensor_field = steps[i].contains("file") ? field + " (" + name + ")" : "steps." + name;
       check_no_file(steps[i], tensor_field);
-      Tensor tensor = read_tensor(steps[i], tensor_field, arrays, owned, store);
+      sidecar.reset();
+      Tensor tensor = read_tensor(steps[i], tensor_field, arrays, owned, store, &sidecar);
+      if (sidecar) deferred.push_back({false, trace.steps.size(), std::move(*sidecar)});
       if (!steps[i].contains("reads")) {
         trace.add_step(name, std::move(tensor));
         continue;
@@ -338,6 +357,14 @@ Trace read_trace(const nlohmann::json& doc, const std::string& source_name, cons
       }
       trace.add_step(name, std::move(tensor), std::move(names));
     }
+  }
+  if (!deferred.empty()) {
+    std::vector<SidecarRead> reads;
+    for (Deferred& item : deferred) {
+      item.read.tensor = item.input ? &trace.inputs[item.index].tensor : &trace.steps[item.index].tensor;
+      reads.push_back(std::move(item.read));
+    }
+    store->read_all(reads);
   }
   return trace;
 }
