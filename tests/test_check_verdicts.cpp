@@ -172,3 +172,109 @@ TEST_CASE("check verdicts: an integer difference has no relative error", "[check
     if (item["name"] == "index_1") CHECK(item["first"]["rel_error"].is_null());
   }
 }
+
+TEST_CASE(
+    "check verdicts: a large step's worst score, mismatches and non-finite matches are the element-by-element ones",
+    "[check][verdict]") {
+  // Four stretches of 65536 elements and a tail: the checker first tries each stretch
+  // with no branch per element, and goes element by element only where a value is not
+  // finite or out of bounds. The verdict must not depend on which stretch took which way.
+  const int64_t n = 3 * 65536 + 1003;
+  moeref::Tensor golden_values = moeref::Tensor::float32({"S"}, {n});
+  uint32_t state = 4242;
+  auto next = [&state]() {
+    state = state * 1664525u + 1013904223u;
+    return static_cast<double>(state >> 8) / 16777216.0;  // [0, 1)
+  };
+  for (float& value : golden_values.f32) value = static_cast<float>(4.0 * next() - 2.0);
+  golden_values.f32[3] = 0.05f;  // allows 1e-3: a mismatch put here below scores about 10
+  const moeref::Tolerance rule{1e-3, 1e-2};
+  moeref::Tensor within = golden_values;
+  for (size_t i = 0; i < within.f32.size(); ++i) {
+    const double e = golden_values.f32[i];
+    within.f32[i] = static_cast<float>(e + (2.0 * next() - 1.0) * 0.9 * rule.allowed(e));
+  }
+  // The largest score within the bounds is in the first stretch, which has nothing else
+  // out of the way; the second and fourth hold a NaN and an infinity matched exactly.
+  const size_t largest_at = 1000, nan_at = 65536 + 17, inf_at = 3 * 65536 + 5, bad_at = 2 * 65536 + 300;
+  within.f32[largest_at] =
+      static_cast<float>(golden_values.f32[largest_at] + 0.95 * rule.allowed(golden_values.f32[largest_at]));
+  golden_values.f32[nan_at] = within.f32[nan_at] = std::nanf("");
+  golden_values.f32[inf_at] = within.f32[inf_at] = -INFINITY;
+  // The largest |a - e| / allowed(e) over the elements finite in both, and where it is.
+  auto worst_of = [&](const moeref::Tensor& candidate_values) {
+    std::pair<double, size_t> worst{0.0, 0};
+    for (size_t i = 0; i < candidate_values.f32.size(); ++i) {
+      const double e = golden_values.f32[i], a = candidate_values.f32[i];
+      if (!std::isfinite(e) || !std::isfinite(a)) continue;
+      const double score = std::fabs(a - e) / rule.allowed(e);
+      if (score > worst.first) worst = {score, i};
+    }
+    return worst;
+  };
+  Trace golden;
+  golden.config = {{"variant", "hand_built"}};
+  golden.add_step("big", golden_values);
+  CheckOptions options;
+  options.per_tensor["big"] = rule;
+  auto check_with = [&](const moeref::Tensor& candidate_values) {
+    Trace candidate;
+    candidate.config = golden.config;
+    candidate.add_step("big", candidate_values);
+    const CheckReport report = moeref::check_traces(golden, candidate, options);
+    return std::make_pair(report.pass, result_named(report, "steps", "big"));
+  };
+
+  SECTION("every element within its bound: passes, with the largest score") {
+    const auto [pass, big] = check_with(within);
+    CHECK(pass);
+    CHECK(big.mismatches == 0);
+    REQUIRE(worst_of(within).second == largest_at);
+    CHECK(big.bound_used == worst_of(within).first);
+  }
+  SECTION("one mismatch, then a second in a stretch that held none") {
+    moeref::Tensor one_bad = within;
+    one_bad.f32[bad_at] = golden_values.f32[bad_at] + 1.0f;
+    REQUIRE(worst_of(one_bad).second == bad_at);
+    for (const bool second_mismatch : {false, true}) {
+      CAPTURE(second_mismatch);
+      moeref::Tensor candidate_values = one_bad;
+      if (second_mismatch) candidate_values.f32[3] = 0.04f;  // the first, not the worst
+      const auto [pass, big] = check_with(candidate_values);
+      CHECK_FALSE(pass);
+      CHECK(big.bound_used == worst_of(candidate_values).first);
+      REQUIRE(big.first.has_value());
+      REQUIRE(big.worst.has_value());
+      CHECK(big.worst->flat_index == static_cast<int64_t>(bad_at));
+      CHECK(big.mismatches == (second_mismatch ? 2 : 1));
+      CHECK(big.first->flat_index == (second_mismatch ? 3 : static_cast<int64_t>(bad_at)));
+    }
+  }
+}
+
+TEST_CASE("check verdicts: one bit changed anywhere in a step of many MB is found", "[check][verdict]") {
+  // Steps over 8 MiB are compared for identical bits in slices shared among the threads.
+  const int64_t n = (int64_t{9} << 20) / 4 + 3;
+  moeref::Tensor values = moeref::Tensor::float32({"S"}, {n});
+  for (size_t i = 0; i < values.f32.size(); ++i) values.f32[i] = static_cast<float>(i % 1000) * 0.25f;
+  moeref::Tensor indices = moeref::Tensor::int32({"S"}, {n});
+  for (size_t i = 0; i < indices.i32.size(); ++i) indices.i32[i] = static_cast<int32_t>(i % 77);
+  Trace golden;
+  golden.config = {{"variant", "hand_built"}};
+  golden.add_step("values", values);
+  golden.add_step("indices", indices);
+  CheckOptions options;
+  options.per_tensor["values"] = moeref::Tolerance{0.0, 0.0};
+  CHECK(moeref::check_traces(golden, golden, options).pass);
+  for (const size_t at : {size_t{0}, static_cast<size_t>(n) / 2 + 1, static_cast<size_t>(n) - 1}) {
+    CAPTURE(at);
+    Trace candidate = golden;
+    float& value = mutable_step(candidate, "values").f32[at];
+    value = std::nextafter(value, 1e9f);
+    mutable_step(candidate, "indices").i32[at] += 1;
+    const CheckReport report = moeref::check_traces(golden, candidate, options);
+    CHECK_FALSE(report.pass);
+    CHECK(result_named(report, "steps", "values").mismatches == 1);
+    CHECK(result_named(report, "steps", "indices").mismatches == 1);
+  }
+}

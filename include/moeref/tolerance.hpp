@@ -62,6 +62,10 @@ class StepTolerance {
     return i >= 0 && static_cast<size_t>(i) < bounds_->size() ? (*bounds_)[static_cast<size_t>(i)] : 0.0;
   }
 
+  // The bounds per element (null for an atol/rtol rule): allowed_at(i, ...) reads
+  // (*bounds())[i], and 0 past their end.
+  const std::vector<double>* bounds() const { return per_element_ ? bounds_.get() : nullptr; }
+
   // The tolerance at a golden value of this step (the near-tie margins): the bound
   // of an element holding that value (the largest, if several do), else the
   // largest bound of the step.

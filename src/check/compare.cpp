@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -58,15 +59,35 @@ ElementDiff make_diff(const Tensor& expected, const Tensor& actual, int64_t i, d
   return diff;
 }
 
+// memcmp(a, b, size) == 0; a large buffer (the weights of a layer are hundreds of MB) in
+// slices shared among the threads.
+bool same_bytes(const char* a, const char* b, size_t size) {
+  constexpr size_t kSlice = size_t{1} << 20;
+  if (size < 8 * kSlice) return size == 0 || std::memcmp(a, b, size) == 0;
+  const int64_t slices = static_cast<int64_t>((size + kSlice - 1) / kSlice);
+  std::atomic<bool> differ{false};
+#pragma omp parallel for schedule(static)
+  for (int64_t slice = 0; slice < slices; ++slice) {
+    if (differ.load(std::memory_order_relaxed)) continue;
+    const size_t begin = static_cast<size_t>(slice) * kSlice;
+    if (std::memcmp(a + begin, b + begin, std::min(kSlice, size - begin)) != 0) {
+      differ.store(true, std::memory_order_relaxed);
+    }
+  }
+  return !differ.load();
+}
+
 // Same dims, shape, dtype and bits (so +0 and -0 differ, and a NaN matches only its own bits).
 bool bit_identical(const Tensor& expected, const Tensor& actual) {
   if (expected.dims != actual.dims || expected.shape != actual.shape || expected.dtype != actual.dtype) return false;
   if (expected.dtype == DType::kFloat32) {
     return expected.f32.size() == actual.f32.size() &&
-           (expected.f32.empty() ||
-            std::memcmp(expected.f32.data(), actual.f32.data(), expected.f32.size() * sizeof(float)) == 0);
+           same_bytes(reinterpret_cast<const char*>(expected.f32.data()),
+                      reinterpret_cast<const char*>(actual.f32.data()), expected.f32.size() * sizeof(float));
   }
-  return expected.i32 == actual.i32;
+  return expected.i32.size() == actual.i32.size() &&
+         same_bytes(reinterpret_cast<const char*>(expected.i32.data()),
+                    reinterpret_cast<const char*>(actual.i32.data()), expected.i32.size() * sizeof(int32_t));
 }
 
 // Compares two tensors of identical structure; fills mismatches, first, worst.
@@ -134,13 +155,61 @@ void compare_values(const Tensor& expected, const Tensor& actual, const StepTole
       }
     }
   };
+  // Most stretches of a float step hold only finite values within their bounds, and then
+  // all they report is the largest |actual - expected| / bound. This pass finds that
+  // with no branch per element (so the compiler vectorises it, divisions included) and
+  // says whether the stretch is so; the loop above runs only where it is not. An element
+  // is plain when |a - e| is finite (neither value a NaN or an infinity) and at most its
+  // bound: then the loop above finds it passing with the same score, bound > 0 ? |a - e|
+  // / bound : 0.
+  auto plain_scan = [&](int64_t begin, int64_t end, const auto& bound_at, Found& found) {
+    constexpr int kLanes = 8;
+    double largest[kLanes] = {};
+    int64_t not_plain = 0;
+    const float* e_values = expected.f32.data();
+    const float* a_values = actual.f32.data();
+    auto visit = [&](int64_t i, int lane) {
+      const double e = e_values[i], a = a_values[i];
+      const double bound = bound_at(i, e);
+      const double abs_error = std::fabs(a - e);
+      const bool plain = abs_error <= bound && abs_error < INFINITY;
+      not_plain += plain ? 0 : 1;
+      const double score = plain && bound > 0.0 ? abs_error / bound : 0.0;
+      largest[lane] = score > largest[lane] ? score : largest[lane];
+    };
+    int64_t i0 = begin;
+    for (; i0 + kLanes <= end; i0 += kLanes) {
+      for (int lane = 0; lane < kLanes; ++lane) visit(i0 + lane, lane);
+    }
+    for (int lane = 0; i0 + lane < end; ++lane) visit(i0 + lane, lane);
+    if (not_plain > 0) return false;
+    for (const double lane_largest : largest) found.bound_used = std::max(found.bound_used, lane_largest);
+    return true;
+  };
+  auto scan_fast = [&](int64_t begin, int64_t end, Found& found) {
+    if (expected.dtype == DType::kFloat32 && tolerance != nullptr) {
+      const std::vector<double>* bounds = tolerance->bounds();
+      bool plain = false;
+      if (bounds == nullptr) {
+        const Tolerance rule = tolerance->tolerance();
+        plain = plain_scan(
+            begin, end, [&rule](int64_t, double e) { return rule.allowed(e); }, found);
+      } else if (static_cast<int64_t>(bounds->size()) >= end) {
+        const double* bound_values = bounds->data();
+        plain = plain_scan(
+            begin, end, [bound_values](int64_t i, double) { return bound_values[i]; }, found);
+      }
+      if (plain) return;
+    }
+    scan(begin, end, found);
+  };
   // Stretches of a fixed size, so the split never depends on the thread count.
   constexpr int64_t kStretch = int64_t{1} << 16;
   const int64_t stretches = (n + kStretch - 1) / kStretch;
   std::vector<Found> found(static_cast<size_t>(stretches));
 #pragma omp parallel for schedule(static) if (stretches > 1)
   for (int64_t c = 0; c < stretches; ++c) {
-    scan(c * kStretch, std::min(n, (c + 1) * kStretch), found[static_cast<size_t>(c)]);
+    scan_fast(c * kStretch, std::min(n, (c + 1) * kStretch), found[static_cast<size_t>(c)]);
   }
   double worst_score = -1.0;
   for (Found& part : found) {

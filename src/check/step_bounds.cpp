@@ -27,6 +27,8 @@ namespace moeref {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+// Elementwise loops over at least this many elements are shared among the threads.
+constexpr int64_t kParallelElements = int64_t{1} << 16;
 constexpr double u = kUnitRoundoff;
 
 using Dims = std::vector<std::string>;
@@ -1437,8 +1439,12 @@ std::optional<Float32Bound> Float32Bounds::compute_step(const std::string& name)
     }
   }
   // A NaN or an infinity in the golden must be matched exactly (and passes nothing on to
-  // the steps that read it); elsewhere the floor.
-  for (size_t k = 0; k < bound.size(); ++k) {
+  // the steps that read it); elsewhere the floor. Each element is its own: any split of
+  // the threads gives the same bounds.
+  const int64_t n_bound = static_cast<int64_t>(bound.size());
+#pragma omp parallel for schedule(static) if (n_bound >= kParallelElements)
+  for (int64_t i = 0; i < n_bound; ++i) {
+    const size_t k = static_cast<size_t>(i);
     const bool finite = std::isfinite(out.f32[k]);
     bound[k] = finite && !std::isnan(bound[k]) ? std::max(bound[k], kBoundFloor) : (finite ? kInf : kBoundFloor);
   }
