@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "moeref/error.hpp"
+#include "moeref/json_decimal.hpp"
 #include "moeref/trace.hpp"
 
 namespace moeref {
@@ -180,34 +181,6 @@ class DataArraySplitter {
   size_t placeholder_keys_ = 0;
 };
 
-// JSON number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
-// Returns the length of the number at `p`, or 0; sets `is_integer`.
-size_t json_number_length(const char* p, const char* end, bool& is_integer) {
-  const char* q = p;
-  is_integer = true;
-  if (q < end && *q == '-') ++q;
-  if (q >= end || *q < '0' || *q > '9') return 0;
-  if (*q == '0') {
-    ++q;
-  } else {
-    while (q < end && *q >= '0' && *q <= '9') ++q;
-  }
-  if (q < end && *q == '.') {
-    is_integer = false;
-    ++q;
-    if (q >= end || *q < '0' || *q > '9') return 0;
-    while (q < end && *q >= '0' && *q <= '9') ++q;
-  }
-  if (q < end && (*q == 'e' || *q == 'E')) {
-    is_integer = false;
-    ++q;
-    if (q < end && (*q == '+' || *q == '-')) ++q;
-    if (q >= end || *q < '0' || *q > '9') return 0;
-    while (q < end && *q >= '0' && *q <= '9') ++q;
-  }
-  return static_cast<size_t>(q - p);
-}
-
 bool is_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
 
 // The length of the bare word NaN, Infinity or -Infinity at p, else 0.
@@ -274,23 +247,18 @@ const char* scan_data_array(const char* p, const char* end, DataArray& array) {
       array.all_integers = false;
       p = close + 1;
     } else {
-      bool is_integer = false;
-      const size_t length = json_number_length(p, end, is_integer);
-      if (length == 0) return nullptr;
-      if (is_integer) {
+      // Straight to float32: decimal -> float32 in one rounding.
+      const JsonDecimal number = read_json_decimal(p, end);
+      if (number.length == 0) return nullptr;
+      if (number.is_integer) {
         int64_t value = 0;
-        if (std::from_chars(p, p + length, value).ec != std::errc()) return nullptr;
+        if (std::from_chars(p, p + number.length, value).ec != std::errc()) return nullptr;
         array.push(static_cast<double>(value));
       } else {
-        // Straight to float32: decimal -> float32 in one rounding.
-        float value = 0.0f;
-        const std::from_chars_result result = std::from_chars(p, p + length, value);
-        if (result.ec != std::errc() && result.ec != std::errc::result_out_of_range) return nullptr;
-        if (result.ec == std::errc::result_out_of_range) value = std::strtof(std::string(p, length).c_str(), nullptr);
-        array.push_float(value);
+        array.push_float(number.value);
         array.all_integers = false;
       }
-      p += length;
+      p += number.length;
     }
     while (p < end && is_space(*p)) ++p;
     if (p >= end) return nullptr;
