@@ -217,6 +217,11 @@ std::vector<double> project_bound(const Tensor& out, const Operand& operand, con
 // it could have come from; a 0 that matches nothing was masked, and is exact.
 std::vector<double> selection_bound(const Tensor& out, const std::vector<const Operand*>& reads) {
   const int64_t n_out = out.num_elements();
+  // Exact reads (an input copied, a weight gathered) carry no error to select: every
+  // element's bound is 0, whichever element it came from.
+  if (std::all_of(reads.begin(), reads.end(), [](const Operand* read) { return read->exact; })) {
+    return std::vector<double>(static_cast<size_t>(n_out), 0.0);
+  }
   // Where each read's elements lie for output element k: out_part[k] + each of loop_part
   // (its dims the output lacks). A read whose dims begin the output's, with nothing to
   // loop over (a combine tensor's [G, S] gates under [G, S, E, C]), sits at k / inner and
@@ -285,10 +290,12 @@ std::vector<double> selection_bound(const Tensor& out, const std::vector<const O
         matched[static_cast<size_t>(k)] = std::max(matched[static_cast<size_t>(k)], read->error(at));
     });
   }
-  bool unmatched = false;
-  for (int64_t k = 0; k < n_out && !unmatched; ++k) {
-    unmatched = matched[static_cast<size_t>(k)] < 0.0 && out.f32[static_cast<size_t>(k)] != 0.0f;
+  int64_t unmatched_count = 0;
+#pragma omp parallel for schedule(static) reduction(+ : unmatched_count) if (n_out >= kParallelElements)
+  for (int64_t k = 0; k < n_out; ++k) {
+    unmatched_count += matched[static_cast<size_t>(k)] < 0.0 && out.f32[static_cast<size_t>(k)] != 0.0f ? 1 : 0;
   }
+  const bool unmatched = unmatched_count > 0;
   std::vector<double> any;
   if (unmatched) {
     any.assign(static_cast<size_t>(n_out), 0.0);
@@ -308,7 +315,9 @@ std::vector<double> selection_bound(const Tensor& out, const std::vector<const O
     }
   }
   // Each element's bound replaces its own `matched` (read just before).
-  for (size_t k = 0; k < matched.size(); ++k) {
+#pragma omp parallel for schedule(static) if (n_out >= kParallelElements)
+  for (int64_t i = 0; i < n_out; ++i) {
+    const size_t k = static_cast<size_t>(i);
     matched[k] = matched[k] >= 0.0 ? matched[k] : (out.f32[k] == 0.0f ? 0.0 : any[k]);
   }
   return matched;
@@ -815,13 +824,22 @@ std::optional<ProductSums> product_sums_by_gemm(const Tensor& out, const Operand
     };
     arrange(fa, a_k_outer, transposed, R);
     arrange(fb, b_k_outer, !transposed, Q);
-    // left . right over K, as [R, Q] or (transposed) [Q, R].
+    // left . right over K, as [R, Q] or (transposed) [Q, R]. A product of one batch (the
+    // router's [G S, M] . [M, E]) would have one thread: its rows are shared out in blocks
+    // instead, each row's sums the same in any block.
     auto product = [&](const std::vector<float>& left_a, const std::vector<float>& right_b, std::vector<float>& c) {
       c.resize(static_cast<size_t>(R * Q));
-      if (transposed) {
-        ops::matmul(right_b.data(), left_a.data(), c.data(), Q, K, R);
-      } else {
-        ops::matmul(left_a.data(), right_b.data(), c.data(), R, K, Q);
+      const float* left = transposed ? right_b.data() : left_a.data();
+      const float* right = transposed ? left_a.data() : right_b.data();
+      const int64_t left_rows = transposed ? Q : R, right_cols = transposed ? R : Q;
+      constexpr int64_t kRowBlock = 64;
+      const int64_t blocks = out_batch.size() == 1 ? (left_rows + kRowBlock - 1) / kRowBlock : 1;
+      const int64_t block_rows = blocks == 1 ? left_rows : kRowBlock;
+#pragma omp parallel for schedule(static) if (blocks > 1)
+      for (int64_t block = 0; block < blocks; ++block) {
+        const int64_t first = block * block_rows;
+        ops::matmul(left + first * K, right, c.data() + first * right_cols, std::min(block_rows, left_rows - first), K,
+                    right_cols);
       }
     };
     const FloatSums widen(K);
@@ -857,7 +875,8 @@ std::optional<ProductSums> product_sums_by_gemm(const Tensor& out, const Operand
     }
     return true;
   };
-#pragma omp parallel for schedule(static)
+  // One batch alone (the router) shares its rows out inside the float path instead.
+#pragma omp parallel for schedule(static) if (out_batch.size() > 1)
   for (size_t t = 0; t < out_batch.size(); ++t) {
     if (float_path(t)) continue;
     Matrix a_abs(R, 2 * K), b_abs(K, Q), b_both, a_val, b_val;
