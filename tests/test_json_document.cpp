@@ -1,9 +1,13 @@
 // The fast reader (parse_json_document) must read exactly what the DOM reader
 // (parse_json_text) reads, and reject the same bad data with a clear message.
 #include <algorithm>
+#include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include "moeref/error.hpp"
 #include "moeref/mapped_text.hpp"
@@ -140,4 +144,78 @@ TEST_CASE("a trace read once moves its values out of the data arrays instead of 
   size_t kept = 0;
   for (const moeref::DataArray& array : copied.arrays) kept += array.size();
   CHECK(kept > 0);
+}
+
+TEST_CASE("a data array of many MB, read by every thread in pieces, is what the DOM reader reads", "[trace][reader]") {
+  using Catch::Matchers::Contains;
+  // Over 8 MiB of text: cut at commas into pieces of about 4 MiB read side by side. The
+  // values take every form a data array may hold, with spaces and line breaks between.
+  uint32_t state = 31337;
+  auto next = [&state]() {
+    state = state * 1664525u + 1013904223u;
+    return state;
+  };
+  const int64_t n = 1300000;
+  std::vector<std::string> values;
+  values.reserve(static_cast<size_t>(n));
+  char buffer[64];
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t kind = next() % 20;
+    float value = 0.0f;
+    std::memcpy(&value, &state, sizeof value);
+    if (!std::isfinite(value)) value = 1.5f;
+    if (kind < 12) {
+      const std::to_chars_result shortest = std::to_chars(buffer, buffer + sizeof buffer, value);
+      values.emplace_back(buffer, shortest.ptr);
+      if (values.back().find_first_of(".e") == std::string::npos) values.back() += ".0";
+    } else if (kind < 14) {
+      std::snprintf(buffer, sizeof buffer, "%.9e", static_cast<double>(value));
+      values.emplace_back(buffer);
+    } else if (kind < 17) {
+      values.push_back(std::to_string(static_cast<int32_t>(next() % 2000001) - 1000000));  // an integer
+    } else {
+      const char* words[] = {"NaN", "\"NaN\"", "Infinity", "\"-Infinity\"", "-0", "-0.0", "16777216"};
+      values.emplace_back(words[next() % 7]);
+    }
+  }
+  auto document = [&](const std::vector<std::string>& items) {
+    std::string text = R"({"dims":["K"],"shape":[)" + std::to_string(items.size()) + R"(],"dtype":"float32","data":[)";
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (i > 0) text += next() % 7 == 0 ? " ,\n " : ",";
+      text += items[i];
+    }
+    return text + " ]}";
+  };
+  SECTION("every value the same bits") {
+    const std::string text = document(values);
+    REQUIRE(text.size() > (size_t{8} << 20));
+    const moeref::Tensor fast = via_fast_reader(text);
+    const moeref::Tensor dom = via_dom_reader(text);
+    REQUIRE(fast.f32.size() == static_cast<size_t>(n));
+    REQUIRE(dom.f32.size() == static_cast<size_t>(n));
+    int64_t differ = 0;
+    for (size_t i = 0; i < fast.f32.size(); ++i) differ += bits_of(fast.f32[i]) != bits_of(dom.f32[i]) ? 1 : 0;
+    CHECK(differ == 0);
+  }
+  SECTION("an integer that needs a double, far into the array, is kept as the one-by-one reader keeps it") {
+    std::vector<std::string> with_large = values;
+    with_large[1000003] = "16777217";
+    const moeref::ParsedDocument parsed = moeref::parse_json_document(document(with_large), "fast");
+    REQUIRE(parsed.arrays.size() == 1);
+    CHECK(parsed.arrays[0].at(1000003) == 16777217.0);
+    CHECK(parsed.arrays[0].size() == static_cast<size_t>(n));
+  }
+  SECTION("an integer array stays all integers") {
+    std::vector<std::string> integers(static_cast<size_t>(n));
+    for (std::string& item : integers) item = std::to_string(next() % 100000);
+    const moeref::ParsedDocument parsed = moeref::parse_json_document(document(integers), "fast");
+    REQUIRE(parsed.arrays.size() == 1);
+    CHECK(parsed.arrays[0].all_integers);
+    CHECK(parsed.arrays[0].at(777777) == std::stod(integers[777777]));
+  }
+  SECTION("a bad value far into the array is reported at its position") {
+    std::vector<std::string> with_bad = values;
+    with_bad[1234567] = "\"abc\"";
+    CHECK_THROWS_WITH(via_fast_reader(document(with_bad)), Contains("abc") && Contains("1234567"));
+  }
 }

@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "data_array_pieces.hpp"
 #include "moeref/error.hpp"
 #include "moeref/json_decimal.hpp"
 #include "moeref/trace.hpp"
@@ -304,7 +305,12 @@ bool lift_data_arrays(std::string_view text, std::string& rest, DataArrays& arra
     while (r < end && is_space(*r)) ++r;
     if (r >= end || *r != '[') continue;
     arrays.emplace_back();
-    const char* after = scan_data_array(r + 1, end, arrays.back());
+    // A large array is read by every thread at once, where it holds what they read.
+    const char* body = r + 1;
+    const char* close = static_cast<const char*>(std::memchr(body, ']', static_cast<size_t>(end - body)));
+    const bool in_pieces = close != nullptr && static_cast<size_t>(close - body) >= kDataArrayPiecesFrom &&
+                           read_data_array_in_pieces(body, close, arrays.back());
+    const char* after = in_pieces ? close + 1 : scan_data_array(body, end, arrays.back());
     if (after == nullptr) return false;
     rest.append(copied_up_to, r);
     rest += "{\"";
