@@ -179,6 +179,13 @@ TEST_CASE("json decimal: decimals on or next to a float32 midpoint, and at the r
                            "7.038531e-26"}) {
     failures += reads_as_from_chars(text) ? 0 : 1;
   }
+  // A fraction of a million digits against an exponent past the part that is added up:
+  // 10^-1000000 x 10^10000000 overflows, whatever the first million of the exponent says.
+  const std::string million_zeros(999999, '0');
+  for (const std::string& text : {"0." + million_zeros + "1e10000000", "0." + million_zeros + "1e1000000",
+                                  "0." + million_zeros + "1e1000022", "1" + million_zeros + ".0e-10000000"}) {
+    failures += reads_as_from_chars(text) ? 0 : 1;
+  }
   CHECK(failures == 0);
 }
 

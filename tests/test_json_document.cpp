@@ -213,6 +213,18 @@ TEST_CASE("a data array of many MB, read by every thread in pieces, is what the 
     CHECK(parsed.arrays[0].all_integers);
     CHECK(parsed.arrays[0].at(777777) == std::stod(integers[777777]));
   }
+  SECTION("a trailing comma where a piece is cut is refused, as the one-by-one reader refuses it") {
+    // 2097154 values of 4 bytes "1.5,": the second piece is cut at the last comma, just
+    // before the ']'.
+    const size_t count = 2097154;
+    std::string items;
+    for (size_t i = 0; i < count; ++i) items += "1.5,";
+    const std::string head = R"({"dims":["K"],"shape":[)" + std::to_string(count) + R"(],"dtype":"float32","data":[)";
+    CHECK_THROWS_WITH(moeref::parse_json_document(head + items + "]}", "fast"), Contains("not valid JSON"));
+    items.pop_back();
+    const moeref::Tensor read = via_fast_reader(head + items + "]}");
+    CHECK(read.f32.size() == count);
+  }
   SECTION("a bad value far into the array is reported at its position") {
     std::vector<std::string> with_bad = values;
     with_bad[1234567] = "\"abc\"";

@@ -106,6 +106,9 @@ bool read_data_array_in_pieces(const char* body, const char* close, DataArray& a
     pieces.emplace_back(start, piece_end);
     start = comma != nullptr ? comma + 1 : close;
   }
+  // A comma just before ']' ends the last piece and starts none: a trailing comma, which
+  // JSON does not allow (the one-by-one reader reports it).
+  if (pieces.empty() || pieces.back().second != close) return false;
   const int64_t n_pieces = static_cast<int64_t>(pieces.size());
   std::vector<size_t> first(pieces.size() + 1, 0);
 #pragma omp parallel for schedule(static)

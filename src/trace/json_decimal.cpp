@@ -73,7 +73,9 @@ JsonDecimal read_json_decimal(const char* p, const char* end) {
   // Reads the run of digits at q, eight at a time where it can; returns how many.
   auto take_digits = [&]() {
     const char* start = q;
-    for (uint64_t eight = 0; end - q >= 8 && eight_digits(q, eight); q += 8) {
+    // (Eight at a time reads the bytes as one little-endian word.)
+    const bool little_endian = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
+    for (uint64_t eight = 0; little_endian && end - q >= 8 && eight_digits(q, eight); q += 8) {
       if (digits < kBelowTen18Over1e8) {
         digits = digits * 100000000u + eight;
       } else {
@@ -107,9 +109,15 @@ JsonDecimal read_json_decimal(const char* p, const char* end) {
     const bool negative_exponent = q < end && *q == '-';
     if (q < end && (*q == '+' || *q == '-')) ++q;
     if (q >= end || !is_digit(*q)) return JsonDecimal{};
+    // An exponent past a million is beyond any float32 (whatever the digits), and is not
+    // added up further: from_chars decides such a number.
     int64_t written = 0;
     for (; q < end && is_digit(*q); ++q) {
-      if (written < 1000000) written = written * 10 + (*q - '0');  // beyond any float: from_chars decides
+      if (written < 1000000) {
+        written = written * 10 + (*q - '0');
+      } else {
+        all_digits_kept = false;
+      }
     }
     exponent += negative_exponent ? -written : written;
   }
