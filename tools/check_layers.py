@@ -26,7 +26,7 @@ ALLOWED = {
 
 # Headers and sources directly under include/moeref/ and src/, by stem.
 TOP_LEVEL = {
-    "tensor": "base", "tensor_buffer": "base", "rng": "base", "json_number": "base", "json_decimal": "base", "error": "base", "atomic_file": "base", "mapped_text": "base",
+    "tensor": "base", "tensor_buffer": "base", "rng": "base", "json_number": "base", "json_decimal": "base", "streamed_file": "base", "error": "base", "atomic_file": "base", "mapped_text": "base",
     "trace": "base", "trace_data_text": "base", "trace_files": "base", "npy": "base", "sha256": "base", "ustar": "base",
     "tolerance": "base", "run_observer": "base", "step_bounds": "check",
     "config": "config", "hparams": "config", "inputs": "config", "dims": "config",

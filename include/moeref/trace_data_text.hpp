@@ -18,7 +18,10 @@ namespace moeref {
 using FormatProgress = std::function<void(size_t done, size_t total)>;
 
 // Appends the values of `tensor` separated by commas (no brackets); the text of
-// each float32 is append_float32's, of each int32 std::to_string's.
-void append_data_values(std::string& out, const Tensor& tensor, const FormatProgress& progress = {});
+// each float32 is append_float32's, of each int32 std::to_string's. A long array is
+// formatted in batches of chunks; `after_batch` is called after each batch is appended
+// (a streamed file takes what `out` holds then, so that the whole text is never held).
+void append_data_values(std::string& out, const Tensor& tensor, const FormatProgress& progress = {},
+                        const std::function<void()>& after_batch = {});
 
 }  // namespace moeref

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "moeref/atomic_file.hpp"
+#include "moeref/streamed_file.hpp"
 #include "moeref/trace.hpp"
 
 namespace moeref {
@@ -54,6 +55,9 @@ void hash_sidecars(std::vector<TraceSidecar>& sidecars);
 // format_version 2 when there are any, else exactly write_trace(trace).
 std::string write_trace_json(const Trace& trace, const std::vector<TraceSidecar>& sidecars,
                              const TraceFormatProgress& formatting = {});
+// The same text into `file`, handed over a few MiB at a time while the rest is formatted.
+void write_trace_json_to(StreamedFile& file, const Trace& trace, const std::vector<TraceSidecar>& sidecars,
+                         const TraceFormatProgress& formatting = {});
 
 // Writes the trace to `json_path` with its sidecars in arrays_dir_name(json_path) beside
 // it, atomically: sidecars go into a temporary directory and the JSON into a temporary

@@ -183,7 +183,15 @@ size_t write_trace_files(const std::string& json_path, const Trace& trace, const
   std::vector<TraceSidecar> sidecars =
       regular_target ? plan_sidecars(trace, rule, arrays_name) : std::vector<TraceSidecar>{};
   if (sidecars.empty()) {
-    write_file_atomically(json_path, write_trace(trace, formatting), progress);
+    if (regular_target) {
+      // Written while it is formatted: the threads format the next batch while the last
+      // is written, and the whole text is never held at once.
+      StreamedFile file(json_path);
+      write_trace_json_to(file, trace, {}, formatting);
+      file.commit(progress);
+    } else {
+      write_file_atomically(json_path, write_trace(trace, formatting), progress);
+    }
     // The sidecars of an earlier trace at this path belong to nothing now (a directory
     // holding anything else is left alone).
     if (regular_target && std::filesystem::is_directory(arrays_path) && holds_only_sidecars(arrays_path)) {

@@ -38,7 +38,7 @@ namespace {
 void append_json_string(std::string& out, const std::string& text) { out += nlohmann::json(text).dump(); }
 
 void append_tensor_fields(std::string& out, const Tensor& tensor, const TraceSidecar* sidecar = nullptr,
-                          const FormatProgress& progress = {}) {
+                          const FormatProgress& progress = {}, const std::function<void()>& after_batch = {}) {
   out += "\"dims\":[";
   for (size_t i = 0; i < tensor.dims.size(); ++i) {
     if (i > 0) out += ',';
@@ -58,7 +58,7 @@ void append_tensor_fields(std::string& out, const Tensor& tensor, const TraceSid
     return;
   }
   out += "\",\"data\":[";
-  append_data_values(out, tensor, progress);
+  append_data_values(out, tensor, progress, after_batch);
   out += ']';
 }
 
@@ -80,8 +80,17 @@ std::string write_trace(const Trace& trace, const TraceFormatProgress& progress)
   return write_trace_json(trace, {}, progress);
 }
 
-std::string write_trace_json(const Trace& trace, const std::vector<TraceSidecar>& sidecars,
-                             const TraceFormatProgress& progress) {
+namespace {
+
+// The trace's JSON text, appended to `out`; `hand_over(out)`, when given, is called
+// whenever `out` has grown past a few MiB and takes (moves out) what it holds.
+void format_trace_json(const Trace& trace, const std::vector<TraceSidecar>& sidecars,
+                       const TraceFormatProgress& progress, std::string& out,
+                       const std::function<void(std::string&)>& hand_over) {
+  constexpr size_t kHandOverBytes = size_t{4} << 20;
+  const std::function<void()> after_batch = [&out, &hand_over]() {
+    if (hand_over && out.size() >= kHandOverBytes) hand_over(out);
+  };
   std::map<const Tensor*, const TraceSidecar*> sidecar_of;
   for (const TraceSidecar& sidecar : sidecars) sidecar_of[sidecar.tensor] = &sidecar;
   const auto find_sidecar = [&sidecar_of](const Tensor& tensor) -> const TraceSidecar* {
@@ -89,7 +98,7 @@ std::string write_trace_json(const Trace& trace, const std::vector<TraceSidecar>
     return found == sidecar_of.end() ? nullptr : found->second;
   };
   // Fixed key order and one tensor per line: stable bytes, readable diffs.
-  std::string out = "{\n";
+  out += "{\n";
   out += "\"format\": \"" + std::string(kTraceFormat) + "\",\n";
   out += "\"format_version\": " + std::to_string(sidecars.empty() ? kTraceFormatVersion : kTraceFormatVersionSidecars) +
          ",\n";
@@ -118,7 +127,7 @@ std::string write_trace_json(const Trace& trace, const std::vector<TraceSidecar>
     append_json_string(out, inputs[i]->name);
     out += ": {";
     append_tensor_fields(out, inputs[i]->tensor, find_sidecar(inputs[i]->tensor),
-                         tensor_progress(progress, "inputs." + inputs[i]->name));
+                         tensor_progress(progress, "inputs." + inputs[i]->name), after_batch);
     out += '}';
   }
   out += trace.inputs.empty() ? "},\n" : "\n},\n";
@@ -137,11 +146,29 @@ std::string write_trace_json(const Trace& trace, const std::vector<TraceSidecar>
       out += "],";
     }
     append_tensor_fields(out, trace.steps[i].tensor, find_sidecar(trace.steps[i].tensor),
-                         tensor_progress(progress, trace.steps[i].name));
+                         tensor_progress(progress, trace.steps[i].name), after_batch);
     out += '}';
   }
   out += trace.steps.empty() ? "]\n}\n" : "\n]\n}\n";
+}
+
+}  // namespace
+
+std::string write_trace_json(const Trace& trace, const std::vector<TraceSidecar>& sidecars,
+                             const TraceFormatProgress& progress) {
+  std::string out;
+  format_trace_json(trace, sidecars, progress, out, {});
   return out;
+}
+
+void write_trace_json_to(StreamedFile& file, const Trace& trace, const std::vector<TraceSidecar>& sidecars,
+                         const TraceFormatProgress& progress) {
+  std::string out;
+  format_trace_json(trace, sidecars, progress, out, [&file](std::string& text) {
+    file.put(std::move(text));
+    text.clear();
+  });
+  file.put(std::move(out));
 }
 
 }  // namespace moeref
