@@ -106,6 +106,17 @@ std::string error_of_reading(const std::string& path) {
 
 bool have_program(const std::string& test) { return run_shell(test).exit_code == 0; }
 
+// `count` bytes of a linear congruential sequence from `seed` (the same on every run).
+std::vector<unsigned char> pseudo_random_bytes(size_t count, uint32_t seed) {
+  std::vector<unsigned char> bytes(count);
+  uint32_t state = seed;
+  for (unsigned char& byte : bytes) {
+    state = state * 1664525u + 1013904223u;
+    byte = static_cast<unsigned char>(state >> 24);
+  }
+  return bytes;
+}
+
 }  // namespace
 
 TEST_CASE("sha256: the FIPS 180-2 test vectors", "[sidecars][sha256]") {
@@ -126,12 +137,7 @@ TEST_CASE("sha256: the FIPS 180-2 test vectors", "[sidecars][sha256]") {
 }
 
 TEST_CASE("sha256: streamed in uneven pieces, every length, equals the portable digest", "[sidecars][sha256]") {
-  std::vector<unsigned char> bytes(1500);
-  uint32_t state = 12345;
-  for (unsigned char& byte : bytes) {
-    state = state * 1664525u + 1013904223u;
-    byte = static_cast<unsigned char>(state >> 24);
-  }
+  const std::vector<unsigned char> bytes = pseudo_random_bytes(1500, 12345);
   for (size_t size = 0; size <= bytes.size(); size += 7) {
     moeref::Sha256 streamed;
     for (size_t done = 0; done < size;) {
@@ -144,12 +150,7 @@ TEST_CASE("sha256: streamed in uneven pieces, every length, equals the portable 
 }
 
 TEST_CASE("sha256: two messages hashed side by side keep their own digests", "[sidecars][sha256]") {
-  std::vector<unsigned char> bytes(2000);
-  uint32_t state = 777;
-  for (unsigned char& byte : bytes) {
-    state = state * 1664525u + 1013904223u;
-    byte = static_cast<unsigned char>(state >> 24);
-  }
+  const std::vector<unsigned char> bytes = pseudo_random_bytes(2000, 777);
   const unsigned char* first = bytes.data();
   const unsigned char* second = bytes.data() + 1000;  // another message, not the first one again
   INFO("SHA extensions in use " << moeref::sha256_uses_cpu_extensions());
