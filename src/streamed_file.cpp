@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <stdexcept>
 #include <utility>
 
 #include "moeref/error.hpp"
@@ -19,10 +20,21 @@ constexpr size_t kMostQueuedBytes = size_t{64} << 20;
 
 StreamedFile::StreamedFile(const std::string& path) : path_(path) {
   fd_ = create_temporary_file_beside(path, tmp_path_);
-  writer_ = std::thread([this] { write_pieces(); });
+  try {
+    writer_ = std::thread([this] { write_pieces(); });
+  } catch (const std::exception& error) {
+    ::close(fd_);
+    std::remove(tmp_path_.c_str());
+    throw InputError("output file " + path + ": cannot start the thread that writes it (" + error.what() + ")");
+  }
 }
 
 StreamedFile::~StreamedFile() {
+  if (fd_ >= 0) {
+    // Given up: what still waits is not written.
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (error_.empty()) error_ = "given up";
+  }
   stop_writer();
   if (fd_ >= 0) {
     ::close(fd_);
@@ -46,9 +58,10 @@ void StreamedFile::write_pieces() {
     if (queue_.empty()) return;  // closing, and everything given is written
     std::string piece = std::move(queue_.front());
     queue_.pop_front();
+    const bool wanted = error_.empty();  // after an error, or given up, the rest is dropped
     lock.unlock();
     std::string failure;
-    if (error_.empty()) {
+    if (wanted) {
       try {
         write_all(fd_, piece.data(), piece.size(), "output file " + path_);
       } catch (const std::exception& error) {
@@ -64,10 +77,11 @@ void StreamedFile::write_pieces() {
 
 void StreamedFile::put(std::string piece) {
   if (piece.empty()) return;
-  given_ += piece.size();
   std::unique_lock<std::mutex> lock(mutex_);
+  if (closing_) throw std::logic_error("StreamedFile::put after commit");
   drained_.wait(lock, [this] { return queued_bytes_ < kMostQueuedBytes || !error_.empty(); });
   if (!error_.empty()) throw InputError(error_);
+  given_ += piece.size();
   queued_bytes_ += piece.size();
   queue_.push_back(std::move(piece));
   lock.unlock();

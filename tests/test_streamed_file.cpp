@@ -122,6 +122,13 @@ TEST_CASE("streamed file: a large inline trace is written byte for byte as write
     }
     trace.add_step("step_" + std::to_string(n), tensor);
   }
+  // Many small tensors too (each formatted in one piece): they are handed over between
+  // tensors.
+  for (int i = 0; i < 40; ++i) {
+    moeref::Tensor small = moeref::Tensor::float32({"S"}, {20000 + i});
+    for (float& value : small.f32) value = static_cast<float>(i) * 0.25f - 3.0f;
+    trace.add_step("small_" + std::to_string(i), small);
+  }
   const std::string dir = temp_dir("streamed_trace");
   const std::string path = dir + "/big.json";
   REQUIRE(moeref::write_trace_files(path, trace, moeref::sidecars_above_rule(std::nullopt)) == 0);

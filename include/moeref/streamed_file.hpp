@@ -16,8 +16,8 @@ namespace moeref {
 // Pieces given to put() are written in order, by a thread of this object's own, to a
 // temporary file beside `path` (create_temporary_file_beside); commit() waits until all
 // are written and renames the file over `path`, as write_file_atomically does. Destroyed
-// without commit() (an error while the contents were made), it removes the temporary
-// file and leaves `path` as it was. At most about 64 MiB wait to be written: put() waits
+// without commit() (an error while the contents were made), it drops what still waits,
+// removes the temporary file and leaves `path` as it was. At most about 64 MiB wait to be written: put() waits
 // for the writer beyond that, so the whole text is never held at once.
 class StreamedFile {
  public:
@@ -26,10 +26,9 @@ class StreamedFile {
   StreamedFile(const StreamedFile&) = delete;
   StreamedFile& operator=(const StreamedFile&) = delete;
 
-  // Throws the writer's InputError (a full disk, ...) once it has one.
+  // Throws the writer's InputError (a full disk, ...) once it has one; never call it
+  // after commit().
   void put(std::string piece);
-  // The bytes given so far.
-  size_t size() const { return given_; }
   // Writes what is left, closes and renames; `progress` is told the bytes written and
   // the total once they are. Throws InputError, leaving `path` as it was, on any failure.
   void commit(const WriteProgressFn& progress = {});

@@ -65,8 +65,10 @@ void write_trace_json_to(StreamedFile& file, const Trace& trace, const std::vect
 // and the JSON renamed last. A trace with no sidecar is one JSON file (format_version 1),
 // and an arrays directory left by an earlier trace at that path is removed. An output
 // that is not a regular file (/dev/null) gets the all-inline JSON. `progress` is told
-// the bytes written so far of the total. Returns the number of sidecars written.
-// `formatting` is told how far the JSON's text is formatted (write_trace).
+// the bytes written so far of the total (an all-inline JSON is written while it is
+// formatted, StreamedFile: it is told once, when the file is complete). Returns the
+// number of sidecars written. `formatting` is told how far the JSON's text is formatted
+// (write_trace).
 size_t write_trace_files(const std::string& json_path, const Trace& trace, const SidecarRule& rule,
                          const WriteProgressFn& progress = {}, const TraceFormatProgress& formatting = {});
 

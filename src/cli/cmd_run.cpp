@@ -66,8 +66,8 @@ void add_run_command(CLI::App& app, int& exit_code) {
     if (!options->groups.empty()) config.groups = parse_group_range(options->groups, "--groups");
     for (const std::string& warning : config.warnings) std::cerr << "moeref: warning: " << warning << "\n";
     const Trace trace = run_config(config, &progress);
-    // Formatting comes first for an inline trace, sidecars are written first otherwise:
-    // the line says "writing" from the first byte written.
+    // Sidecars are written first, and the line says "writing" from their first byte; an
+    // inline trace is written while it is formatted, and the line follows the formatting.
     progress.stage("formatting the trace");
     bool writing = false;
     const size_t sidecars = write_trace_files(

@@ -129,6 +129,7 @@ void format_trace_json(const Trace& trace, const std::vector<TraceSidecar>& side
     append_tensor_fields(out, inputs[i]->tensor, find_sidecar(inputs[i]->tensor),
                          tensor_progress(progress, "inputs." + inputs[i]->name), after_batch);
     out += '}';
+    after_batch();  // many small tensors add up too
   }
   out += trace.inputs.empty() ? "},\n" : "\n},\n";
   out += "\"steps\": [";
@@ -148,6 +149,7 @@ void format_trace_json(const Trace& trace, const std::vector<TraceSidecar>& side
     append_tensor_fields(out, trace.steps[i].tensor, find_sidecar(trace.steps[i].tensor),
                          tensor_progress(progress, trace.steps[i].name), after_batch);
     out += '}';
+    after_batch();
   }
   out += trace.steps.empty() ? "]\n}\n" : "\n]\n}\n";
 }
