@@ -8,11 +8,10 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cmath>
 #include <cstring>
-#include <string_view>
 #include <vector>
 
+#include "data_array_scan.hpp"
 #include "moeref/json_decimal.hpp"
 
 namespace moeref {
@@ -20,16 +19,6 @@ namespace moeref {
 namespace {
 
 constexpr size_t kPieceBytes = size_t{4} << 20;
-
-bool is_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
-
-size_t commas_in(const char* p, const char* end) {
-  size_t count = 0;
-  for (const char* at = p; (at = static_cast<const char*>(std::memchr(at, ',', static_cast<size_t>(end - at)))); ++at) {
-    ++count;
-  }
-  return count;
-}
 
 // The number at p: a float32 (an integer only when it is exactly one, as a double first,
 // as the one-by-one reader takes it), and whether it was written as an integer. nullptr
@@ -50,28 +39,16 @@ const char* read_number(const char* p, const char* end, float& value, bool& is_i
   return p + number.length;
 }
 
-// The value at p (after any space): a number, or NaN / Infinity / -Infinity bare or as a
-// string. Sets `value` and whether it was an integer; returns the position after it, or
-// nullptr when it is anything else or an integer that is not exactly a float32.
+// The value at p (after any space): NaN / Infinity / -Infinity, bare or as a string, or
+// a number (read_number). Returns the position after it, or nullptr.
 const char* read_value(const char* p, const char* end, float& value, bool& is_integer) {
-  while (p < end && is_space(*p)) ++p;
+  while (p < end && is_json_space(*p)) ++p;
   if (p >= end) return nullptr;
-  const bool digit_next = (*p >= '0' && *p <= '9') || (*p == '-' && p + 1 < end && p[1] >= '0' && p[1] <= '9');
-  if (digit_next) return read_number(p, end, value, is_integer);
-  const bool quoted = *p == '"';
-  const char* word = quoted ? p + 1 : p;
-  const std::string_view rest(word, static_cast<size_t>(end - word));
-  for (const auto& [text, meaning] :
-       {std::pair<std::string_view, float>{"NaN", NAN}, std::pair<std::string_view, float>{"Infinity", INFINITY},
-        std::pair<std::string_view, float>{"-Infinity", -INFINITY}}) {
-    if (rest.substr(0, text.size()) != text) continue;
-    const char* after = word + text.size();
-    if (quoted && (after >= end || *after != '"')) return nullptr;
-    value = meaning;
+  if (const size_t length = read_non_finite_word(p, end, value)) {
     is_integer = false;
-    return quoted ? after + 1 : after;
+    return p + length;
   }
-  return nullptr;
+  return read_number(p, end, value, is_integer);
 }
 
 // Reads the `count` comma-separated values of [p, end) into out[0, count). False on
@@ -82,7 +59,7 @@ bool read_piece(const char* p, const char* end, float* out, size_t count, bool& 
     p = read_value(p, end, out[i], is_integer);
     if (p == nullptr) return false;
     all_integers = all_integers && is_integer;
-    while (p < end && is_space(*p)) ++p;
+    while (p < end && is_json_space(*p)) ++p;
     if (i + 1 < count) {
       if (p >= end || *p != ',') return false;
       ++p;
@@ -114,7 +91,7 @@ bool read_data_array_in_pieces(const char* body, const char* close, DataArray& a
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n_pieces; ++i) {
     const auto& [begin, end] = pieces[static_cast<size_t>(i)];
-    first[static_cast<size_t>(i) + 1] = commas_in(begin, end) + 1;
+    first[static_cast<size_t>(i) + 1] = count_commas(begin, end) + 1;
   }
   for (size_t i = 0; i < pieces.size(); ++i) first[i + 1] += first[i];
   array = DataArray();

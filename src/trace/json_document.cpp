@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "data_array_pieces.hpp"
+#include "data_array_scan.hpp"
 #include "moeref/error.hpp"
 #include "moeref/json_decimal.hpp"
 #include "moeref/trace.hpp"
@@ -182,38 +183,6 @@ class DataArraySplitter {
   size_t placeholder_keys_ = 0;
 };
 
-bool is_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
-
-// The length of the bare word NaN, Infinity or -Infinity at p, else 0.
-size_t bare_non_finite_length(const char* p, const char* end) {
-  if (*p != 'N' && *p != 'I' && *p != '-') return 0;  // most values: a digit or a sign and a digit
-  const std::string_view rest(p, static_cast<size_t>(end - p));
-  for (const std::string_view word :
-       {std::string_view("NaN"), std::string_view("Infinity"), std::string_view("-Infinity")}) {
-    if (rest.substr(0, word.size()) == word) return word.size();
-  }
-  return 0;
-}
-
-// The number of ',' in [p, end), eight bytes at a time: a byte of w ^ ",,,,,,,," is zero
-// exactly where w holds a comma, and ~(((v & 0x7f..) + 0x7f..) | v) sets the high bit of
-// exactly the zero bytes of v (no carry crosses a byte).
-size_t count_commas(const char* p, const char* end) {
-  constexpr uint64_t kCommas = 0x2c2c2c2c2c2c2c2cULL, kLow7 = 0x7f7f7f7f7f7f7f7fULL, kHigh = 0x8080808080808080ULL;
-  size_t count = 0;
-  for (; end - p >= 8; p += 8) {
-    uint64_t word;
-    std::memcpy(&word, p, sizeof word);
-    const uint64_t v = word ^ kCommas;
-    // One bit a comma, at the top of its byte: shifted to the bottom, the multiplication
-    // adds the eight bytes into the top one (at most 8: no carry out of it).
-    const uint64_t ones = (~(((v & kLow7) + kLow7) | v) & kHigh) >> 7;
-    count += static_cast<size_t>((ones * 0x0101010101010101ULL) >> 56);
-  }
-  for (; p < end; ++p) count += *p == ',' ? 1 : 0;
-  return count;
-}
-
 // Reads the array body after '[' up to its ']' when it holds only numbers and the
 // NaN/Infinity strings. Returns the position after ']', or nullptr to let the
 // general parser handle (and report) anything else.
@@ -223,30 +192,15 @@ const char* scan_data_array(const char* p, const char* end, DataArray& array) {
   if (const char* close = static_cast<const char*>(std::memchr(p, ']', static_cast<size_t>(end - p)))) {
     array.reserve(count_commas(p, close) + 1);
   }
+  float word_value = 0.0f;
   while (true) {
-    while (p < end && is_space(*p)) ++p;
+    while (p < end && is_json_space(*p)) ++p;
     if (p < end && *p == ']' && array.size() == 0) return p + 1;
     if (p >= end) return nullptr;
-    if (const size_t bare = bare_non_finite_length(p, end)) {
-      // Python's json writes NaN and the infinities as bare words: read as the strings.
-      array.push(*p == 'N' ? std::nan("") : (*p == '-' ? -INFINITY : INFINITY));
+    if (const size_t length = read_non_finite_word(p, end, word_value)) {
+      array.push_float(word_value);
       array.all_integers = false;
-      p += bare;
-    } else if (*p == '"') {
-      const char* close = static_cast<const char*>(std::memchr(p + 1, '"', static_cast<size_t>(end - p - 1)));
-      if (close == nullptr) return nullptr;
-      const std::string_view word(p + 1, static_cast<size_t>(close - p - 1));
-      if (word == "NaN") {
-        array.push(std::nan(""));
-      } else if (word == "Infinity") {
-        array.push(INFINITY);
-      } else if (word == "-Infinity") {
-        array.push(-INFINITY);
-      } else {
-        return nullptr;
-      }
-      array.all_integers = false;
-      p = close + 1;
+      p += length;
     } else {
       // Straight to float32: decimal -> float32 in one rounding.
       const JsonDecimal number = read_json_decimal(p, end);
@@ -261,7 +215,7 @@ const char* scan_data_array(const char* p, const char* end, DataArray& array) {
       }
       p += number.length;
     }
-    while (p < end && is_space(*p)) ++p;
+    while (p < end && is_json_space(*p)) ++p;
     if (p >= end) return nullptr;
     if (*p == ']') return p + 1;
     if (*p != ',') return nullptr;
@@ -299,10 +253,10 @@ bool lift_data_arrays(std::string_view text, std::string& rest, DataArrays& arra
     p = q + 1;
     if (!is_data_key) continue;
     const char* r = p;
-    while (r < end && is_space(*r)) ++r;
+    while (r < end && is_json_space(*r)) ++r;
     if (r >= end || *r != ':') continue;
     ++r;
-    while (r < end && is_space(*r)) ++r;
+    while (r < end && is_json_space(*r)) ++r;
     if (r >= end || *r != '[') continue;
     arrays.emplace_back();
     // A large array is read by every thread at once, where it holds what they read.

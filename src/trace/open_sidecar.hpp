@@ -38,9 +38,6 @@ class OpenSidecar {
   Chunk read_next(size_t most);
   size_t remaining() const { return size_ - done_; }
 
-  int fd() const { return fd_; }
-  const std::string& field() const { return field_; }
-  const std::string& where() const { return where_; }
   // Everything read is given to it (the header by the opener, the values by the reader).
   Sha256& digest() { return digest_; }
   // Compares the digest with the trace's sha256: a difference is an InputError naming
