@@ -15,7 +15,6 @@
 #include <vector>
 
 #include "moeref/atomic_file.hpp"
-#include "moeref/streamed_file.hpp"
 #include "moeref/trace.hpp"
 
 namespace moeref {
@@ -55,6 +54,7 @@ void hash_sidecars(std::vector<TraceSidecar>& sidecars);
 // format_version 2 when there are any, else exactly write_trace(trace).
 std::string write_trace_json(const Trace& trace, const std::vector<TraceSidecar>& sidecars,
                              const TraceFormatProgress& formatting = {});
+class StreamedFile;  // moeref/streamed_file.hpp
 // The same text into `file`, handed over a few MiB at a time while the rest is formatted.
 void write_trace_json_to(StreamedFile& file, const Trace& trace, const std::vector<TraceSidecar>& sidecars,
                          const TraceFormatProgress& formatting = {});

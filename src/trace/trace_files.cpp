@@ -20,6 +20,7 @@
 #include "moeref/mapped_text.hpp"
 #include "moeref/npy.hpp"
 #include "moeref/sha256.hpp"
+#include "moeref/streamed_file.hpp"
 #include "moeref/ustar.hpp"
 #include "open_sidecar.hpp"
 

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "moeref/json_number.hpp"
+#include "moeref/streamed_file.hpp"
 #include "moeref/trace.hpp"
 #include "moeref/trace_data_text.hpp"
 #include "moeref/trace_files.hpp"
